@@ -1,0 +1,111 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// ErrInvalidName is wrapped by every name, subject, privilege or resource
+// that does not parse.
+var ErrInvalidName = errors.New("invalid name")
+
+// Subject kinds.
+const (
+	KindUser    = "user"
+	KindMachine = "machine"
+	KindGroup   = "group"
+	// KindNode is the actor of events a node writes on its own behalf
+	// (bootstrap, job scheduling); it can hold no grants.
+	KindNode = "node"
+)
+
+// A Subject is who acts or who is granted: "user:alice@example.com".
+type Subject struct {
+	Kind string
+	Name string
+}
+
+func (s Subject) String() string { return s.Kind + ":" + s.Name }
+
+// ParseSubject parses "user:NAME", "machine:NAME" or "group:NAME".
+func ParseSubject(s string) (Subject, error) {
+	kind, name, ok := strings.Cut(s, ":")
+	if !ok {
+		return Subject{}, fmt.Errorf("%w: subject %q: want user:NAME, machine:NAME or group:NAME", ErrInvalidName, s)
+	}
+	switch kind {
+	case KindUser, KindMachine, KindGroup:
+	default:
+		return Subject{}, fmt.Errorf("%w: subject %q: kind %q is not user, machine or group", ErrInvalidName, s, kind)
+	}
+	if err := CheckName(kind, name); err != nil {
+		return Subject{}, err
+	}
+	return Subject{Kind: kind, Name: name}, nil
+}
+
+// CheckName validates the name of a user, machine, group or target: 1 to
+// 253 characters of letters, digits and . _ @ + -, not starting with a
+// punctuation character. Names appear in keys, globs and shell output, so the
+// alphabet is deliberately small.
+func CheckName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: %s name is empty", ErrInvalidName, kind)
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("%w: %s name has %d characters, at most 253 allowed", ErrInvalidName, kind, len(name))
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			i > 0 && strings.ContainsRune("._@+-", r)
+		if !ok {
+			return fmt.Errorf("%w: %s name %q: character %q at position %d (allowed: letters, digits and . _ @ + - after the first)", ErrInvalidName, kind, name, r, i+1)
+		}
+	}
+	return nil
+}
+
+// Privileges, from most to least powerful.
+const (
+	PrivAdmin     = "admin"
+	PrivKeys      = "keys"
+	PrivProvision = "provision"
+	PrivView      = "view"
+)
+
+// CheckPrivilege validates a privilege name.
+func CheckPrivilege(p string) error {
+	switch p {
+	case PrivAdmin, PrivView, PrivProvision, PrivKeys:
+		return nil
+	}
+	return fmt.Errorf("%w: privilege %q: want admin, view, provision or keys", ErrInvalidName, p)
+}
+
+// Resource kinds a grant can name after "KIND/".
+var resourceKinds = [...]string{"targets", "jobs", "identities", "tokens", "grants", "events", "cluster"}
+
+// CheckResource validates a grant resource: "*" (everything) or "KIND/GLOB"
+// where GLOB is a path.Match pattern over names ("targets/web-*").
+func CheckResource(r string) error {
+	if r == "*" {
+		return nil
+	}
+	kind, glob, ok := strings.Cut(r, "/")
+	if !ok || glob == "" {
+		return fmt.Errorf("%w: resource %q: want * or KIND/GLOB, e.g. targets/web-*", ErrInvalidName, r)
+	}
+	known := false
+	for _, k := range resourceKinds {
+		known = known || k == kind
+	}
+	if !known {
+		return fmt.Errorf("%w: resource %q: kind %q is not one of %s", ErrInvalidName, r, kind, strings.Join(resourceKinds[:], ", "))
+	}
+	if _, err := path.Match(glob, ""); err != nil {
+		return fmt.Errorf("%w: resource %q: bad glob: %v", ErrInvalidName, r, err)
+	}
+	return nil
+}

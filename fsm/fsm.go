@@ -1,0 +1,444 @@
+// Package fsm is hpt's state machine: it applies committed events to the
+// state held in Pebble, archives every event so history outlives Raft log
+// compaction, and writes and restores snapshots.
+//
+// The state machine is pure in the sense that matters for Raft: the same
+// entries in the same order produce the same state and the same results on
+// every replica. It reads no clock (event time comes from the proposer), no
+// randomness and no network, and only iterates Pebble in key order.
+//
+// Package node adapts FSM to raft.FSM; this package does not import raft.
+//
+// Durability: state batches are committed without fsync because the Raft
+// log (fsynced) is the source of truth. The applied index is written in the
+// same batch as the state it describes, so after a crash the state and the
+// index agree, and Raft re-delivers what was lost (entries at or below the
+// applied index are skipped, so re-delivery is harmless). Snapshot syncs
+// first, so the durable applied index is never behind a snapshot.
+package fsm
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hpt-dev/hpt/events"
+)
+
+// Errors a rejected command carries (wrapped in a *Rejection); callers
+// branch on them with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrInvalid  = errors.New("invalid")
+	ErrConflict = errors.New("conflict")
+	// ErrClosed is returned by reads after Close.
+	ErrClosed = errors.New("state closed")
+)
+
+// A Rejection is a command the state machine refused. It is a value, the
+// same on every replica, not a failure of the node; no event is archived.
+type Rejection struct {
+	Kind error // one of ErrNotFound, ErrExists, ErrInvalid, ErrConflict
+	Msg  string
+}
+
+func (r *Rejection) Error() string { return r.Msg }
+func (r *Rejection) Unwrap() error { return r.Kind }
+
+func reject(kind error, format string, args ...any) *Rejection {
+	return &Rejection{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Entry is one committed log entry. Data is nil for entries that carry no
+// event (Raft configuration changes); they only advance the applied index.
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Result is the outcome of applying one entry.
+type Result struct {
+	// Index of the event: the entry's index, or for a duplicate request the
+	// index of the event that first carried the request id.
+	Index     uint64
+	Duplicate bool
+	// Rejected is non-nil if the state machine refused the command.
+	Rejected *Rejection
+}
+
+// FSM is the state of one node. Apply, Snapshot and Restore must be called
+// from one goroutine at a time (Raft's FSM goroutine); reads may be called
+// from any goroutine concurrently with them.
+type FSM struct {
+	dir string
+	log *slog.Logger
+
+	// mu guards db against Restore swapping it. Readers hold it shared for
+	// the duration of one read; lock order: mu before waitMu.
+	mu     sync.RWMutex
+	db     *pebble.DB
+	closed bool
+
+	applied atomic.Uint64
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied advances
+
+	// snapshots that are still being persisted; Restore and Close wait.
+	persisting sync.WaitGroup
+}
+
+// Key layout (one tag byte, then the rest):
+//
+//	m applied                          -> uint64 BE, in the same batch as the state
+//	m bootstrapped                     -> uint64 BE index of ClusterBootstrapped
+//	e <index BE>                       -> encoded events.Event (the archive)
+//	r <request id>                     -> uint64 BE index of the event
+//	i <kind>/<name>                    -> Identity
+//	g <group> 0x00 <member subject>    -> empty (members of a group)
+//	G <member subject> 0x00 <group>    -> empty (groups of a member)
+//	t <token id>                       -> Token
+//	T <subject> 0x00 <token id>        -> empty (tokens of a subject)
+//	k <target>                         -> TargetKey
+//	K <public key>                     -> target name
+//	a <subject> 0x00 <priv> 0x00 <res> -> Grant
+var (
+	keyApplied      = []byte("mapplied")
+	keyBootstrapped = []byte("mbootstrapped")
+)
+
+const (
+	tagEvent      = 'e'
+	tagRequest    = 'r'
+	tagIdentity   = 'i'
+	tagMember     = 'g'
+	tagMemberOf   = 'G'
+	tagToken      = 't'
+	tagTokenOf    = 'T'
+	tagTarget     = 'k'
+	tagTargetByPK = 'K'
+	tagGrant      = 'a'
+)
+
+func key(tag byte, parts ...string) []byte {
+	n := 1 + len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, tag)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+func eventKey(index uint64) []byte {
+	b := make([]byte, 9)
+	b[0] = tagEvent
+	binary.BigEndian.PutUint64(b[1:], index)
+	return b
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// stateDir names the live Pebble directory; CURRENT in dir holds its name
+// so that Restore can switch to a fully written copy atomically.
+const currentFile = "CURRENT"
+
+// Open opens (or creates) the state under dir.
+func Open(dir string, log *slog.Logger) (*FSM, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	name, err := currentDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := removeStale(dir, name); err != nil {
+		return nil, err
+	}
+	db, err := openPebble(filepath.Join(dir, name), log)
+	if err != nil {
+		return nil, err
+	}
+	f := &FSM{dir: dir, log: log, db: db, waitCh: make(chan struct{})}
+	idx, err := readU64(db, keyApplied)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state: applied index: %w", err)
+	}
+	f.applied.Store(idx)
+	return f, nil
+}
+
+func currentDir(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, currentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		if err := writeCurrent(dir, "state-1"); err != nil {
+			return "", err
+		}
+		return "state-1", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("open state: %w", err)
+	}
+	name := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(name, "state-") || strings.ContainsAny(name, "/\\") {
+		return "", fmt.Errorf("open state: %s names %q, not a state directory", filepath.Join(dir, currentFile), name)
+	}
+	return name, nil
+}
+
+func writeCurrent(dir, name string) error {
+	tmp := filepath.Join(dir, currentFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(name+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", currentFile, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, currentFile)); err != nil {
+		return fmt.Errorf("write %s: %w", currentFile, err)
+	}
+	return syncFile(dir)
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeStale deletes state directories other than the current one: the
+// remains of a restore that crashed before or after the switch.
+func removeStale(dir, current string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "state-") && e.Name() != current {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove stale state %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func openPebble(path string, log *slog.Logger) (*pebble.DB, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	db, err := pebble.Open(path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// getter is what Pebble's DB, Batch and Snapshot have in common for reads.
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func readU64(r getter, k []byte) (uint64, error) {
+	v, c, err := r.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("key %q: %d bytes, want 8", k, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Close waits for snapshots being persisted and closes the state.
+func (f *FSM) Close() error {
+	f.persisting.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("close state: %w", err)
+	}
+	return nil
+}
+
+// AppliedIndex is the index of the last entry applied to the state.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied blocks until the applied index reaches index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.waitMu.Lock()
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (applied %d): %w", index, f.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+// Changed returns a channel closed the next time the applied index advances.
+func (f *FSM) Changed() <-chan struct{} {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	return f.waitCh
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// ApplyBatch applies committed entries in order, all in one Pebble batch
+// together with the new applied index, and returns one Result per entry.
+//
+// An entry that cannot be decoded means the log is corrupt or was written by
+// a newer binary: ApplyBatch panics rather than guess, halting the node
+// before its state diverges.
+func (f *FSM) ApplyBatch(entries []Entry) []Result {
+	results := make([]Result, len(entries))
+	if len(entries) == 0 {
+		return results
+	}
+	applied := f.applied.Load()
+	b := f.db.NewIndexedBatch()
+	defer b.Close()
+	// Request ids seen in this batch; the indexed batch would find them too,
+	// but a map keeps the common no-duplicate case cheap.
+	last := applied
+	for i, e := range entries {
+		results[i].Index = e.Index
+		if e.Index <= applied {
+			// Re-delivered after a restart: already in the state.
+			continue
+		}
+		last = e.Index
+		if e.Data == nil {
+			continue
+		}
+		ev, err := events.Decode(e.Data)
+		if err != nil {
+			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
+		}
+		ev.Index = e.Index
+		results[i] = f.applyOne(b, ev)
+	}
+	if last == applied {
+		return results
+	}
+	if err := b.Set(keyApplied, u64(last), nil); err != nil {
+		panic(fmt.Sprintf("hpt: apply batch: %v", err))
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		// The state store failing under us is not something a replica can
+		// recover from on its own; continuing would diverge.
+		panic(fmt.Sprintf("hpt: commit state batch at index %d: %v", last, err))
+	}
+	f.setApplied(last)
+	return results
+}
+
+func (f *FSM) applyOne(b *pebble.Batch, ev *events.Event) Result {
+	res := Result{Index: ev.Index}
+	if id := ev.GetRequestId(); id != "" {
+		prev, err := readU64(b, key(tagRequest, id))
+		if err != nil {
+			panic(fmt.Sprintf("hpt: read request id: %v", err))
+		}
+		if prev != 0 {
+			return Result{Index: prev, Duplicate: true}
+		}
+	}
+	payload, err := ev.DecodePayload()
+	if err != nil {
+		panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v", ev.Index, err))
+	}
+	tx := &txn{b: b, ev: ev}
+	if rej := tx.apply(payload); rej != nil {
+		res.Rejected = rej
+		return res
+	}
+	if err := tx.err; err != nil {
+		panic(fmt.Sprintf("hpt: apply event %d: %v", ev.Index, err))
+	}
+	enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+	if err != nil {
+		panic(fmt.Sprintf("hpt: archive event %d: %v", ev.Index, err))
+	}
+	tx.set(eventKey(ev.Index), enc)
+	if id := ev.GetRequestId(); id != "" {
+		tx.set(key(tagRequest, id), u64(ev.Index))
+	}
+	if tx.err != nil {
+		panic(fmt.Sprintf("hpt: apply event %d: %v", ev.Index, tx.err))
+	}
+	return res
+}
+
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,308 @@
+package fsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hpt-dev/hpt/events"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func openTest(t *testing.T, dir string) *FSM {
+	t.Helper()
+	f, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// applier feeds events to an FSM with consecutive indexes.
+type applier struct {
+	t    *testing.T
+	f    *FSM
+	next uint64
+}
+
+func (a *applier) entry(reqID string, p proto.Message) Entry {
+	a.t.Helper()
+	ev, err := events.New("user:admin", reqID, t0, p)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	b, err := events.Encode(ev)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.next++
+	return Entry{Index: a.next, Data: b}
+}
+
+func (a *applier) apply(reqID string, p proto.Message) Result {
+	a.t.Helper()
+	return a.f.ApplyBatch([]Entry{a.entry(reqID, p)})[0]
+}
+
+func (a *applier) mustApply(p proto.Message) Result {
+	a.t.Helper()
+	r := a.apply("", p)
+	if r.Rejected != nil {
+		a.t.Fatalf("apply %T: rejected: %v", p, r.Rejected)
+	}
+	return r
+}
+
+func sha(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+func TestApplyIdentitiesAndCascade(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	a.mustApply(&events.UserAdded{Name: "alice@example.com"})
+	a.mustApply(&events.GroupAdded{Name: "ops"})
+	a.mustApply(&events.GroupAdded{Name: "sre"})
+	a.mustApply(&events.GroupMemberAdded{Group: "ops", Member: "user:alice@example.com"})
+	a.mustApply(&events.GroupMemberAdded{Group: "sre", Member: "group:ops"})
+	a.mustApply(&events.GrantAdded{Subject: "user:alice@example.com", Privilege: "view", Resource: "*"})
+	a.mustApply(&events.TokenCreated{Id: "abcdefABCDEF", SecretSha256: sha("s"), Subject: "user:alice@example.com"})
+
+	groups, err := f.GroupsOf("user:alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 || groups[0] != "ops" || groups[1] != "sre" {
+		t.Fatalf("GroupsOf = %v, want [ops sre]", groups)
+	}
+
+	tests := []struct {
+		name string
+		p    proto.Message
+		want error
+	}{
+		{"duplicate user", &events.UserAdded{Name: "alice@example.com"}, ErrExists},
+		{"bad name", &events.UserAdded{Name: "-x"}, ErrInvalid},
+		{"member of missing group", &events.GroupMemberAdded{Group: "nope", Member: "user:alice@example.com"}, ErrNotFound},
+		{"missing member", &events.GroupMemberAdded{Group: "ops", Member: "user:bob"}, ErrNotFound},
+		{"cycle", &events.GroupMemberAdded{Group: "ops", Member: "group:sre"}, ErrConflict},
+		{"self", &events.GroupMemberAdded{Group: "ops", Member: "group:ops"}, ErrConflict},
+		{"grant bad privilege", &events.GrantAdded{Subject: "user:alice@example.com", Privilege: "root", Resource: "*"}, ErrInvalid},
+		{"grant bad resource", &events.GrantAdded{Subject: "user:alice@example.com", Privilege: "view", Resource: "hosts"}, ErrInvalid},
+		{"token for group", &events.TokenCreated{Id: "abcdefABCDEG", SecretSha256: sha("s"), Subject: "group:ops"}, ErrInvalid},
+		{"token short hash", &events.TokenCreated{Id: "abcdefABCDEG", SecretSha256: []byte{1}, Subject: "user:alice@example.com"}, ErrInvalid},
+		{"token id reused", &events.TokenCreated{Id: "abcdefABCDEF", SecretSha256: sha("t"), Subject: "user:alice@example.com"}, ErrExists},
+		{"remove missing", &events.UserRemoved{Name: "bob"}, ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.AppliedIndex()
+			r := a.apply("", tc.p)
+			if r.Rejected == nil || !errors.Is(r.Rejected, tc.want) {
+				t.Fatalf("got %v, want rejection %v", r.Rejected, tc.want)
+			}
+			if f.AppliedIndex() != before+1 {
+				t.Fatalf("applied index %d, want %d: a rejected entry still consumes its index", f.AppliedIndex(), before+1)
+			}
+			if _, err := f.Event(r.Index); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("rejected command left an event in the archive (err %v)", err)
+			}
+		})
+	}
+
+	a.mustApply(&events.UserRemoved{Name: "alice@example.com"})
+	if _, err := f.Token("abcdefABCDEF"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("token of removed user: err %v, want ErrNotFound", err)
+	}
+	if g, _ := f.Grants("user:alice@example.com"); len(g) != 0 {
+		t.Errorf("grants of removed user remain: %v", g)
+	}
+	if m, _ := f.Members("ops"); len(m) != 0 {
+		t.Errorf("removed user still a member of ops: %v", m)
+	}
+	if m, _ := f.Members("sre"); len(m) != 1 || m[0] != "group:ops" {
+		t.Errorf("sre members = %v, want [group:ops]", m)
+	}
+}
+
+func TestDuplicateRequestAppliedOnce(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	first := a.apply("req-1", &events.UserAdded{Name: "bob"})
+	// The retry may even land in the same Raft batch.
+	e1 := a.entry("req-2", &events.MachineAdded{Name: "ci"})
+	e2 := a.entry("req-2", &events.MachineAdded{Name: "ci"})
+	rs := f.ApplyBatch([]Entry{e1, e2})
+	retry := a.apply("req-1", &events.UserAdded{Name: "bob"})
+	if first.Rejected != nil || retry.Rejected != nil || !retry.Duplicate || retry.Index != first.Index {
+		t.Fatalf("retry = %+v, first = %+v; want duplicate of index %d", retry, first, first.Index)
+	}
+	if rs[0].Rejected != nil || rs[0].Duplicate || !rs[1].Duplicate || rs[1].Index != rs[0].Index {
+		t.Fatalf("same-batch retry results = %+v", rs)
+	}
+	var n int
+	f.Events(0, func(*events.Event) bool { n++; return true })
+	if n != 2 {
+		t.Fatalf("archive holds %d events, want 2", n)
+	}
+}
+
+func TestRestartKeepsStateAndSkipsReplay(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{t: t, f: f}
+	var entries []Entry
+	for _, name := range []string{"a", "b", "c"} {
+		e := a.entry("", &events.UserAdded{Name: name})
+		entries = append(entries, e)
+		f.ApplyBatch([]Entry{e})
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = openTest(t, dir)
+	if got := f.AppliedIndex(); got != 3 {
+		t.Fatalf("applied index after reopen = %d, want 3", got)
+	}
+	// Raft re-delivers entries after the last snapshot: they must not be
+	// applied again (they would be rejected as duplicates if they were).
+	for i, r := range f.ApplyBatch(entries) {
+		if r.Rejected != nil {
+			t.Fatalf("re-delivered entry %d was applied again: %v", i+1, r.Rejected)
+		}
+	}
+	ids, _ := f.Identities(events.KindUser)
+	if len(ids) != 3 {
+		t.Fatalf("%d users, want 3", len(ids))
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	src := openTest(t, t.TempDir())
+	a := &applier{t: t, f: src}
+	a.mustApply(&events.UserAdded{Name: "alice"})
+	a.mustApply(&events.TargetKeyRegistered{Target: "web-1", PublicKey: bytes.Repeat([]byte{7}, 32), Labels: map[string]string{"role": "web"}})
+	a.mustApply(&events.BenchWrite{Data: bytes.Repeat([]byte{1}, 256)})
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	// Changes after the snapshot must not be in it.
+	a.mustApply(&events.UserAdded{Name: "late"})
+
+	dst := openTest(t, t.TempDir())
+	b := &applier{t: t, f: dst}
+	b.mustApply(&events.UserAdded{Name: "replaced"})
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if dst.AppliedIndex() != 3 {
+		t.Fatalf("restored applied index = %d, want 3", dst.AppliedIndex())
+	}
+	users, _ := dst.Identities(events.KindUser)
+	if len(users) != 1 || users[0].GetName() != "alice" {
+		t.Fatalf("restored users = %v, want [alice]", users)
+	}
+	tk, err := dst.TargetByKey(bytes.Repeat([]byte{7}, 32))
+	if err != nil || tk.GetLabels()["role"] != "web" {
+		t.Fatalf("restored target = %v, %v", tk, err)
+	}
+	var n int
+	dst.Events(0, func(*events.Event) bool { n++; return true })
+	if n != 3 {
+		t.Fatalf("restored archive has %d events, want 3", n)
+	}
+	// Same state, same bytes: snapshots are deterministic.
+	again, _ := dst.Snapshot()
+	var buf2 bytes.Buffer
+	again.WriteTo(&buf2)
+	again.Release()
+	if !bytes.Equal(buf.Bytes(), buf2.Bytes()) {
+		t.Fatal("snapshot of restored state differs from the original snapshot")
+	}
+}
+
+func TestRestoreRefusesBadSnapshot(t *testing.T) {
+	src := openTest(t, t.TempDir())
+	a := &applier{t: t, f: src}
+	a.mustApply(&events.UserAdded{Name: "alice"})
+	snap, _ := src.Snapshot()
+	var buf bytes.Buffer
+	snap.WriteTo(&buf)
+	snap.Release()
+	good := buf.Bytes()
+
+	corrupt := append([]byte(nil), good...)
+	corrupt[len(corrupt)-5] ^= 0xff
+	cases := map[string][]byte{
+		"empty":     nil,
+		"magic":     append([]byte("NOTSNAP!"), good[8:]...),
+		"truncated": good[:len(good)-20],
+		"corrupt":   corrupt,
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			dst := openTest(t, t.TempDir())
+			b := &applier{t: t, f: dst}
+			b.mustApply(&events.UserAdded{Name: "keep"})
+			if err := dst.Restore(bytes.NewReader(data)); err == nil {
+				t.Fatal("bad snapshot restored")
+			}
+			if _, err := dst.Identity(events.Subject{Kind: "user", Name: "keep"}); err != nil {
+				t.Fatalf("state changed by a refused restore: %v", err)
+			}
+		})
+	}
+}
+
+func TestWaitApplied(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- f.WaitApplied(ctx, 2)
+	}()
+	a.mustApply(&events.UserAdded{Name: "a"})
+	select {
+	case err := <-done:
+		t.Fatalf("WaitApplied(2) returned at index 1: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	a.mustApply(&events.UserAdded{Name: "b"})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := f.WaitApplied(ctx, 99); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitApplied(99) = %v, want deadline exceeded", err)
+	}
+}
+
+func TestApplyHaltsOnUndecodableEntry(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	defer func() {
+		if recover() == nil {
+			t.Fatal("ApplyBatch accepted an undecodable entry")
+		}
+		if f.AppliedIndex() != 0 {
+			t.Fatalf("applied index advanced to %d past a corrupt entry", f.AppliedIndex())
+		}
+	}()
+	f.ApplyBatch([]Entry{{Index: 1, Data: []byte{0xff, 0xff}}})
+}

@@ -1,0 +1,3 @@
+package fsm
+
+//go:generate ../rpc/gen/protoc.sh state.proto

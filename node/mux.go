@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// mux owns the node's one TCP listener. It completes the TLS handshake of
+// every connection (which is where unknown keys are refused) and hands the
+// connection to the listener registered for its ALPN protocol: gRPC or Raft.
+//
+// Handshakes run in their own goroutines with a deadline, so a slow or
+// silent client cannot stall accepts; their number is bounded.
+type mux struct {
+	ln        net.Listener
+	tlsConfig *tls.Config
+	log       *slog.Logger
+	timeout   time.Duration
+
+	routes map[string]*chanListener
+
+	wg       sync.WaitGroup
+	sem      chan struct{}
+	closing  chan struct{}
+	closeErr sync.Once
+}
+
+const maxPendingHandshakes = 256
+
+func newMux(ln net.Listener, cfg *tls.Config, log *slog.Logger, protos ...string) *mux {
+	m := &mux{
+		ln: ln, tlsConfig: cfg, log: log, timeout: 10 * time.Second,
+		routes:  map[string]*chanListener{},
+		sem:     make(chan struct{}, maxPendingHandshakes),
+		closing: make(chan struct{}),
+	}
+	for _, p := range protos {
+		m.routes[p] = newChanListener(ln.Addr(), m.closing)
+	}
+	return m
+}
+
+// listener returns the net.Listener that receives connections for proto.
+func (m *mux) listener(proto string) *chanListener { return m.routes[proto] }
+
+// serve accepts until the listener is closed.
+func (m *mux) serve() {
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closing:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.log.Error("accept failed; stopping listener", "err", err)
+			return
+		}
+		select {
+		case m.sem <- struct{}{}:
+		case <-m.closing:
+			conn.Close()
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			defer func() { <-m.sem }()
+			m.handshake(conn)
+		}()
+	}
+}
+
+func (m *mux) handshake(raw net.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	conn := tls.Server(raw, m.tlsConfig)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		m.log.Warn("tls handshake refused", "remote", raw.RemoteAddr(), "err", err)
+		conn.Close()
+		return
+	}
+	route := m.routes[conn.ConnectionState().NegotiatedProtocol]
+	if route == nil {
+		m.log.Warn("no protocol negotiated", "remote", raw.RemoteAddr())
+		conn.Close()
+		return
+	}
+	if !route.deliver(conn) {
+		conn.Close()
+	}
+}
+
+// close stops accepting, waits for handshakes in flight and closes the
+// protocol listeners.
+func (m *mux) close() error {
+	var err error
+	m.closeErr.Do(func() {
+		close(m.closing)
+		err = m.ln.Close()
+		m.wg.Wait()
+	})
+	return err
+}
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	addr    net.Addr
+	conns   chan net.Conn
+	closing <-chan struct{}
+	once    sync.Once
+	done    chan struct{}
+}
+
+func newChanListener(addr net.Addr, closing <-chan struct{}) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closing: closing, done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	case <-l.closing:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-l.closing:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// raftLayer is raft's StreamLayer on the shared port: accepted connections
+// come from the mux (ALPN hpt-raft, client key verified as the cluster key);
+// dialled connections present the cluster key and pin it on the other side.
+type raftLayer struct {
+	*chanListener
+	advertise net.Addr
+	tlsConfig *tls.Config
+}
+
+func (r *raftLayer) Addr() net.Addr { return r.advertise }
+
+func (r *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: r.tlsConfig}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, "tcp", string(address))
+}

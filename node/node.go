@@ -1,0 +1,329 @@
+// Package node runs one hpt server: Raft over the shared TLS port,
+// memberlist gossip for discovery and bootstrap, the gRPC API, forwarding of
+// writes to the leader, and reads at a chosen consistency.
+//
+// A Node owns every goroutine it starts; Shutdown stops them and waits.
+//
+// Lock order: Node.mu before fsm's locks. The FSM is applied only on Raft's
+// FSM goroutine; the node reads it from any goroutine.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc/auth"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// Errors callers branch on.
+var (
+	ErrNotLeader = errors.New("not the leader")
+	ErrNoLeader  = errors.New("no leader")
+	ErrShutdown  = errors.New("node is shutting down")
+)
+
+// Node is one running hpt server.
+type Node struct {
+	cfg        Config
+	log        *slog.Logger
+	clusterPub ed25519.PublicKey
+	cert       tls.Certificate
+
+	fsm      *fsm.FSM
+	logStore *raftboltdb.BoltStore
+	snaps    *raft.FileSnapshotStore
+	trans    *raft.NetworkTransport
+	raft     *raft.Raft
+
+	mux    *mux
+	addr   string // advertised address of the shared port
+	grpc   *grpc.Server
+	authz  *auth.Authorizer
+	peers  *peerPool
+	gossip *memberlist.Memberlist
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// reconcileCh nudges the membership loop after a gossip event.
+	reconcileCh chan struct{}
+
+	mu sync.Mutex
+	// leaderReady is true once this node, as leader, has applied everything
+	// committed before its term (Barrier); consistent reads wait for it.
+	leaderReady bool
+	shutdown    bool
+}
+
+// New starts a node: it opens the state, starts Raft, the API and gossip.
+// The node serves until Shutdown.
+func New(cfg Config) (_ *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:         cfg,
+		log:         cfg.Logger.With("node", cfg.Name),
+		clusterPub:  cfg.ClusterKey.Public().(ed25519.PublicKey),
+		ctx:         ctx,
+		cancel:      cancel,
+		reconcileCh: make(chan struct{}, 1),
+	}
+	// Undo whatever was started if a later step fails.
+	defer func() {
+		if err != nil {
+			n.Shutdown()
+		}
+	}()
+	if n.cert, err = pinned.Certificate(cfg.ClusterKey); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state"), n.log.With("component", "state")); err != nil {
+		return nil, err
+	}
+	n.peers = newPeerPool(n.clientTLS(pinned.ProtoGRPC), cfg.MaxMessageSize)
+	if err := n.listen(); err != nil {
+		return nil, err
+	}
+	if err := n.startRaft(); err != nil {
+		return nil, err
+	}
+	n.startGRPC()
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.leaderLoop()
+	go n.reconcileLoop()
+	n.log.Info("node started", "addr", n.addr, "gossip", n.GossipAddr())
+	return n, nil
+}
+
+// listen opens the shared port and its protocol multiplexer.
+func (n *Node) listen() error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
+	}
+	addr, err := advertiseAddr(n.cfg.Advertise, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.addr = addr
+	tlsCfg := pinned.ServerConfig(n.cert, n.verifyPeer, pinned.ProtoGRPC, pinned.ProtoRaft)
+	n.mux = newMux(ln, tlsCfg, n.log.With("component", "mux"), pinned.ProtoGRPC, pinned.ProtoRaft)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.mux.serve()
+	}()
+	return nil
+}
+
+// advertiseAddr picks the address others should dial.
+func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
+	if configured != "" {
+		host, port, err := net.SplitHostPort(configured)
+		if err != nil {
+			return "", fmt.Errorf("advertise address %q: %w", configured, err)
+		}
+		if port == "0" {
+			port = fmt.Sprint(bound.Port)
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	ip := bound.IP
+	if ip.IsUnspecified() {
+		ip = firstHostIP()
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(bound.Port)), nil
+}
+
+func firstHostIP() net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP
+			}
+		}
+	}
+	return net.IPv4(127, 0, 0, 1)
+}
+
+// verifyPeer decides at the TLS handshake who may talk to this node: Raft
+// only with the cluster key; gRPC with no key (API clients, who then need a
+// token), the cluster key (nodes) or a registered, unrevoked target key
+// (agents). Anything else is refused before a byte of RPC is read.
+func (n *Node) verifyPeer(pub ed25519.PublicKey, proto string) error {
+	if proto == pinned.ProtoRaft {
+		if pub == nil || !pub.Equal(n.clusterPub) {
+			return &pinned.KeyError{Peer: "raft peer", Fingerprint: fingerprintOrEmpty(pub), Want: pinned.Fingerprint(n.clusterPub)}
+		}
+		return nil
+	}
+	if pub == nil || pub.Equal(n.clusterPub) {
+		return nil
+	}
+	tk, err := n.fsm.TargetByKey(pub)
+	if err != nil || tk.GetRevoked() {
+		return &pinned.KeyError{Peer: "client", Fingerprint: pinned.Fingerprint(pub)}
+	}
+	return nil
+}
+
+func fingerprintOrEmpty(pub ed25519.PublicKey) string {
+	if pub == nil {
+		return ""
+	}
+	return pinned.Fingerprint(pub)
+}
+
+// clientTLS is the configuration for dialling another node: present the
+// cluster key, accept only the cluster key.
+func (n *Node) clientTLS(proto string) *tls.Config {
+	return pinned.ClientConfig(&n.cert, pinned.Pin("node", pinned.Fingerprint(n.clusterPub)), proto)
+}
+
+func (n *Node) startGRPC() {
+	n.authz = auth.NewAuthorizer(n.fsm, n.clusterPub, methodRules())
+	n.grpc = grpc.NewServer(
+		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
+		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),
+		grpc.MaxSendMsgSize(n.cfg.MaxMessageSize),
+		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor, n.consistencyUnary),
+		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.consistencyStream),
+		// Agents hold streams for days: allow their pings, and ping idle
+		// clients ourselves (NOTES: client Time >= server MinTime).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	n.registerServices(n.grpc)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(n.mux.listener(pinned.ProtoGRPC)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addr returns the advertised address of the node's port.
+func (n *Node) Addr() string { return n.addr }
+
+// ClusterKey returns the cluster's public key.
+func (n *Node) ClusterKey() ed25519.PublicKey { return n.clusterPub }
+
+// State exposes the node's state for in-process tests and tools.
+func (n *Node) State() *fsm.FSM { return n.fsm }
+
+// Raft exposes the consensus module for in-process tests and tools.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft != nil && n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's name and address, empty if unknown.
+func (n *Node) Leader() (name, addr string) {
+	a, id := n.raft.LeaderWithID()
+	return string(id), string(a)
+}
+
+// Shutdown stops the node and waits for everything it started. It does not
+// remove the node from the Raft configuration: a node that restarts with its
+// data directory rejoins as itself. Safe to call more than once.
+func (n *Node) Shutdown() error {
+	n.mu.Lock()
+	if n.shutdown {
+		n.mu.Unlock()
+		return nil
+	}
+	n.shutdown = true
+	n.mu.Unlock()
+
+	n.cancel()
+	var errs []error
+	if n.gossip != nil {
+		// Tell peers we are going, so they stop routing to us quickly.
+		if err := n.gossip.Leave(time.Second); err != nil {
+			n.log.Debug("gossip leave", "err", err)
+		}
+		if err := n.gossip.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("stop gossip: %w", err))
+		}
+	}
+	if n.grpc != nil {
+		stopGRPC(n.grpc, 2*time.Second)
+	}
+	if n.peers != nil {
+		n.peers.close()
+	}
+	if n.raft != nil {
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("stop raft: %w", err))
+		}
+	}
+	if n.trans != nil {
+		n.trans.Close()
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	n.wg.Wait()
+	if n.logStore != nil {
+		if err := n.logStore.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close raft log: %w", err))
+		}
+	}
+	if n.fsm != nil {
+		if err := n.fsm.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// stopGRPC drains in-flight calls, then cuts long-lived streams.
+func stopGRPC(s *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.Stop()
+		<-done
+	}
+}

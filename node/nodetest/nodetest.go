@@ -1,0 +1,313 @@
+// Package nodetest starts real hpt clusters inside a test process: several
+// node.Node values on loopback ports with real TLS, Raft, Pebble and
+// gossip, torn down by t.Cleanup.
+package nodetest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/auth"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// Cluster is a set of in-process nodes sharing one cluster key.
+type Cluster struct {
+	t          testing.TB
+	ClusterKey ed25519.PrivateKey
+	GossipKey  []byte
+	// Admin is the bootstrap admin token.
+	Admin auth.Token
+	Dir   string
+
+	mu    sync.Mutex
+	nodes []*node.Node // nil while a node is stopped
+	cfgs  []node.Config
+}
+
+// Options tune a test cluster.
+type Options struct {
+	// Configure, if set, adjusts each node's config before it starts.
+	Configure func(i int, c *node.Config)
+}
+
+// Start starts n nodes that bootstrap together and waits for a leader.
+func Start(t testing.TB, n int, opts ...Options) *Cluster {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := make([]byte, 32)
+	rand.Read(gossip)
+	admin, err := auth.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, ClusterKey: priv, GossipKey: gossip, Admin: admin, Dir: t.TempDir()}
+	t.Cleanup(c.Stop)
+	var opt Options
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	for i := range n {
+		cfg := c.config(fmt.Sprintf("n%d", i+1), n)
+		if i > 0 {
+			cfg.Join = []string{c.nodes[0].GossipAddr()}
+		}
+		if opt.Configure != nil {
+			opt.Configure(i, &cfg)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		c.nodes = append(c.nodes, c.startNode(cfg))
+	}
+	c.WaitLeader()
+	c.WaitBootstrapped()
+	return c
+}
+
+func (c *Cluster) config(name string, expect int) node.Config {
+	cfg := node.DefaultConfig()
+	cfg.Name = name
+	cfg.DataDir = filepath.Join(c.Dir, name)
+	cfg.Listen = "127.0.0.1:0"
+	cfg.GossipListen = "127.0.0.1:0"
+	cfg.BootstrapExpect = expect
+	cfg.ClusterKey = c.ClusterKey
+	cfg.GossipKey = c.GossipKey
+	cfg.Bootstrap = &node.BootstrapToken{ID: c.Admin.ID, SecretSHA256: c.Admin.SecretSHA256(), Subject: "user:admin"}
+	cfg.Logger = testLogger(c.t, name)
+	// Faster than production, still safe on a loaded 2-core machine.
+	cfg.Raft.HeartbeatTimeout = 500 * time.Millisecond
+	cfg.Raft.ElectionTimeout = 500 * time.Millisecond
+	cfg.Raft.LeaderLeaseTimeout = 250 * time.Millisecond
+	return cfg
+}
+
+func testLogger(t testing.TB, name string) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("HPT_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})).With("n", name)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	// t.Log after the test ends panics; logs from late goroutines are lost
+	// instead, which is what we want.
+	defer func() { recover() }()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func (c *Cluster) startNode(cfg node.Config) *node.Node {
+	c.t.Helper()
+	n, err := node.New(cfg)
+	if err != nil {
+		c.t.Fatalf("start node %s: %v", cfg.Name, err)
+	}
+	return n
+}
+
+// Node returns node i (nil if stopped).
+func (c *Cluster) Node(i int) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Len is the number of node slots.
+func (c *Cluster) Len() int { return len(c.cfgs) }
+
+// Running returns the running nodes.
+func (c *Cluster) Running() []*node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*node.Node
+	for _, n := range c.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// WaitLeader waits until the running nodes agree on a leader and returns
+// its slot.
+func (c *Cluster) WaitLeader() int {
+	c.t.Helper()
+	var idx int
+	c.Eventually(15*time.Second, func() error {
+		leader := ""
+		for i, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			name, _ := n.Leader()
+			if name == "" {
+				return fmt.Errorf("%s sees no leader", n.Name())
+			}
+			if leader != "" && name != leader {
+				return fmt.Errorf("nodes disagree on leader: %s vs %s", leader, name)
+			}
+			leader = name
+			if n.IsLeader() {
+				idx = i
+			}
+		}
+		if c.nodes[idx] == nil || !c.nodes[idx].IsLeader() {
+			return fmt.Errorf("leader %s is not a running node", leader)
+		}
+		return nil
+	})
+	return idx
+}
+
+// WaitBootstrapped waits until the bootstrap admin token is usable.
+func (c *Cluster) WaitBootstrapped() {
+	c.t.Helper()
+	c.Eventually(15*time.Second, func() error {
+		for _, n := range c.Running() {
+			if ok, err := n.State().Bootstrapped(); err != nil || !ok {
+				return fmt.Errorf("%s not bootstrapped (err %v)", n.Name(), err)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitApplied waits until every running node has applied index.
+func (c *Cluster) WaitApplied(index uint64) {
+	c.t.Helper()
+	c.Eventually(15*time.Second, func() error {
+		for _, n := range c.Running() {
+			if got := n.State().AppliedIndex(); got < index {
+				return fmt.Errorf("%s applied %d, want %d", n.Name(), got, index)
+			}
+		}
+		return nil
+	})
+}
+
+// Client returns an admin client of node i alone.
+func (c *Cluster) Client(i int) *rpc.Client {
+	c.t.Helper()
+	return c.ClientFor(c.Admin.Secret(), c.Node(i).Addr())
+}
+
+// ClientFor returns a client with token tok for the given addresses.
+func (c *Cluster) ClientFor(tok string, addrs ...string) *rpc.Client {
+	c.t.Helper()
+	cl, err := rpc.Dial(rpc.ClientConfig{Addrs: addrs, Token: tok, ClusterKey: pinned.Fingerprint(c.ClusterKey.Public().(ed25519.PublicKey))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// Addrs returns the addresses of the running nodes.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, n := range c.Running() {
+		out = append(out, n.Addr())
+	}
+	return out
+}
+
+// Kill stops node i abruptly from the cluster's point of view (its ports
+// close; it does not leave Raft).
+func (c *Cluster) Kill(i int) {
+	c.t.Helper()
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if n == nil {
+		return
+	}
+	// Keep the ports so a restart comes back at the same address.
+	c.cfgs[i].Listen = n.Addr()
+	c.cfgs[i].GossipListen = n.GossipAddr()
+	if err := n.Shutdown(); err != nil {
+		c.t.Logf("shutdown %s: %v", n.Name(), err)
+	}
+}
+
+// Restart starts node i again from its data directory.
+func (c *Cluster) Restart(i int) *node.Node {
+	c.t.Helper()
+	cfg := c.cfgs[i]
+	cfg.Join = nil
+	for _, n := range c.Running() {
+		cfg.Join = append(cfg.Join, n.GossipAddr())
+	}
+	n := c.startNode(cfg)
+	c.mu.Lock()
+	c.nodes[i] = n
+	c.mu.Unlock()
+	return n
+}
+
+// AddNode starts a new, empty node that joins the running cluster.
+func (c *Cluster) AddNode() int {
+	c.t.Helper()
+	name := fmt.Sprintf("n%d", len(c.cfgs)+1)
+	cfg := c.config(name, 0)
+	for _, n := range c.Running() {
+		cfg.Join = append(cfg.Join, n.GossipAddr())
+	}
+	c.cfgs = append(c.cfgs, cfg)
+	n := c.startNode(cfg)
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	return len(c.cfgs) - 1
+}
+
+// Stop shuts every node down.
+func (c *Cluster) Stop() {
+	for i := range c.cfgs {
+		c.Kill(i)
+	}
+}
+
+// Eventually polls cond until it returns nil or the timeout passes.
+func (c *Cluster) Eventually(timeout time.Duration, cond func() error) {
+	c.t.Helper()
+	if err := Eventually(context.Background(), timeout, cond); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Eventually polls cond every 20ms until it returns nil or timeout passes,
+// and returns cond's last error.
+func Eventually(ctx context.Context, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met in %s: %w", timeout, err)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+func (n *Node) startRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create raft dir: %w", err)
+	}
+	var err error
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	retain := n.cfg.Raft.SnapshotsRetained
+	if retain <= 0 {
+		retain = 2
+	}
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, newHclog(n.log, "raft-snapshots"))
+	if err != nil {
+		return fmt.Errorf("open raft snapshots: %w", err)
+	}
+	if err := n.catchUpFromSnapshot(); err != nil {
+		return err
+	}
+
+	advertise, err := net.ResolveTCPAddr("tcp", n.addr)
+	if err != nil {
+		return fmt.Errorf("resolve advertise address %s: %w", n.addr, err)
+	}
+	layer := &raftLayer{
+		chanListener: n.mux.listener(pinned.ProtoRaft),
+		advertise:    advertise,
+		tlsConfig:    n.clientTLS(pinned.ProtoRaft),
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  newHclog(n.log, "raft-net"),
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.Logger = newHclog(n.log, "raft")
+	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.Raft.CommitTimeout
+	rc.MaxAppendEntries = n.cfg.Raft.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = n.cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.Raft.SnapshotInterval
+	rc.TrailingLogs = n.cfg.Raft.TrailingLogs
+	// The state is durable on its own (Pebble, with the applied index in
+	// each batch), so a restart must not rebuild it from a snapshot: that
+	// would make restart time grow with the size of the state.
+	rc.NoSnapshotRestoreOnStart = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fmt.Errorf("raft config: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm}, n.logStore, n.logStore, n.snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	return nil
+}
+
+// catchUpFromSnapshot restores the newest local snapshot if the state is
+// behind it. With NoSnapshotRestoreOnStart raft trusts the state to be at
+// least as new as its newest snapshot; that holds unless the state directory
+// was lost or replaced, and this puts it right.
+func (n *Node) catchUpFromSnapshot() error {
+	metas, err := n.snaps.List()
+	if err != nil {
+		return fmt.Errorf("list raft snapshots: %w", err)
+	}
+	if len(metas) == 0 || metas[0].Index <= n.fsm.AppliedIndex() {
+		return nil
+	}
+	meta, rc, err := n.snaps.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
+	}
+	defer rc.Close()
+	n.log.Warn("state is behind the newest snapshot; restoring it", "applied", n.fsm.AppliedIndex(), "snapshot", meta.Index)
+	if err := n.fsm.Restore(rc); err != nil {
+		return fmt.Errorf("restore snapshot %s: %w", meta.ID, err)
+	}
+	return nil
+}
+
+// raftFSM adapts fsm.FSM to raft.BatchingFSM.
+type raftFSM struct{ f *fsm.FSM }
+
+var _ raft.BatchingFSM = (*raftFSM)(nil)
+
+func (r *raftFSM) Apply(l *raft.Log) any { return r.ApplyBatch([]*raft.Log{l})[0] }
+
+func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	entries := make([]fsm.Entry, len(logs))
+	for i, l := range logs {
+		entries[i].Index = l.Index
+		if l.Type == raft.LogCommand {
+			entries[i].Data = l.Data
+		}
+	}
+	results := r.f.ApplyBatch(entries)
+	out := make([]any, len(results))
+	for i := range results {
+		out[i] = results[i]
+	}
+	return out
+}
+
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := r.f.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &raftSnapshot{s: s}, nil
+}
+
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return r.f.Restore(rc)
+}
+
+type raftSnapshot struct{ s *fsm.Snapshot }
+
+// Persist runs concurrently with Apply; the Pebble snapshot underneath
+// keeps the view fixed.
+func (r *raftSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := r.s.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (r *raftSnapshot) Release() { r.s.Release() }

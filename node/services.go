@@ -1,0 +1,140 @@
+package node
+
+import (
+	"context"
+	"net"
+	"strconv"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/grpc"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/auth"
+)
+
+func (n *Node) registerServices(s *grpc.Server) {
+	rpc.RegisterClusterServer(s, &clusterAPI{n: n})
+	rpc.RegisterEventsServer(s, &eventsAPI{n: n})
+	rpc.RegisterIdentitiesServer(s, &identitiesAPI{n: n})
+	rpc.RegisterTokensServer(s, &tokensAPI{n: n})
+	rpc.RegisterGrantsServer(s, &grantsAPI{n: n})
+	rpc.RegisterKeysServer(s, &keysAPI{n: n})
+	rpc.RegisterBenchServer(s, &benchAPI{n: n})
+	rpc.RegisterInternalServer(s, &internalServer{n: n})
+}
+
+// methodRules is the authorization table: every RPC the node serves has
+// exactly one entry (a test walks the registered services to prove it), and
+// a method without one is refused.
+//
+// Resources name what a call touches as KIND/NAME, matched against grant
+// globs: "identities/alice", "targets/web-1", "cluster/snapshot".
+func methodRules() map[string]auth.Rule {
+	const (
+		cluster    = "/hpt.v1.Cluster/"
+		evs        = "/hpt.v1.Events/"
+		identities = "/hpt.v1.Identities/"
+		tokens     = "/hpt.v1.Tokens/"
+		grants     = "/hpt.v1.Grants/"
+		keys       = "/hpt.v1.Keys/"
+		bench      = "/hpt.v1.Bench/"
+		internal   = "/hpt.v1.Internal/"
+	)
+	admin := func(static string) auth.Rule { return auth.Rule{Privilege: events.PrivAdmin, Static: static} }
+	view := func(static string) auth.Rule { return auth.Rule{Privilege: events.PrivView, Static: static} }
+	byName := func(priv, kind string, name func(any) string) auth.Rule {
+		return auth.Rule{Privilege: priv, Resource: func(req any) string { return kind + "/" + name(req) }}
+	}
+	identity := func(req any) string {
+		switch r := req.(type) {
+		case *rpc.AddIdentityRequest:
+			return r.GetName()
+		case *rpc.RemoveIdentityRequest:
+			return r.GetName()
+		case *rpc.MemberRequest:
+			return r.GetGroup()
+		}
+		return "*"
+	}
+	target := func(req any) string {
+		switch r := req.(type) {
+		case *rpc.RegisterKeyRequest:
+			return r.GetTarget()
+		case *rpc.RevokeKeyRequest:
+			return r.GetTarget()
+		}
+		return "*"
+	}
+	node := auth.Rule{Peer: auth.PeerNode}
+	return map[string]auth.Rule{
+		cluster + "Status":          view("cluster/status"),
+		cluster + "RemoveNode":      byName(events.PrivAdmin, "cluster", func(r any) string { return r.(*rpc.RemoveNodeRequest).GetName() }),
+		cluster + "SnapshotSave":    admin("cluster/snapshot"),
+		cluster + "SnapshotRestore": admin("cluster/snapshot"),
+		cluster + "Whoami":          {},
+
+		evs + "List": view("events/*"),
+
+		identities + "Add":          byName(events.PrivAdmin, "identities", identity),
+		identities + "List":         view("identities/*"),
+		identities + "Remove":       byName(events.PrivAdmin, "identities", identity),
+		identities + "AddMember":    byName(events.PrivAdmin, "identities", identity),
+		identities + "RemoveMember": byName(events.PrivAdmin, "identities", identity),
+
+		tokens + "Create": byName(events.PrivAdmin, "tokens", func(r any) string { return r.(*rpc.CreateTokenRequest).GetSubject() }),
+		tokens + "List":   view("tokens/*"),
+		tokens + "Revoke": admin("tokens/*"),
+
+		grants + "Add":    admin("grants/*"),
+		grants + "List":   view("grants/*"),
+		grants + "Remove": admin("grants/*"),
+		grants + "Check":  view("grants/*"),
+
+		keys + "Register":   byName(events.PrivKeys, "targets", target),
+		keys + "List":       view("targets/*"),
+		keys + "Revoke":     byName(events.PrivKeys, "targets", target),
+		keys + "Enrollment": {Privilege: events.PrivKeys, Static: "targets/*"},
+
+		bench + "Write": admin("cluster/bench"),
+
+		internal + "Apply":        node,
+		internal + "ReadIndex":    node,
+		internal + "NodeStatus":   node,
+		internal + "RemoveServer": node,
+		internal + "Restore":      node,
+	}
+}
+
+// consistencyUnary and consistencyStream apply a call's read consistency
+// metadata before the handler runs (see readBarrier).
+func (n *Node) consistencyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := n.readBarrier(ctx); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (n *Node) consistencyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := n.readBarrier(ss.Context()); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// gossipSeeds lists the gossip addresses of alive servers, for keystores of
+// new targets.
+func (n *Node) gossipSeeds() []string {
+	var out []string
+	for _, m := range n.gossip.Members() {
+		if m.State != memberlist.StateAlive {
+			continue
+		}
+		meta, err := rpc.DecodeGossipMeta(m.Meta)
+		if err != nil || meta.Role != rpc.RoleServer {
+			continue
+		}
+		out = append(out, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
+	}
+	return out
+}

@@ -1,0 +1,307 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// Errors callers branch on.
+var (
+	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrDenied          = errors.New("permission denied")
+)
+
+// State is what authorization reads; *fsm.FSM implements it.
+type State interface {
+	Token(id string) (*fsm.Token, error)
+	GroupsOf(subject string) ([]string, error)
+	Grants(subject string) ([]*fsm.Grant, error)
+}
+
+// Peer says who may call a method.
+type Peer int
+
+const (
+	// PeerToken: any client with a valid API token and the rule's grant.
+	PeerToken Peer = iota
+	// PeerNode: only another node, proven by the cluster key at TLS.
+	PeerNode
+	// PeerTarget: only an agent, proven by its registered target key.
+	PeerTarget
+)
+
+// A Rule is the authorization requirement of one RPC method.
+type Rule struct {
+	Peer Peer
+	// Privilege required; empty admits any valid token.
+	Privilege string
+	// Resource returns the resource the call touches, from its request. Nil
+	// means Static (or "*" if that is empty too). Streaming calls have no
+	// request at interception time and use Static.
+	Resource func(req any) string
+	Static   string
+}
+
+func (r Rule) resource(req any) string {
+	if r.Resource != nil && req != nil {
+		return r.Resource(req)
+	}
+	if r.Static != "" {
+		return r.Static
+	}
+	return "*"
+}
+
+// Caller is the authenticated party of a call.
+type Caller struct {
+	// Subject is "user:x" or "machine:y" for token callers.
+	Subject string
+	TokenID string
+	// Node is true for another node of this cluster.
+	Node bool
+	// TargetKey is set for an agent.
+	TargetKey ed25519.PublicKey
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller the interceptor authenticated.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// Decision explains an authorization check.
+type Decision struct {
+	Allowed bool
+	// Grant that allowed the request, and the group it came through ("" if
+	// held directly).
+	Grant *fsm.Grant
+	Via   string
+	// Reason is a sentence for the operator.
+	Reason string
+}
+
+// Authorizer authenticates tokens and checks grants against the state.
+type Authorizer struct {
+	state      State
+	clusterKey ed25519.PublicKey
+	rules      map[string]Rule
+	now        func() time.Time
+
+	// lastUsed is node-local and best effort; it is never replicated.
+	lastUsedMu sync.Mutex
+	lastUsed   map[string]time.Time
+}
+
+// NewAuthorizer returns an authorizer for the given method rules, keyed by
+// full method name ("/hpt.v1.Tokens/Create").
+func NewAuthorizer(state State, clusterKey ed25519.PublicKey, rules map[string]Rule) *Authorizer {
+	return &Authorizer{state: state, clusterKey: clusterKey, rules: rules, now: time.Now, lastUsed: map[string]time.Time{}}
+}
+
+// Rules returns the rule table (for tests that walk every service).
+func (a *Authorizer) Rules() map[string]Rule { return a.rules }
+
+// LastUsed returns when this node last accepted the token.
+func (a *Authorizer) LastUsed(id string) time.Time {
+	a.lastUsedMu.Lock()
+	defer a.lastUsedMu.Unlock()
+	return a.lastUsed[id]
+}
+
+// Authenticate validates a bearer token and returns its caller.
+func (a *Authorizer) Authenticate(bearer string) (Caller, error) {
+	tok, err := ParseToken(bearer)
+	if err != nil {
+		return Caller{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	rec, err := a.state.Token(tok.ID)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, fmt.Errorf("%w: token %s is not known", ErrUnauthenticated, tok)
+	}
+	if err != nil {
+		return Caller{}, fmt.Errorf("look up token: %w", err)
+	}
+	want := rec.GetSecretSha256()
+	got := tok.SecretSHA256()
+	if subtle.ConstantTimeCompare(want, got[:]) != 1 {
+		return Caller{}, fmt.Errorf("%w: token %s: wrong secret", ErrUnauthenticated, tok)
+	}
+	if rec.GetRevoked() {
+		return Caller{}, fmt.Errorf("%w: token %s is revoked", ErrUnauthenticated, tok)
+	}
+	now := a.now()
+	if exp := rec.GetExpiresUnixNano(); exp != 0 && now.UnixNano() >= exp {
+		return Caller{}, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, tok, time.Unix(0, exp).UTC().Format(time.RFC3339))
+	}
+	a.lastUsedMu.Lock()
+	a.lastUsed[tok.ID] = now
+	a.lastUsedMu.Unlock()
+	return Caller{Subject: rec.GetSubject(), TokenID: tok.ID}, nil
+}
+
+// Check decides whether subject holds privilege on resource, directly or
+// through a group (nested groups included).
+func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error) {
+	holders := []string{subject}
+	groups, err := a.state.GroupsOf(subject)
+	if err != nil {
+		return Decision{}, fmt.Errorf("expand groups of %s: %w", subject, err)
+	}
+	for _, g := range groups {
+		holders = append(holders, events.KindGroup+":"+g)
+	}
+	for _, h := range holders {
+		grants, err := a.state.Grants(h)
+		if err != nil {
+			return Decision{}, fmt.Errorf("grants of %s: %w", h, err)
+		}
+		for _, g := range grants {
+			if covers(g, privilege, resource) {
+				d := Decision{Allowed: true, Grant: g}
+				if h != subject {
+					d.Via = h
+				}
+				d.Reason = fmt.Sprintf("allowed by grant %s %s %s", g.GetSubject(), g.GetPrivilege(), g.GetResource())
+				return d, nil
+			}
+		}
+	}
+	return Decision{Reason: fmt.Sprintf("%s has no grant for %s on %s (add one with: hpt grants add %s %s %s)",
+		subject, privilege, resource, subject, privilege, resource)}, nil
+}
+
+// covers reports whether grant g satisfies privilege on resource. admin
+// implies every privilege; a resource glob is matched with path.Match, so
+// "targets/web-*" covers "targets/web-1" and "*" covers everything.
+func covers(g *fsm.Grant, privilege, resource string) bool {
+	if g.GetPrivilege() != events.PrivAdmin && g.GetPrivilege() != privilege {
+		return false
+	}
+	if g.GetResource() == "*" || g.GetResource() == resource {
+		return true
+	}
+	ok, err := path.Match(g.GetResource(), resource)
+	return err == nil && ok
+}
+
+// authorize authenticates the caller of method and checks its rule.
+func (a *Authorizer) authorize(ctx context.Context, method string, req any) (context.Context, error) {
+	rule, ok := a.rules[method]
+	if !ok {
+		// Deny by default: a method without a rule is unreachable.
+		return nil, status.Errorf(codes.PermissionDenied, "method %s has no authorization rule", method)
+	}
+	switch rule.Peer {
+	case PeerNode:
+		key := pinned.PeerKeyFromContext(ctx)
+		if key == nil || !key.Equal(a.clusterKey) {
+			return nil, status.Errorf(codes.PermissionDenied, "%s is for cluster nodes only", method)
+		}
+		return context.WithValue(ctx, callerKey{}, Caller{Node: true}), nil
+	case PeerTarget:
+		key := pinned.PeerKeyFromContext(ctx)
+		if key == nil {
+			return nil, status.Errorf(codes.PermissionDenied, "%s is for agents only", method)
+		}
+		return context.WithValue(ctx, callerKey{}, Caller{TargetKey: key}), nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var bearer string
+	for _, v := range md.Get("authorization") {
+		if b, ok := strings.CutPrefix(v, "Bearer "); ok {
+			bearer = b
+		}
+	}
+	if bearer == "" {
+		return nil, status.Error(codes.Unauthenticated, "no API token: set HPT_TOKEN or --token")
+	}
+	caller, err := a.Authenticate(bearer)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			return nil, status.Error(codes.Unauthenticated, err.Error())
+		}
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	if rule.Privilege == "" {
+		// Any valid token will do (whoami).
+		return context.WithValue(ctx, callerKey{}, caller), nil
+	}
+	res := rule.resource(req)
+	d, err := a.Check(caller.Subject, rule.Privilege, res)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	if !d.Allowed {
+		return nil, status.Errorf(codes.PermissionDenied, "denied: %s", d.Reason)
+	}
+	return context.WithValue(ctx, callerKey{}, caller), nil
+}
+
+// Require checks, inside a handler, a further privilege the call needs (a
+// job's provision right on each target, say). Node callers pass.
+func (a *Authorizer) Require(ctx context.Context, privilege, resource string) error {
+	c, ok := CallerFrom(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	if c.Node {
+		return nil
+	}
+	d, err := a.Check(c.Subject, privilege, resource)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if !d.Allowed {
+		return status.Errorf(codes.PermissionDenied, "denied: %s", d.Reason)
+	}
+	return nil
+}
+
+// UnaryInterceptor authorizes every unary call.
+func (a *Authorizer) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.authorize(ctx, info.FullMethod, req)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// StreamInterceptor authorizes every streaming call.
+func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.authorize(ss.Context(), info.FullMethod, nil)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+}
+
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *authedStream) Context() context.Context { return s.ctx }
+
+// WithCaller returns ctx carrying c as the authenticated caller; for calls a
+// node relays on behalf of a caller it authenticated itself.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}

@@ -1,0 +1,265 @@
+package rpc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// ClientConfig says how to reach a cluster.
+type ClientConfig struct {
+	// Addrs of any nodes; calls fail over between them.
+	Addrs []string
+	// Token is the API token (sk_...).
+	Token string
+	// ClusterKey is the pinned cluster key fingerprint ("SHA256:...").
+	ClusterKey string
+	// Verify, if set, replaces pinning by ClusterKey (used by `hpt login`
+	// to learn the key on first contact).
+	Verify pinned.VerifyFunc
+	// Cert, if set, is presented to the node (agents, nodes).
+	Cert *tls.Certificate
+	// Consistent asks every read for leader-confirmed state.
+	Consistent bool
+	// MaxMessageSize bounds messages; default 8 MiB.
+	MaxMessageSize int
+}
+
+// Client is a connection to a cluster, with the API's service clients. It
+// adds to every call: the bearer token; for writes a request id that stays
+// the same across its retries; for reads the highest index this client has
+// written (read-your-writes on any node) and, if configured, consistency.
+type Client struct {
+	conn *grpc.ClientConn
+	cfg  ClientConfig
+	// lastIndex is the highest write index this client has seen.
+	lastIndex atomic.Uint64
+
+	Cluster    ClusterClient
+	Events     EventsClient
+	Identities IdentitiesClient
+	Tokens     TokensClient
+	Grants     GrantsClient
+	Keys       KeysClient
+	Bench      BenchClient
+}
+
+// Metadata keys (see api.proto).
+const (
+	mdRequestID  = "hpt-request-id"
+	mdMinIndex   = "hpt-min-index"
+	mdConsistent = "hpt-consistent"
+)
+
+// Dial connects lazily; the first call dials.
+func Dial(cfg ClientConfig) (*Client, error) {
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("no node address: set --addr or HPT_ADDR")
+	}
+	for _, a := range cfg.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("node address %q: want host:port", a)
+		}
+	}
+	verify := cfg.Verify
+	if verify == nil {
+		if cfg.ClusterKey == "" {
+			return nil, errors.New("no cluster key pinned: run `hpt login ADDR`, or set --cluster-key or HPT_CLUSTER_KEY")
+		}
+		fp, err := pinned.ParseFingerprint(cfg.ClusterKey)
+		if err != nil {
+			return nil, err
+		}
+		verify = pinned.Pin("cluster", fp)
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 8 << 20
+	}
+	r := manual.NewBuilderWithScheme("hpt")
+	var addrs []resolver.Address
+	for _, a := range cfg.Addrs {
+		addrs = append(addrs, resolver.Address{Addr: a})
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	c := &Client{cfg: cfg}
+	opts := []grpc.DialOption{
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(pinned.ClientCredentials(pinned.ClientConfig(cfg.Cert, verify, pinned.ProtoGRPC))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(cfg.MaxMessageSize)),
+		grpc.WithChainUnaryInterceptor(c.unary),
+		grpc.WithChainStreamInterceptor(c.stream),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if cfg.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(cfg.Token)))
+	}
+	conn, err := grpc.NewClient(r.Scheme()+":///cluster", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	c.conn = conn
+	c.Cluster = NewClusterClient(conn)
+	c.Events = NewEventsClient(conn)
+	c.Identities = NewIdentitiesClient(conn)
+	c.Tokens = NewTokensClient(conn)
+	c.Grants = NewGrantsClient(conn)
+	c.Keys = NewKeysClient(conn)
+	c.Bench = NewBenchClient(conn)
+	return c, nil
+}
+
+// Conn is the underlying connection, for services outside this file.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// LastIndex is the highest index this client has written.
+func (c *Client) LastIndex() uint64 { return c.lastIndex.Load() }
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
+
+var _ credentials.PerRPCCredentials = bearer("")
+
+// NewRequestID returns a random request id.
+func NewRequestID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// WithRequestID fixes the request id of the writes made with ctx, so that a
+// caller's own retries are deduplicated too.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, mdRequestID, id)
+}
+
+func (c *Client) outgoing(ctx context.Context) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	var kv []string
+	if len(md.Get(mdRequestID)) == 0 {
+		kv = append(kv, mdRequestID, NewRequestID())
+	}
+	if idx := c.lastIndex.Load(); idx > 0 && len(md.Get(mdMinIndex)) == 0 {
+		kv = append(kv, mdMinIndex, strconv.FormatUint(idx, 10))
+	}
+	if c.cfg.Consistent {
+		kv = append(kv, mdConsistent, "1")
+	}
+	if len(kv) == 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+func (c *Client) observe(reply any) {
+	var idx uint64
+	switch r := reply.(type) {
+	case *WriteResponse:
+		idx = r.GetIndex()
+	case *CreateTokenResponse:
+		idx = r.GetIndex()
+	case *SnapshotRestoreResponse:
+		idx = r.GetIndex()
+	}
+	for {
+		cur := c.lastIndex.Load()
+		if idx <= cur || c.lastIndex.CompareAndSwap(cur, idx) {
+			return
+		}
+	}
+}
+
+// unary retries calls that failed because no node could serve them right
+// now (a leader election, a node going away), with the same request id, for
+// up to 15 seconds or the caller's deadline.
+func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx = c.outgoing(ctx)
+	deadline := time.Now().Add(15 * time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if err == nil {
+			c.observe(reply)
+			return nil
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(c.outgoing(ctx), desc, cc, method, opts...)
+}
+
+// FetchClusterKey connects to addr without pinning and returns the key the
+// node presents, for `hpt login` to show before trusting it (as ssh does).
+func FetchClusterKey(ctx context.Context, addr string) (ed25519.PublicKey, error) {
+	var seen ed25519.PublicKey
+	cfg := pinned.ClientConfig(nil, func(pub ed25519.PublicKey, _ string) error {
+		seen = pub
+		return nil
+	}, pinned.ProtoGRPC)
+	d := &tls.Dialer{Config: cfg}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	conn.Close()
+	if seen == nil {
+		return nil, fmt.Errorf("%s presented no key", addr)
+	}
+	return seen, nil
+}
+
+// SplitAddrs splits a comma-separated address list, adding the default port
+// where none is given.
+func SplitAddrs(s string, defaultPort int) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			a = net.JoinHostPort(a, strconv.Itoa(defaultPort))
+		}
+		out = append(out, a)
+	}
+	return out
+}

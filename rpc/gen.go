@@ -1,0 +1,3 @@
+package rpc
+
+//go:generate ./gen/protoc.sh api.proto
