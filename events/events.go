@@ -226,8 +226,9 @@ type JSON struct {
 
 var payloadJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 
-// ToJSON converts e to its JSON form; secrets are never in payloads, so the
-// payload is rendered whole.
+// ToJSON converts e to its JSON form. Secrets are never in payloads; the
+// hashes of token secrets are left out too, as audit consumers have no use
+// for them.
 func ToJSON(e *Event) (JSON, error) {
 	out := JSON{
 		Index:     e.GetIndex(),
@@ -241,6 +242,7 @@ func ToJSON(e *Event) (JSON, error) {
 	if err != nil {
 		return out, err
 	}
+	redact(m)
 	b, err := payloadJSON.Marshal(m)
 	if err != nil {
 		return out, fmt.Errorf("render %s payload: %w", out.Type, err)
@@ -253,4 +255,15 @@ func ToJSON(e *Event) (JSON, error) {
 	}
 	out.Payload = json.RawMessage(buf.Bytes())
 	return out, nil
+}
+
+// redact clears credential material from a decoded payload before it is
+// rendered for people or exported.
+func redact(m proto.Message) {
+	switch p := m.(type) {
+	case *TokenCreated:
+		p.SecretSha256 = nil
+	case *ClusterBootstrapped:
+		p.TokenSecretSha256 = nil
+	}
 }

@@ -104,6 +104,9 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	c := &Client{cfg: cfg}
 	opts := []grpc.DialOption{
 		grpc.WithResolvers(r),
+		// Spread calls over every node given, and route around one that is
+		// down: any node can serve any call.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithTransportCredentials(pinned.ClientCredentials(pinned.ClientConfig(cfg.Cert, verify, pinned.ProtoGRPC))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(cfg.MaxMessageSize)),
 		grpc.WithChainUnaryInterceptor(c.unary),

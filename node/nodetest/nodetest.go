@@ -6,26 +6,24 @@ package nodetest
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
-	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
 // Cluster is a set of in-process nodes sharing one cluster key.
 type Cluster struct {
 	t          testing.TB
+	keys       devcluster.Keys
 	ClusterKey ed25519.PrivateKey
-	GossipKey  []byte
 	// Admin is the bootstrap admin token.
 	Admin auth.Token
 	Dir   string
@@ -44,17 +42,11 @@ type Options struct {
 // Start starts n nodes that bootstrap together and waits for a leader.
 func Start(t testing.TB, n int, opts ...Options) *Cluster {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	keys, err := devcluster.NewKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	gossip := make([]byte, 32)
-	rand.Read(gossip)
-	admin, err := auth.NewToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &Cluster{t: t, ClusterKey: priv, GossipKey: gossip, Admin: admin, Dir: t.TempDir()}
+	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Cluster, Admin: keys.Admin, Dir: t.TempDir()}
 	t.Cleanup(c.Stop)
 	var opt Options
 	if len(opts) > 0 {
@@ -77,16 +69,7 @@ func Start(t testing.TB, n int, opts ...Options) *Cluster {
 }
 
 func (c *Cluster) config(name string, expect int) node.Config {
-	cfg := node.DefaultConfig()
-	cfg.Name = name
-	cfg.DataDir = filepath.Join(c.Dir, name)
-	cfg.Listen = "127.0.0.1:0"
-	cfg.GossipListen = "127.0.0.1:0"
-	cfg.BootstrapExpect = expect
-	cfg.ClusterKey = c.ClusterKey
-	cfg.GossipKey = c.GossipKey
-	cfg.Bootstrap = &node.BootstrapToken{ID: c.Admin.ID, SecretSHA256: c.Admin.SecretSHA256(), Subject: "user:admin"}
-	cfg.Logger = testLogger(c.t, name)
+	cfg := devcluster.NodeConfig(c.keys, name, c.Dir, expect, testLogger(c.t, name))
 	// Faster than production, still safe on a loaded 2-core machine.
 	cfg.Raft.HeartbeatTimeout = 500 * time.Millisecond
 	cfg.Raft.ElectionTimeout = 500 * time.Millisecond
@@ -178,14 +161,12 @@ func (c *Cluster) WaitLeader() int {
 // WaitBootstrapped waits until the bootstrap admin token is usable.
 func (c *Cluster) WaitBootstrapped() {
 	c.t.Helper()
-	c.Eventually(15*time.Second, func() error {
-		for _, n := range c.Running() {
-			if ok, err := n.State().Bootstrapped(); err != nil || !ok {
-				return fmt.Errorf("%s not bootstrapped (err %v)", n.Name(), err)
-			}
-		}
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	dc := devcluster.Cluster{Nodes: c.Running()}
+	if err := dc.WaitReady(ctx); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // WaitApplied waits until every running node has applied index.
@@ -210,7 +191,7 @@ func (c *Cluster) Client(i int) *rpc.Client {
 // ClientFor returns a client with token tok for the given addresses.
 func (c *Cluster) ClientFor(tok string, addrs ...string) *rpc.Client {
 	c.t.Helper()
-	cl, err := rpc.Dial(rpc.ClientConfig{Addrs: addrs, Token: tok, ClusterKey: pinned.Fingerprint(c.ClusterKey.Public().(ed25519.PublicKey))})
+	cl, err := rpc.Dial(rpc.ClientConfig{Addrs: addrs, Token: tok, ClusterKey: c.keys.Fingerprint()})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,0 +1,285 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// Outcome is what happened to one block.
+type Outcome string
+
+const (
+	OutcomeOK      Outcome = "ok"      // already in the desired state (or a guard said not to run)
+	OutcomeChanged Outcome = "changed" // changed something (in a dry run: would change)
+	OutcomeFailed  Outcome = "failed"  // an error; Changes lists what the block changed or was changing when it failed
+	OutcomeSkipped Outcome = "skipped" // not run: an earlier block failed with failhard, or the run was cancelled
+)
+
+// Change is one difference between the host and the config. For file content
+// Old and New are summaries (size and checksum) and Diff is a unified diff.
+type Change struct {
+	Field string `json:"field"`
+	Old   string `json:"old"`
+	New   string `json:"new"`
+	Diff  string `json:"diff,omitempty"`
+}
+
+// BlockResult reports one block.
+type BlockResult struct {
+	Kind       string   `json:"kind"`
+	Name       string   `json:"name"`
+	Outcome    Outcome  `json:"outcome"`
+	Changes    []Change `json:"changes"`
+	Output     string   `json:"output"`
+	Error      string   `json:"error"`
+	DurationMS int64    `json:"duration_ms"`
+}
+
+// Totals counts blocks by outcome.
+type Totals struct {
+	OK      int `json:"ok"`
+	Changed int `json:"changed"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+}
+
+// Report is the result of one Apply: every block in file order.
+type Report struct {
+	Blocks []BlockResult `json:"blocks"`
+	Totals Totals        `json:"totals"`
+	DryRun bool          `json:"dry_run"`
+}
+
+// Failed reports whether any block failed; the CLI exits 1 when it did.
+func (r *Report) Failed() bool { return r.Totals.Failed > 0 }
+
+func (r *Report) add(res BlockResult) {
+	r.Blocks = append(r.Blocks, res)
+	switch res.Outcome {
+	case OutcomeOK:
+		r.Totals.OK++
+	case OutcomeChanged:
+		r.Totals.Changed++
+	case OutcomeFailed:
+		r.Totals.Failed++
+	case OutcomeSkipped:
+		r.Totals.Skipped++
+	}
+}
+
+// Facts describe the target a config is applied to; templates see them as
+// .Target.
+type Facts struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+}
+
+// Options control one Apply. The zero value applies for real on this host.
+type Options struct {
+	DryRun bool              // compute and report changes, make none
+	Facts  Facts             // .Target in templates
+	Vars   map[string]string // .Vars in templates; override the config's [vars]
+	Runner Runner            // nil: ExecRunner
+
+	// OnResult, if set, is called with each block's result as soon as the
+	// block finishes (the agent streams these), from the goroutine running
+	// Apply, before the next block starts.
+	OnResult func(BlockResult)
+
+	// System locations; the zero values are the real ones. Tests point them
+	// into temporary directories.
+	SudoersDir     string // drop-ins for passwordless_sudo; default /etc/sudoers.d
+	HomeRoot       string // prefixed to home directories from the passwd database when writing authorized_keys; default ""
+	PackageManager string // "apt", "dnf" or "yum"; "" detects from /etc/os-release and PATH
+}
+
+// DefaultSudoersDir is where passwordless_sudo drop-ins go.
+const DefaultSudoersDir = "/etc/sudoers.d"
+
+// MaxBlockOutput bounds BlockResult.Output; longer output keeps its head and tail.
+const MaxBlockOutput = 64 << 10
+
+// Apply brings this host to the state cfg describes, block by block in file
+// order, and reports every block. A failed block does not stop the run unless
+// cfg.FailHard is set; then the remaining blocks are reported skipped. If ctx
+// is cancelled during the run the block in progress fails and the rest are
+// skipped. The error is non-nil only when the run could not start (nil cfg,
+// ctx already done); block failures are in the Report.
+func Apply(ctx context.Context, cfg *Config, opts Options) (*Report, error) {
+	if cfg == nil {
+		return nil, errors.New("apply: nil config")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	r := newRun(ctx, cfg, opts)
+	rep := &Report{DryRun: opts.DryRun, Blocks: make([]BlockResult, 0, len(cfg.Blocks))}
+	var stop string
+	for _, b := range cfg.Blocks {
+		var res BlockResult
+		switch {
+		case stop != "":
+			res = skippedResult(b, stop)
+		case ctx.Err() != nil:
+			res = skippedResult(b, fmt.Sprintf("not run: run cancelled (%v)", ctx.Err()))
+		default:
+			res = r.applyBlock(b)
+			if res.Outcome == OutcomeFailed && cfg.FailHard {
+				stop = fmt.Sprintf("not run: %s %q failed and failhard = true", b.Kind(), b.Name())
+			}
+		}
+		rep.add(res)
+		if opts.OnResult != nil {
+			opts.OnResult(res)
+		}
+	}
+	return rep, nil
+}
+
+func skippedResult(b Block, why string) BlockResult {
+	return BlockResult{Kind: b.Kind(), Name: b.Name(), Outcome: OutcomeSkipped, Changes: []Change{}, Error: why}
+}
+
+// blockOutcome is what a block's apply method returns; Apply turns it into a
+// BlockResult.
+type blockOutcome struct {
+	changes []Change
+	output  string
+	err     error
+}
+
+func (o *blockOutcome) change(field, old, new string) {
+	o.changes = append(o.changes, Change{Field: field, Old: old, New: new})
+}
+
+func (o blockOutcome) fail(format string, args ...any) blockOutcome {
+	o.err = fmt.Errorf(format, args...)
+	return o
+}
+
+func (r *run) applyBlock(b Block) (res BlockResult) {
+	start := time.Now()
+	res = BlockResult{Kind: b.Kind(), Name: b.Name()}
+	defer func() {
+		if p := recover(); p != nil {
+			res.Outcome = OutcomeFailed
+			res.Error = fmt.Sprintf("internal error: %v\n%s", p, debug.Stack())
+		}
+		if res.Changes == nil {
+			res.Changes = []Change{}
+		}
+		res.DurationMS = time.Since(start).Milliseconds()
+	}()
+	o := b.apply(r)
+	res.Changes = o.changes
+	res.Output = capString(o.output, MaxBlockOutput)
+	switch {
+	case o.err != nil:
+		res.Outcome = OutcomeFailed
+		res.Error = o.err.Error()
+	case len(o.changes) > 0:
+		res.Outcome = OutcomeChanged
+	default:
+		res.Outcome = OutcomeOK
+	}
+	return res
+}
+
+// run is the state of one Apply.
+type run struct {
+	ctx    context.Context
+	opts   Options
+	dry    bool
+	runner Runner
+	files  map[string][]byte
+	data   templateData
+
+	pm    string // detected package manager, once asked for
+	pmErr error
+}
+
+// templateData is what templates see: {{ .Target.Name }}, {{ .Vars.x }}.
+type templateData struct {
+	Target Facts
+	Vars   map[string]string
+}
+
+func newRun(ctx context.Context, cfg *Config, opts Options) *run {
+	if opts.Runner == nil {
+		opts.Runner = ExecRunner{}
+	}
+	if opts.SudoersDir == "" {
+		opts.SudoersDir = DefaultSudoersDir
+	}
+	vars := make(map[string]string, len(cfg.Vars)+len(opts.Vars))
+	for k, v := range cfg.Vars {
+		vars[k] = v
+	}
+	for k, v := range opts.Vars {
+		vars[k] = v
+	}
+	facts := opts.Facts
+	if facts.Labels == nil {
+		facts.Labels = map[string]string{}
+	}
+	return &run{
+		ctx:    ctx,
+		opts:   opts,
+		dry:    opts.DryRun,
+		runner: opts.Runner,
+		files:  cfg.files,
+		data:   templateData{Target: facts, Vars: vars},
+	}
+}
+
+// exec runs c and returns its result; a non-zero exit is not an error here.
+func (r *run) exec(c Command) (CommandResult, error) {
+	return r.runner.Run(r.ctx, c)
+}
+
+// must runs c and turns a non-zero exit into an error carrying its output.
+func (r *run) must(c Command) (CommandResult, error) {
+	res, err := r.runner.Run(r.ctx, c)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", c.String(), err)
+	}
+	if res.ExitCode != 0 {
+		return res, &CommandError{Command: c.String(), ExitCode: res.ExitCode, Output: capString(res.Output(), 4096)}
+	}
+	return res, nil
+}
+
+// CommandError is a command that exited non-zero.
+type CommandError struct {
+	Command  string
+	ExitCode int
+	Output   string
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("%s: exit status %d", firstLine(e.Command, 200), e.ExitCode)
+	if out := trimOutput(e.Output); out != "" {
+		msg += ": " + out
+	}
+	return msg
+}
+
+// trimOutput keeps the last lines of a command's output, for error messages.
+func trimOutput(s string) string {
+	const maxLines = 5
+	lines := splitNonEmpty(s)
+	if len(lines) > maxLines {
+		lines = lines[len(lines)-maxLines:]
+	}
+	out := ""
+	for i, l := range lines {
+		if i > 0 {
+			out += "; "
+		}
+		out += l
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+package provision
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// A Bundle is what travels to a target: the TOML text plus every `source`
+// file it names, keyed by the relative path used in the config.
+type Bundle struct {
+	Name   string            // file name of the config, used in messages
+	Config []byte            // the TOML text
+	Files  map[string][]byte // source files by the path written in the config
+}
+
+// MaxBundleSize bounds the config plus its source files, so that a typo
+// (source = "." of a huge tree, a disk image) fails early instead of
+// shipping gigabytes to every target.
+const MaxBundleSize = 64 << 20
+
+// LoadBundle reads the config at path and the source files its [[file]]
+// blocks name, relative to the config's directory. A source that is absolute,
+// leaves that directory (also through a symlink) or cannot be read is an
+// error naming its line. Other problems in the config are left to Parse,
+// which reports them all.
+func LoadBundle(path string) (*Bundle, error) {
+	data, err := readCapped(path, MaxBundleSize)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Name: filepath.Base(path), Config: data, Files: map[string][]byte{}}
+	p := &parser{file: b.Name}
+	m, _, ok := p.decode(string(data))
+	if !ok {
+		return b, nil // Parse reports the syntax error
+	}
+	var root *os.Root
+	defer func() {
+		if root != nil {
+			root.Close()
+		}
+	}()
+	total := int64(len(data))
+	var errs ConfigErrors
+	for i, blk := range fileTables(m) {
+		n := i + 1
+		src, ok := blk["source"].(string)
+		if !ok || src == "" {
+			continue
+		}
+		if _, done := b.Files[src]; done {
+			continue
+		}
+		field := keyPath{}.key("file").elem(n).key("source")
+		fail := func(format string, args ...any) {
+			errs = append(errs, &ConfigError{File: b.Name, Line: p.kl.lookup(field), Field: field.String(), Msg: fmt.Sprintf(format, args...)})
+		}
+		if !filepath.IsLocal(src) {
+			fail("source %q must be a relative path inside the config's directory", src)
+			continue
+		}
+		if root == nil {
+			if root, err = os.OpenRoot(filepath.Dir(path)); err != nil {
+				return nil, fmt.Errorf("load bundle: %w", err)
+			}
+		}
+		content, err := readRootCapped(root, src, MaxBundleSize-total)
+		if err != nil {
+			fail("read source %q: %v", src, err)
+			continue
+		}
+		total += int64(len(content))
+		b.Files[src] = content
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return b, nil
+}
+
+// fileTables returns the [[file]] tables of a decoded config, in order (nil
+// for an element that is not a table).
+func fileTables(m map[string]any) []map[string]any {
+	switch v := m["file"].(type) {
+	case []map[string]any:
+		return v
+	case []any:
+		out := make([]map[string]any, len(v))
+		for i, e := range v {
+			out[i], _ = e.(map[string]any)
+		}
+		return out
+	}
+	return nil
+}
+
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAllCapped(f, path, max)
+}
+
+func readRootCapped(root *os.Root, name string, max int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("is a directory")
+	}
+	return readAllCapped(f, name, max)
+}
+
+func readAllCapped(r io.Reader, name string, max int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: bundle larger than %d MiB", name, MaxBundleSize>>20)
+	}
+	return data, nil
+}

@@ -1,0 +1,169 @@
+// Package devcluster runs a whole hpt cluster inside one process on
+// loopback: real nodes with real TLS, Raft, Pebble and gossip, fresh keys,
+// and a bootstrap admin token. `hpt dev` is built on it, and so are the
+// in-process test harnesses.
+package devcluster
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/rpc/auth"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// Keys are the secrets a cluster is made of.
+type Keys struct {
+	Cluster ed25519.PrivateKey
+	Gossip  []byte
+	// Admin is the bootstrap token for user:admin.
+	Admin auth.Token
+}
+
+// NewKeys generates fresh cluster, gossip and admin secrets.
+func NewKeys() (Keys, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Keys{}, fmt.Errorf("generate cluster key: %w", err)
+	}
+	gossip := make([]byte, 32)
+	if _, err := rand.Read(gossip); err != nil {
+		return Keys{}, fmt.Errorf("generate gossip key: %w", err)
+	}
+	admin, err := auth.NewToken()
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{Cluster: priv, Gossip: gossip, Admin: admin}, nil
+}
+
+// Fingerprint of the cluster public key.
+func (k Keys) Fingerprint() string {
+	return pinned.Fingerprint(k.Cluster.Public().(ed25519.PublicKey))
+}
+
+// NodeConfig returns the config of a loopback node named name under dir
+// that bootstraps once expect nodes see each other (0: join only).
+func NodeConfig(k Keys, name, dir string, expect int, log *slog.Logger) node.Config {
+	cfg := node.DefaultConfig()
+	cfg.Name = name
+	cfg.DataDir = filepath.Join(dir, name)
+	cfg.Listen = "127.0.0.1:0"
+	cfg.GossipListen = "127.0.0.1:0"
+	cfg.BootstrapExpect = expect
+	cfg.ClusterKey = k.Cluster
+	cfg.GossipKey = k.Gossip
+	cfg.Bootstrap = &node.BootstrapToken{ID: k.Admin.ID, SecretSHA256: k.Admin.SecretSHA256(), Subject: "user:admin"}
+	cfg.Logger = log
+	return cfg
+}
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	Keys  Keys
+	Nodes []*node.Node
+}
+
+// Options shape a dev cluster.
+type Options struct {
+	// Nodes to start; default 3.
+	Nodes int
+	// BasePort, if not 0, gives node i the API port BasePort+10*i and the
+	// gossip port one above it (7400, 7401; 7410, 7411; ...). 0 picks free
+	// ports.
+	BasePort int
+	Logger   *slog.Logger
+}
+
+// Start starts the nodes under dir, the first one seeding the others'
+// gossip, and waits until they have elected a leader and written the
+// bootstrap token, or ctx ends.
+func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
+	n, log := opts.Nodes, opts.Logger
+	if n == 0 {
+		n = 3
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if n < 1 {
+		return nil, errors.New("a cluster needs at least one node")
+	}
+	keys, err := NewKeys()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Keys: keys}
+	for i := range n {
+		name := fmt.Sprintf("n%d", i+1)
+		cfg := NodeConfig(keys, name, dir, n, log.With("node", name))
+		if opts.BasePort != 0 {
+			cfg.Listen = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+10*i)
+			cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+10*i+1)
+		}
+		if i > 0 {
+			cfg.Join = []string{c.Nodes[0].GossipAddr()}
+		}
+		nd, err := node.New(cfg)
+		if err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		c.Nodes = append(c.Nodes, nd)
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// WaitReady waits until every node knows the leader and has applied the
+// bootstrap event.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready := true
+		for _, n := range c.Nodes {
+			leader, _ := n.Leader()
+			ok, err := n.State().Bootstrapped()
+			ready = ready && leader != "" && ok && err == nil
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster did not become ready: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Addrs lists the nodes' API addresses.
+func (c *Cluster) Addrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Addr())
+	}
+	return out
+}
+
+// Shutdown stops every node.
+func (c *Cluster) Shutdown() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		if err := n.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
