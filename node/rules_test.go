@@ -1,0 +1,34 @@
+package node
+
+import (
+	"testing"
+
+	"google.golang.org/grpc"
+)
+
+// TestEveryMethodHasARule walks the services a node registers and fails on
+// any method missing from the authorization table (which the interceptor
+// would refuse), and on table entries for methods that do not exist.
+func TestEveryMethodHasARule(t *testing.T) {
+	s := grpc.NewServer()
+	(&Node{}).registerServices(s)
+	rules := methodRules()
+	served := map[string]bool{}
+	for svc, info := range s.GetServiceInfo() {
+		for _, m := range info.Methods {
+			name := "/" + svc + "/" + m.Name
+			served[name] = true
+			if _, ok := rules[name]; !ok {
+				t.Errorf("%s has no authorization rule", name)
+			}
+		}
+	}
+	if len(served) < 20 {
+		t.Fatalf("only %d methods registered; the walk is not seeing the services", len(served))
+	}
+	for name := range rules {
+		if !served[name] {
+			t.Errorf("rule for %s, which no service serves", name)
+		}
+	}
+}
