@@ -1,3 +1,4 @@
 package rpc
 
 //go:generate ./gen/protoc.sh api.proto
+//go:generate ./gen/protoc.sh agent.proto

@@ -1,0 +1,211 @@
+// Package agent is the target side of hpt (`hpt serve`): it holds the
+// target's keystore, accepts direct provisioning from trusted clients on its
+// own port, and runs the provisioning engine (agent/provision).
+//
+// Trust comes from the target keystore alone: a peer may provision this
+// host only if its key is in the keystore with role client or cluster, and
+// the agent presents its own key, which clients pin.
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/hpt-dev/hpt/agent/keystore"
+	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// DefaultPort is the direct provisioning port of upstream hpt.
+const DefaultPort = 6632
+
+// Config configures an Agent.
+type Config struct {
+	// Keystore is the target keystore file (from gen-target-keys).
+	Keystore string
+	// Listen is the direct provisioning address; port 0 picks a free port.
+	// Default ":6632".
+	Listen string
+	// Listener, if set, is used instead of Listen (systemd socket
+	// activation hands one over).
+	Listener net.Listener
+	// Labels describe the target to templates and, in cluster mode, to
+	// target selection.
+	Labels map[string]string
+	Logger *slog.Logger
+	// Provision is the template for every run's options (DryRun, Facts and
+	// Vars are set per run); tests set Runner and system paths here.
+	Provision provision.Options
+	// MaxMessageSize bounds a received config with its files. Default 64 MiB.
+	MaxMessageSize int
+}
+
+// Agent is a running `hpt serve`.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	name    string
+	pub     ed25519.PublicKey
+	trusted map[string]keystore.Key // by fingerprint
+
+	ln   net.Listener
+	grpc *grpc.Server
+	wg   sync.WaitGroup
+
+	// runMu serializes provisioning runs: two configs applied to one host at
+	// once would race on the same files and packages.
+	runMu sync.Mutex
+}
+
+// ErrUntrusted is wrapped when a peer's key is not trusted by the keystore.
+var ErrUntrusted = errors.New("key not trusted by this target's keystore")
+
+// New loads the keystore and starts serving.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = fmt.Sprintf(":%d", DefaultPort)
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = provision.MaxBundleSize + 1<<20
+	}
+	a := &Agent{cfg: cfg, trusted: map[string]keystore.Key{}}
+	priv, err := a.loadKeystore()
+	if err != nil {
+		return nil, err
+	}
+	a.log = cfg.Logger.With("target", a.name)
+	cert, err := pinned.Certificate(priv)
+	if err != nil {
+		return nil, err
+	}
+	a.ln = cfg.Listener
+	if a.ln == nil {
+		if a.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	tlsCfg := pinned.ServerConfig(cert, a.verifyClient, pinned.ProtoGRPC)
+	a.grpc = grpc.NewServer(
+		grpc.Creds(pinned.ServerCredentials(tlsCfg)),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+	)
+	rpc.RegisterAgentServer(a.grpc, &directServer{a: a})
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.grpc.Serve(a.ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.log.Error("direct provisioning server stopped", "err", err)
+		}
+	}()
+	a.log.Info("agent serving", "addr", a.ln.Addr().String(), "key", pinned.Fingerprint(a.pub))
+	return a, nil
+}
+
+// loadKeystore reads identity, name and trusted keys, then closes the file
+// so that the CLI can use it while the agent runs.
+func (a *Agent) loadKeystore() (ed25519.PrivateKey, error) {
+	ks, err := keystore.Open(a.cfg.Keystore)
+	if err != nil {
+		return nil, err
+	}
+	defer ks.Close()
+	if ks.Kind() != keystore.KindTarget {
+		return nil, fmt.Errorf("%s is a %s keystore; `hpt serve` needs a target keystore from `hpt gen-target-keys`", a.cfg.Keystore, ks.Kind())
+	}
+	priv, err := ks.Identity()
+	if err != nil {
+		return nil, err
+	}
+	a.pub = priv.Public().(ed25519.PublicKey)
+	if a.name, err = ks.Name(); err != nil {
+		return nil, err
+	}
+	keys, err := ks.Keys()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Role == keystore.RoleClient || k.Role == keystore.RoleCluster {
+			a.trusted[pinned.Fingerprint(k.Public)] = k
+		}
+	}
+	if len(a.trusted) == 0 {
+		return nil, fmt.Errorf("%s trusts no client or cluster key: nobody could provision this target", a.cfg.Keystore)
+	}
+	return priv, nil
+}
+
+// verifyClient admits only keys the keystore trusts for provisioning.
+func (a *Agent) verifyClient(pub ed25519.PublicKey, _ string) error {
+	if pub == nil {
+		return &pinned.KeyError{Peer: "client"}
+	}
+	if _, ok := a.trusted[pinned.Fingerprint(pub)]; !ok {
+		err := &pinned.KeyError{Peer: "client", Fingerprint: pinned.Fingerprint(pub)}
+		a.log.Warn("refused client key", "fingerprint", err.Fingerprint)
+		return err
+	}
+	return nil
+}
+
+// Name is the target's name from its keystore.
+func (a *Agent) Name() string { return a.name }
+
+// Addr is the direct provisioning address.
+func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// PublicKey is the target's key.
+func (a *Agent) PublicKey() ed25519.PublicKey { return a.pub }
+
+// Close stops serving and waits for running calls to end.
+func (a *Agent) Close() error {
+	a.grpc.GracefulStop()
+	a.wg.Wait()
+	return nil
+}
+
+// run applies one bundle on this host, one run at a time.
+func (a *Agent) run(ctx context.Context, b *provision.Bundle, dryRun bool, vars map[string]string, onBlock func(provision.BlockResult)) (*provision.Report, error) {
+	cfg, err := provision.Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	opts := a.cfg.Provision
+	opts.DryRun = dryRun
+	opts.Facts = provision.Facts{Name: a.name, Labels: a.cfg.Labels}
+	opts.Vars = vars
+	opts.OnResult = onBlock
+	return provision.Apply(ctx, cfg, opts)
+}
+
+// BlockToEvent converts an engine result to its wire form.
+func BlockToEvent(b provision.BlockResult) *events.BlockResult {
+	out := &events.BlockResult{Kind: b.Kind, Name: b.Name, Outcome: string(b.Outcome), Output: b.Output, Error: b.Error, DurationMs: b.DurationMS}
+	for _, c := range b.Changes {
+		out.Changes = append(out.Changes, &events.Change{Field: c.Field, Old: c.Old, New: c.New, Diff: c.Diff})
+	}
+	return out
+}
+
+// BlockFromEvent converts a wire result back to the engine's type.
+func BlockFromEvent(e *events.BlockResult) provision.BlockResult {
+	out := provision.BlockResult{Kind: e.GetKind(), Name: e.GetName(), Outcome: provision.Outcome(e.GetOutcome()), Output: e.GetOutput(), Error: e.GetError(), DurationMS: e.GetDurationMs(), Changes: []provision.Change{}}
+	for _, c := range e.GetChanges() {
+		out.Changes = append(out.Changes, provision.Change{Field: c.GetField(), Old: c.GetOld(), New: c.GetNew(), Diff: c.GetDiff()})
+	}
+	return out
+}

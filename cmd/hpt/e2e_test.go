@@ -1,0 +1,325 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpt-dev/hpt/node/nodetest"
+)
+
+// hptBin is the binary under test, built once by TestMain.
+var hptBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hpt-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hptBin = filepath.Join(dir, "hpt")
+	build := exec.Command("go", "build", "-o", hptBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build hpt:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is a process environment for the CLI, isolated from the user's.
+type env map[string]string
+
+func (e env) list() []string {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e["HOME"]}
+	for k, v := range e {
+		if k != "HOME" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func hpt(t *testing.T, e env, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hptBin, args...)
+	cmd.Env = e.list()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("hpt %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func mustHPT(t *testing.T, e env, args ...string) string {
+	t.Helper()
+	r := hpt(t, e, args...)
+	if r.code != 0 {
+		t.Fatalf("hpt %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// server is one `hpt server` process.
+type server struct {
+	name, dataDir, addr, gossip string
+	args                        []string
+	cmd                         *exec.Cmd
+	log                         *os.File
+}
+
+func (s *server) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command(hptBin, s.args...)
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *server) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		s.cmd.Wait()
+	}
+}
+
+// startServers inits a cluster keystore and starts n server processes.
+func startServers(t *testing.T, n int) (env, []*server) {
+	t.Helper()
+	dir := t.TempDir()
+	e := env{"HOME": dir}
+	r := hpt(t, e, "init", "--out", filepath.Join(dir, "keys"))
+	if r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		kv := strings.TrimPrefix(line, "export ")
+		k, v, _ := strings.Cut(kv, "=")
+		e[k] = v
+	}
+	var servers []*server
+	var addrs []string
+	for i := range n {
+		s := &server{name: fmt.Sprintf("n%d", i+1), dataDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))}
+		s.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		s.gossip = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addrs = append(addrs, s.addr)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		s.args = []string{"server", "--name", s.name, "--keystore", filepath.Join(dir, "keys", clusterKeystoreName),
+			"--data-dir", s.dataDir, "--listen", s.addr, "--gossip", s.gossip, "--join", servers[0].gossip,
+			"--bootstrap-expect", fmt.Sprint(n), "--log-level", "warn"}
+		var err error
+		if s.log, err = os.Create(filepath.Join(dir, s.name+".log")); err != nil {
+			t.Fatal(err)
+		}
+		s.start(t)
+		t.Cleanup(func() {
+			s.kill()
+			s.log.Close()
+			if t.Failed() {
+				b, _ := os.ReadFile(s.log.Name())
+				t.Logf("%s log:\n%s", s.name, b)
+			}
+		})
+	}
+	e["HPT_ADDR"] = strings.Join(addrs, ",")
+	waitFor(t, 30*time.Second, func() error {
+		r := hpt(t, e, "cluster", "status", "-o", "json")
+		if r.code != 0 {
+			return fmt.Errorf("status: %s", r.stderr)
+		}
+		var st statusJSON
+		json.Unmarshal([]byte(r.stdout), &st)
+		if st.Leader == "" || len(st.Members) != n {
+			return fmt.Errorf("status: %s", r.stdout)
+		}
+		return nil
+	})
+	return e, servers
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	if err := nodetest.Eventually(context.Background(), timeout, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInitPrintsExactlyTheExports(t *testing.T) {
+	dir := t.TempDir()
+	r := hpt(t, env{"HOME": dir}, "init", "--out", dir)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 2 ||
+		!regexp.MustCompile(`^export HPT_TOKEN=sk_[0-9A-Za-z]{44}$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^export HPT_CLUSTER_KEY=SHA256:[A-Za-z0-9+/]{43}$`).MatchString(lines[1]) {
+		t.Fatalf("init stdout = %q (exit %d, stderr %s)", r.stdout, r.code, r.stderr)
+	}
+	st, err := os.Stat(filepath.Join(dir, clusterKeystoreName))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("keystore: %v, mode %v", err, st.Mode())
+	}
+	if strings.Contains(r.stderr, strings.TrimPrefix(lines[0], "export HPT_TOKEN=")) {
+		t.Fatal("the token is repeated on stderr")
+	}
+}
+
+func TestClusterOfProcesses(t *testing.T) {
+	e, servers := startServers(t, 3)
+
+	// A write through one node is readable through another.
+	one := env{"HOME": e["HOME"], "HPT_TOKEN": e["HPT_TOKEN"], "HPT_CLUSTER_KEY": e["HPT_CLUSTER_KEY"], "HPT_ADDR": servers[1].addr}
+	mustHPT(t, one, "users", "add", "alice@example.com")
+	two := env{"HOME": e["HOME"], "HPT_TOKEN": e["HPT_TOKEN"], "HPT_CLUSTER_KEY": e["HPT_CLUSTER_KEY"], "HPT_ADDR": servers[2].addr}
+	waitFor(t, 10*time.Second, func() error {
+		if out := mustHPT(t, two, "users", "list", "-o", "json"); !strings.Contains(out, `"alice@example.com"`) {
+			return fmt.Errorf("users on n3: %s", out)
+		}
+		return nil
+	})
+	evs := mustHPT(t, e, "events", "--type", "user_added", "--consistent", "-o", "json")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(evs), &list); err != nil || len(list) != 1 || list[0]["actor"] != "user:admin" {
+		t.Fatalf("events: %v %s", err, evs)
+	}
+
+	// SIGKILL the leader: writes go on, nothing acknowledged is lost.
+	var st statusJSON
+	json.Unmarshal([]byte(mustHPT(t, e, "cluster", "status", "-o", "json")), &st)
+	var leader *server
+	for _, s := range servers {
+		if s.name == st.Leader {
+			leader = s
+		}
+	}
+	if leader == nil {
+		t.Fatalf("leader %q is none of the servers", st.Leader)
+	}
+	leader.kill()
+	for i := range 5 {
+		mustHPT(t, e, "machines", "add", fmt.Sprintf("m%d", i))
+	}
+	leader.start(t)
+	restarted := env{"HOME": e["HOME"], "HPT_TOKEN": e["HPT_TOKEN"], "HPT_CLUSTER_KEY": e["HPT_CLUSTER_KEY"], "HPT_ADDR": leader.addr}
+	waitFor(t, 30*time.Second, func() error {
+		r := hpt(t, restarted, "machines", "list", "-o", "json")
+		if r.code != 0 || strings.Count(r.stdout, `"kind": "machine"`) != 5 {
+			return fmt.Errorf("machines on restarted %s: %s %s", leader.name, r.stdout, r.stderr)
+		}
+		return nil
+	})
+
+	// A client pinning another cluster key is refused, naming the key.
+	other := env{"HOME": e["HOME"], "HPT_TOKEN": e["HPT_TOKEN"], "HPT_ADDR": e["HPT_ADDR"],
+		"HPT_CLUSTER_KEY": "SHA256:" + strings.Repeat("A", 43)}
+	r := hpt(t, other, "users", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, e["HPT_CLUSTER_KEY"]) {
+		t.Fatalf("wrong pin: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	e := env{"HOME": t.TempDir()}
+	if r := hpt(t, e, "users", "list", "--bogus"); r.code != exitUsage {
+		t.Errorf("unknown flag: exit %d", r.code)
+	}
+	if r := hpt(t, e, "users", "list"); r.code != exitUsage || !strings.Contains(r.stderr, "HPT_ADDR") {
+		t.Errorf("no address: exit %d, %q", r.code, r.stderr)
+	}
+	if r := hpt(t, e, "--target", "x", "c.toml"); r.code != exitUsage || !strings.Contains(r.stderr, "--ip") {
+		t.Errorf("--target without --ip: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestDirectProvisioning runs the seed's workflow with real processes:
+// gen-target-keys, hpt serve --port 0, hpt --target --ip FILE.toml, and the
+// refusal of a client whose key the target does not trust.
+func TestDirectProvisioning(t *testing.T) {
+	dir := t.TempDir()
+	e := env{"HOME": dir, "HPT_KEYSTORE": filepath.Join(dir, "client.db")}
+	mustHPT(t, e, "gen-target-keys", "--target", "web-1", "--out", filepath.Join(dir, "web-1.db"))
+	if out := mustHPT(t, e, "list-target-keys", "-o", "json"); !strings.Contains(out, `"name": "web-1"`) {
+		t.Fatalf("list-target-keys: %s", out)
+	}
+	serve := exec.Command(hptBin, "serve", "--keystore", filepath.Join(dir, "web-1.db"), "--port", "0", "--bind", "127.0.0.1", "--labels", "role=web")
+	serve.Env = []string{"PATH=" + os.Getenv("PATH")}
+	stdout, err := serve.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	line := make([]byte, 512)
+	n, _ := stdout.Read(line)
+	m := regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+)`).FindSubmatch(line[:n])
+	if m == nil {
+		t.Fatalf("serve printed %q", line[:n])
+	}
+	port := string(m[1])
+
+	target := filepath.Join(dir, "out.txt")
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte("[[file]]\npath = \""+target+"\"\ntemplate = true\ncontent = \"{{ .Target.Name }} {{ .Target.Labels.role }}\"\n"), 0o644)
+	out := mustHPT(t, e, "--target", "web-1", "--ip", "127.0.0.1", "--port", port, cfg)
+	if !strings.Contains(out, "changed  file "+target) || !strings.Contains(out, "changed=1") {
+		t.Fatalf("first apply:\n%s", out)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "web-1 web" {
+		t.Fatalf("applied content %q", b)
+	}
+	if out := mustHPT(t, e, "--target", "web-1", "--ip", "127.0.0.1", "--port", port, cfg); !strings.Contains(out, "ok=1 changed=0") {
+		t.Fatalf("second apply is not idempotent:\n%s", out)
+	}
+
+	// Another client keystore, which holds web-1's key but whose own key the
+	// target does not trust.
+	other := env{"HOME": dir, "HPT_KEYSTORE": filepath.Join(dir, "other.db")}
+	mustHPT(t, other, "gen-target-keys", "--target", "decoy", "--out", filepath.Join(dir, "decoy.db"))
+	os.Remove(target)
+	r := hpt(t, other, "--target", "decoy", "--ip", "127.0.0.1", "--port", port, cfg)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "key decoy") && !strings.Contains(r.stderr, "target decoy key") {
+		t.Fatalf("target with another key: exit %d, %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Fatal("a refused client provisioned the target")
+	}
+}

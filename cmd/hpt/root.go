@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// Exit codes (SPEC section 5).
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors in how hpt was invoked.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// exitError carries a specific exit code for an error already reported
+// (a job with unreachable targets, say).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+// app holds what every command shares: global options and streams.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	addr, token, clusterKey, keystore, output string
+	consistent                                bool
+	logLevel                                  string
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(stderr, "hpt:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "hpt:", describe(err))
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// isCobraUsage recognises cobra's own argument and flag errors, which it
+// returns as plain errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires exactly", "flag needs an argument", "invalid argument", "required flag"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// describe turns an RPC error into the sentence an operator needs.
+func describe(err error) string {
+	s, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	switch s.Code() {
+	case codes.Unauthenticated:
+		return "not authenticated: " + s.Message()
+	case codes.PermissionDenied:
+		return s.Message()
+	case codes.Unavailable:
+		if pinned.IsRefusedByPeer(err) || strings.Contains(s.Message(), "refused") {
+			return "cannot connect: " + s.Message()
+		}
+		return "cluster unavailable: " + s.Message()
+	case codes.DeadlineExceeded:
+		return "timed out: " + s.Message()
+	}
+	return s.Message()
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "hpt [FILE.toml]",
+		Short:         "hpt: who may reach which hosts, and what gets provisioned on them",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.addr, "addr", "", "node addresses, comma-separated; any node will do (env HPT_ADDR)")
+	pf.StringVar(&a.token, "token", "", "API token sk_... (env HPT_TOKEN)")
+	pf.StringVar(&a.clusterKey, "cluster-key", "", "pinned cluster key fingerprint SHA256:... (env HPT_CLUSTER_KEY)")
+	pf.StringVar(&a.keystore, "keystore", "", "keystore file (env HPT_KEYSTORE)")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.BoolVar(&a.consistent, "consistent", false, "read state confirmed by the leader")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log level for servers and agents: debug, info, warn, error")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if a.output != "table" && a.output != "json" {
+			return usagef("-o %q: want table or json", a.output)
+		}
+		return nil
+	}
+	root.AddCommand(
+		a.devCommand(), a.initCommand(), a.serverCommand(), a.loginCommand(),
+		a.clusterCommand(), a.eventsCommand(),
+		a.identityCommand("user"), a.identityCommand("machine"), a.identityCommand("group"),
+		a.tokensCommand(), a.grantsCommand(), a.authCommand(), a.benchCommand(),
+		a.applyCommand(), a.serveCommand(),
+	)
+	root.AddCommand(a.keyCommands()...)
+	// `hpt FILE.toml` applies locally and `hpt --target NAME --ip HOST
+	// FILE.toml` on a target, as upstream hpt did.
+	var target, ip string
+	var port int
+	var dryRun bool
+	root.Flags().StringVar(&target, "target", "", "provision this target (its key from the client keystore) directly")
+	root.Flags().StringVar(&ip, "ip", "", "address of the target's `hpt serve`")
+	root.Flags().IntVar(&port, "port", agent.DefaultPort, "port of the target's `hpt serve`")
+	root.Flags().BoolVar(&dryRun, "dry-run", false, "report what would change, change nothing")
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		if len(args) > 1 || !strings.HasSuffix(args[0], ".toml") {
+			return usagef("unknown command %q (a config to apply must end in .toml)", args[0])
+		}
+		switch {
+		case target != "" && ip == "":
+			return usagef("--target needs --ip: the address of the target's hpt serve")
+		case target == "" && ip != "":
+			return usagef("--ip needs --target: which key in the client keystore to expect")
+		case target != "":
+			return a.applyDirect(cmd.Context(), target, net.JoinHostPort(ip, strconv.Itoa(port)), args[0], dryRun, nil)
+		}
+		return a.applyLocal(cmd.Context(), args[0], dryRun, nil)
+	}
+	return root
+}
+
+// setting resolves a global option: flag, then environment, then the file
+// `hpt login` writes.
+func (a *app) setting(flag, env, file string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := a.getenv(env); v != "" {
+		return v
+	}
+	return file
+}
+
+// cliConfig is what `hpt login` remembers, like ssh's known_hosts plus a
+// default address and token.
+type cliConfig struct {
+	Addr       string `json:"addr"`
+	ClusterKey string `json:"cluster_key"`
+	Token      string `json:"token,omitempty"`
+}
+
+func (a *app) configPath() string {
+	if p := a.getenv("HPT_CONFIG"); p != "" {
+		return p
+	}
+	dir := a.getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home := a.getenv("HOME")
+		if home == "" {
+			return ""
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "hpt", "cli.json")
+}
+
+func (a *app) loadConfig() cliConfig {
+	var c cliConfig
+	p := a.configPath()
+	if p == "" {
+		return c
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return c
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		fmt.Fprintf(a.stderr, "hpt: ignoring %s: %v\n", p, err)
+	}
+	return c
+}
+
+func (a *app) saveConfig(c cliConfig) (string, error) {
+	p := a.configPath()
+	if p == "" {
+		return "", errors.New("no place for the CLI config: set HOME or HPT_CONFIG")
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", fmt.Errorf("save CLI config: %w", err)
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	if err := os.WriteFile(p, append(b, '\n'), 0o600); err != nil {
+		return "", fmt.Errorf("save CLI config: %w", err)
+	}
+	return p, nil
+}
+
+// client connects to the cluster named by the global options.
+func (a *app) client() (*rpc.Client, error) {
+	file := a.loadConfig()
+	addrs := rpc.SplitAddrs(a.setting(a.addr, "HPT_ADDR", file.Addr), node.DefaultPort)
+	if len(addrs) == 0 {
+		return nil, usagef("no node address: set --addr or HPT_ADDR, or run `hpt login ADDR`")
+	}
+	c, err := rpc.Dial(rpc.ClientConfig{
+		Addrs:      addrs,
+		Token:      a.setting(a.token, "HPT_TOKEN", file.Token),
+		ClusterKey: a.setting(a.clusterKey, "HPT_CLUSTER_KEY", file.ClusterKey),
+		Consistent: a.consistent,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+// withClient runs fn with a connected client.
+func (a *app) withClient(fn func(*rpc.Client) error) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
+func (a *app) json() bool { return a.output == "json" }
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (a *app) logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpt-dev/hpt/agent/keystore"
+	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/node/devcluster"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+func (a *app) devCommand() *cobra.Command {
+	var nodes, port int
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole cluster in this process on loopback, for trying hpt out",
+		Long: `Runs a cluster in this process: real TLS, Raft, Pebble and gossip on
+loopback ports, fresh keys and an admin token. Ctrl-C stops it and removes
+its data (unless --dir was given).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes < 1 || nodes > 9 {
+				return usagef("--nodes %d: want 1 to 9", nodes)
+			}
+			keep := dir != ""
+			if !keep {
+				var err error
+				if dir, err = os.MkdirTemp("", "hpt-dev-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+			}
+			ctx := cmd.Context()
+			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			c, err := devcluster.Start(startCtx, dir, devcluster.Options{Nodes: nodes, BasePort: port, Logger: a.logger()})
+			if err != nil {
+				if port != 0 {
+					return fmt.Errorf("%w (is another hpt running? --port 0 picks free ports)", err)
+				}
+				return err
+			}
+			defer c.Shutdown()
+			a.printDevBanner(c, dir, keep)
+			<-ctx.Done()
+			fmt.Fprintln(a.stderr, "\nhpt dev: stopping")
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
+	cmd.Flags().IntVar(&port, "port", node.DefaultPort, "API port of the first node; node i uses port+10*i, gossip one above (0: free ports)")
+	cmd.Flags().StringVar(&dir, "dir", "", "keep data in this directory instead of a temporary one")
+	return cmd
+}
+
+func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
+	w := a.stdout
+	leader, _ := c.Nodes[0].Leader()
+	fmt.Fprintf(w, "hpt dev: %d nodes on loopback, leader %s, data in %s\n\n", len(c.Nodes), leader, dir)
+	fmt.Fprintf(w, "  export HPT_ADDR=%s\n", strings.Join(c.Addrs(), ","))
+	fmt.Fprintf(w, "  export HPT_TOKEN=%s\n", c.Keys.Admin.Secret())
+	fmt.Fprintf(w, "  export HPT_CLUSTER_KEY=%s\n\n", c.Keys.Fingerprint())
+	fmt.Fprintln(w, "Then, in another shell:")
+	fmt.Fprintln(w, "  hpt cluster status")
+	fmt.Fprintln(w, "  hpt users add alice@example.com && hpt users list")
+	fmt.Fprintln(w, "  hpt events --follow")
+	fmt.Fprintln(w, "  hpt bench write --clients 64 --count 20000 --size 256")
+	if keep {
+		fmt.Fprintln(w, "\nCtrl-C stops the cluster.")
+	} else {
+		fmt.Fprintln(w, "\nCtrl-C stops the cluster and removes its data.")
+	}
+}
+
+const clusterKeystoreName = "cluster.keystore.db"
+
+func (a *app) initCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "init --out DIR",
+		Short: "Create a cluster keystore and the first admin token",
+		Long: `Creates DIR/cluster.keystore.db holding the cluster keypair, the gossip
+key and the first admin token (stored hashed). Copy the keystore to every
+server node. Standard output carries exactly two lines, so that
+  eval "$(hpt init --out DIR)"
+sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if out == "" {
+				return usagef("--out DIR is required")
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", out, err)
+			}
+			path := filepath.Join(out, clusterKeystoreName)
+			keys, err := devcluster.NewKeys()
+			if err != nil {
+				return err
+			}
+			if err := writeClusterKeystore(path, keys); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "export HPT_TOKEN=%s\n", keys.Admin.Secret())
+			fmt.Fprintf(a.stdout, "export HPT_CLUSTER_KEY=%s\n", keys.Fingerprint())
+			fmt.Fprintf(a.stderr, `hpt init: wrote %s (mode 0600)
+  cluster key %s
+  The admin token above is for user:admin and is not stored anywhere in clear.
+  Copy the keystore to each server and start them, for example:
+    hpt server --name n1 --keystore %s --data-dir /var/lib/hpt --bootstrap-expect 3 --join n2:7401,n3:7401
+`, path, keys.Fingerprint(), clusterKeystoreName)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "directory for cluster.keystore.db")
+	return cmd
+}
+
+func writeClusterKeystore(path string, keys devcluster.Keys) error {
+	ks, err := keystore.Create(path, keystore.KindCluster)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	if err := ks.SetIdentity(keys.Cluster); err != nil {
+		return err
+	}
+	if err := ks.SetGossipKey(keys.Gossip); err != nil {
+		return err
+	}
+	return ks.SetBootstrapToken(keystore.BootstrapToken{ID: keys.Admin.ID, SecretSHA256: keys.Admin.SecretSHA256(), Subject: "user:admin"})
+}
+
+func (a *app) serverCommand() *cobra.Command {
+	cfg := node.DefaultConfig()
+	var join string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a server node",
+		Long: `Runs one node of the control plane. All nodes of a cluster hold the same
+cluster keystore (from hpt init). Start each with --bootstrap-expect set to
+the number of initial servers; they bootstrap once they see each other in
+gossip. A node that has data never bootstraps again; a new node joins an
+existing cluster with --join and no --bootstrap-expect.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := a.setting(a.keystore, "HPT_KEYSTORE", "")
+			if path == "" {
+				return usagef("--keystore: the cluster keystore from `hpt init` is required")
+			}
+			if err := loadClusterKeystore(path, &cfg); err != nil {
+				return err
+			}
+			if cfg.Name == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return usagef("--name is required (hostname unknown: %v)", err)
+				}
+				cfg.Name = strings.Split(h, ".")[0]
+			}
+			cfg.Join = splitList(join)
+			cfg.Logger = a.logger()
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			n, err := node.New(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "hpt server %s: serving on %s (gossip %s), cluster key %s\n",
+				cfg.Name, n.Addr(), n.GossipAddr(), pinned.Fingerprint(n.ClusterKey()))
+			<-cmd.Context().Done()
+			return n.Shutdown()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "unique node name (default: the short hostname)")
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/hpt", "directory for the Raft log, snapshots and state")
+	f.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP address for the API, agents and Raft")
+	f.StringVar(&cfg.Advertise, "advertise", "", "address other nodes and clients dial (default: the listen address)")
+	f.StringVar(&cfg.GossipListen, "gossip", cfg.GossipListen, "gossip address (UDP and TCP)")
+	f.StringVar(&cfg.GossipAdvertise, "gossip-advertise", "", "gossip address others use (default: the gossip address)")
+	f.StringVar(&join, "join", "", "gossip addresses of other nodes, comma-separated")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
+	return cmd
+}
+
+func loadClusterKeystore(path string, cfg *node.Config) error {
+	ks, err := keystore.Open(path)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	if ks.Kind() != keystore.KindCluster {
+		return fmt.Errorf("%s is a %s keystore; servers need the cluster keystore from `hpt init`", path, ks.Kind())
+	}
+	if cfg.ClusterKey, err = ks.Identity(); err != nil {
+		return err
+	}
+	if cfg.GossipKey, err = ks.GossipKey(); err != nil {
+		return err
+	}
+	bt, err := ks.BootstrapToken()
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return err
+	}
+	if err == nil {
+		cfg.Bootstrap = &node.BootstrapToken{ID: bt.ID, SecretSHA256: bt.SecretSHA256, Subject: bt.Subject}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
