@@ -10,11 +10,13 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -47,7 +49,23 @@ type Config struct {
 	Provision provision.Options
 	// MaxMessageSize bounds a received config with its files. Default 64 MiB.
 	MaxMessageSize int
+
+	// Cluster mode: the keystore must trust a cluster key and hold the
+	// gossip key. Join lists gossip addresses (default: the keystore's
+	// seeds); Servers, if set, are node API addresses dialled directly
+	// without gossip (tests and benchmarks with many agents).
+	Join    []string
+	Servers []string
+	// GossipListen is the agent's memberlist address. Default ":7402"; use
+	// port 0 when several agents share a host.
+	GossipListen string
+	// Journal is the file recording which jobs ran here. Default: the
+	// keystore's path with ".journal" appended.
+	Journal string
 }
+
+// Version is reported to nodes in the agent's hello.
+const Version = "0.1.0"
 
 // Agent is a running `hpt serve`.
 type Agent struct {
@@ -59,7 +77,11 @@ type Agent struct {
 
 	ln   net.Listener
 	grpc *grpc.Server
-	wg   sync.WaitGroup
+	link *clusterLink
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	// runMu serializes provisioning runs: two configs applied to one host at
 	// once would race on the same files and packages.
@@ -81,7 +103,8 @@ func New(cfg Config) (*Agent, error) {
 		cfg.MaxMessageSize = provision.MaxBundleSize + 1<<20
 	}
 	a := &Agent{cfg: cfg, trusted: map[string]keystore.Key{}}
-	priv, err := a.loadKeystore()
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	priv, cluster, err := a.loadKeystore()
 	if err != nil {
 		return nil, err
 	}
@@ -110,41 +133,114 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}()
 	a.log.Info("agent serving", "addr", a.ln.Addr().String(), "key", pinned.Fingerprint(a.pub))
+	if len(cfg.Join) > 0 || len(cfg.Servers) > 0 || (cluster.key != nil && len(cluster.seeds) > 0) {
+		if err := a.joinCluster(cert, cluster); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
-// loadKeystore reads identity, name and trusted keys, then closes the file
-// so that the CLI can use it while the agent runs.
-func (a *Agent) loadKeystore() (ed25519.PrivateKey, error) {
+// clusterSettings is what a target keystore holds for cluster mode.
+type clusterSettings struct {
+	key       ed25519.PublicKey
+	gossipKey []byte
+	seeds     []string
+}
+
+// joinCluster starts gossip (unless Servers are given) and the stream to a
+// node.
+func (a *Agent) joinCluster(cert tls.Certificate, cs clusterSettings) error {
+	if cs.key == nil {
+		return fmt.Errorf("%s trusts no cluster key: it was not made by `hpt gen-target-keys` against a cluster", a.cfg.Keystore)
+	}
+	path := a.cfg.Journal
+	if path == "" {
+		path = a.cfg.Keystore + ".journal"
+	}
+	j, err := openJournal(path)
+	if err != nil {
+		return err
+	}
+	a.link = &clusterLink{a: a, cert: cert, clusterKey: cs.key, journal: j, running: map[string]context.CancelFunc{}}
+	if len(a.cfg.Servers) == 0 {
+		join := a.cfg.Join
+		if len(join) == 0 {
+			join = cs.seeds
+		}
+		if len(cs.gossipKey) == 0 {
+			return fmt.Errorf("%s holds no gossip key", a.cfg.Keystore)
+		}
+		listen := a.cfg.GossipListen
+		if listen == "" {
+			listen = ":7402"
+		}
+		if err := a.link.startGossip(listen, cs.gossipKey, join); err != nil {
+			return err
+		}
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.link.connectLoop(a.ctx)
+	}()
+	return nil
+}
+
+// Node returns the name of the node the agent's stream is attached to, or
+// "" when it has none.
+func (a *Agent) Node() string {
+	if a.link == nil {
+		return ""
+	}
+	a.link.nodeMu.Lock()
+	defer a.link.nodeMu.Unlock()
+	return a.link.node
+}
+
+// loadKeystore reads identity, name, trusted keys and cluster settings,
+// then closes the file so that the CLI can use it while the agent runs.
+func (a *Agent) loadKeystore() (ed25519.PrivateKey, clusterSettings, error) {
+	var cs clusterSettings
 	ks, err := keystore.Open(a.cfg.Keystore)
 	if err != nil {
-		return nil, err
+		return nil, cs, err
 	}
 	defer ks.Close()
 	if ks.Kind() != keystore.KindTarget {
-		return nil, fmt.Errorf("%s is a %s keystore; `hpt serve` needs a target keystore from `hpt gen-target-keys`", a.cfg.Keystore, ks.Kind())
+		return nil, cs, fmt.Errorf("%s is a %s keystore; `hpt serve` needs a target keystore from `hpt gen-target-keys`", a.cfg.Keystore, ks.Kind())
 	}
 	priv, err := ks.Identity()
 	if err != nil {
-		return nil, err
+		return nil, cs, err
 	}
 	a.pub = priv.Public().(ed25519.PublicKey)
 	if a.name, err = ks.Name(); err != nil {
-		return nil, err
+		return nil, cs, err
 	}
 	keys, err := ks.Keys()
 	if err != nil {
-		return nil, err
+		return nil, cs, err
 	}
 	for _, k := range keys {
 		if k.Role == keystore.RoleClient || k.Role == keystore.RoleCluster {
 			a.trusted[pinned.Fingerprint(k.Public)] = k
 		}
+		if k.Role == keystore.RoleCluster {
+			cs.key = k.Public
+		}
 	}
 	if len(a.trusted) == 0 {
-		return nil, fmt.Errorf("%s trusts no client or cluster key: nobody could provision this target", a.cfg.Keystore)
+		return nil, cs, fmt.Errorf("%s trusts no client or cluster key: nobody could provision this target", a.cfg.Keystore)
 	}
-	return priv, nil
+	if cs.gossipKey, err = ks.GossipKey(); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return nil, cs, err
+	}
+	if cs.seeds, err = ks.Seeds(); err != nil {
+		return nil, cs, err
+	}
+	return priv, cs, nil
 }
 
 // verifyClient admits only keys the keystore trusts for provisioning.
@@ -169,10 +265,21 @@ func (a *Agent) Addr() string { return a.ln.Addr().String() }
 // PublicKey is the target's key.
 func (a *Agent) PublicKey() ed25519.PublicKey { return a.pub }
 
-// Close stops serving and waits for running calls to end.
+// Close leaves the cluster, stops serving and waits for running calls and
+// jobs to end.
 func (a *Agent) Close() error {
-	a.grpc.GracefulStop()
+	a.cancel()
+	if a.link != nil && a.link.gossip != nil {
+		a.link.gossip.Leave(time.Second)
+		a.link.gossip.Shutdown()
+	}
+	if a.grpc != nil {
+		a.grpc.GracefulStop()
+	}
 	a.wg.Wait()
+	if a.link != nil {
+		return a.link.journal.close()
+	}
 	return nil
 }
 

@@ -1068,11 +1068,14 @@ type JobSubmitted struct {
 	Config []byte            `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
 	Files  map[string][]byte `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The target set, resolved and recorded at submission.
-	Targets       []string          `protobuf:"bytes,5,rep,name=targets,proto3" json:"targets,omitempty"`
-	TargetGlob    string            `protobuf:"bytes,6,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
-	Selector      map[string]string `protobuf:"bytes,7,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	BatchSize     uint32            `protobuf:"varint,8,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	MaxFailures   uint32            `protobuf:"varint,9,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	Targets    []string          `protobuf:"bytes,5,rep,name=targets,proto3" json:"targets,omitempty"`
+	TargetGlob string            `protobuf:"bytes,6,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector   map[string]string `protobuf:"bytes,7,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// At most this many targets in flight at once (a sliding window).
+	BatchSize uint32 `protobuf:"varint,8,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// The run stops releasing targets once more than this many failed;
+	// -1: no limit.
+	MaxFailures   int32             `protobuf:"varint,9,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
 	TimeoutNanos  int64             `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	Vars          map[string]string `protobuf:"bytes,11,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DryRun        bool              `protobuf:"varint,12,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
@@ -1166,7 +1169,7 @@ func (x *JobSubmitted) GetBatchSize() uint32 {
 	return 0
 }
 
-func (x *JobSubmitted) GetMaxFailures() uint32 {
+func (x *JobSubmitted) GetMaxFailures() int32 {
 	if x != nil {
 		return x.MaxFailures
 	}
@@ -1194,6 +1197,8 @@ func (x *JobSubmitted) GetDryRun() bool {
 	return false
 }
 
+// The scheduler released these targets to run (a sliding window of at
+// most batch_size targets in flight).
 type JobBatchStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1254,6 +1259,8 @@ func (x *JobBatchStarted) GetTargets() []string {
 	return nil
 }
 
+// The agent acknowledged the job and started it (written by the node that
+// holds the agent's stream).
 type JobTargetDispatched struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1554,7 +1561,7 @@ func (x *JobTargetFinished) GetError() string {
 type JobFinished struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// done | failed | stopped (max failures reached)
+	// done | failed | stopped (max failures reached) | cancelled
 	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1657,9 +1664,12 @@ func (x *JobCancelled) GetReason() string {
 }
 
 type TargetConnected struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	// Labels the agent announced (`hpt serve --labels`); they replace the
+	// target's labels.
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1706,6 +1716,13 @@ func (x *TargetConnected) GetNode() string {
 		return x.Node
 	}
 	return ""
+}
+
+func (x *TargetConnected) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 type TargetDisconnected struct {
@@ -2075,7 +2092,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\bselector\x18\a \x03(\v2).hpt.events.v1.JobSubmitted.SelectorEntryR\bselector\x12\x1d\n" +
 	"\n" +
 	"batch_size\x18\b \x01(\rR\tbatchSize\x12!\n" +
-	"\fmax_failures\x18\t \x01(\rR\vmaxFailures\x12#\n" +
+	"\fmax_failures\x18\t \x01(\x05R\vmaxFailures\x12#\n" +
 	"\rtimeout_nanos\x18\n" +
 	" \x01(\x03R\ftimeoutNanos\x129\n" +
 	"\x04vars\x18\v \x03(\v2%.hpt.events.v1.JobSubmitted.VarsEntryR\x04vars\x12\x17\n" +
@@ -2123,10 +2140,14 @@ const file_events_events_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\"=\n" +
 	"\fJobCancelled\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"=\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbc\x01\n" +
 	"\x0fTargetConnected\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\"@\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12B\n" +
+	"\x06labels\x18\x03 \x03(\v2*.hpt.events.v1.TargetConnected.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\x12TargetDisconnected\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\"4\n" +
@@ -2189,7 +2210,7 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
 	(*Event)(nil),               // 1: hpt.events.v1.Event
@@ -2227,6 +2248,7 @@ var file_events_events_proto_goTypes = []any{
 	nil,                         // 33: hpt.events.v1.JobSubmitted.FilesEntry
 	nil,                         // 34: hpt.events.v1.JobSubmitted.SelectorEntry
 	nil,                         // 35: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 36: hpt.events.v1.TargetConnected.LabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
@@ -2236,11 +2258,12 @@ var file_events_events_proto_depIdxs = []int32{
 	35, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
 	20, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
 	21, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	36, // 7: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -2254,7 +2277,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

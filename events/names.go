@@ -19,6 +19,9 @@ const (
 	// KindNode is the actor of events a node writes on its own behalf
 	// (bootstrap, job scheduling); it can hold no grants.
 	KindNode = "node"
+	// KindTarget is the actor of events an agent causes (its connection,
+	// its job results); it can hold no grants.
+	KindTarget = "target"
 )
 
 // A Subject is who acts or who is granted: "user:alice@example.com".

@@ -150,9 +150,9 @@ func (t *txn) apply(p proto.Message) *Rejection {
 	case *events.GrantRemoved:
 		return t.removeGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
 	case *events.TargetConnected:
-		return t.targetTransition(p.GetTarget(), p.GetNode(), true)
+		return t.targetTransition(p.GetTarget(), p.GetNode(), true, p.GetLabels())
 	case *events.TargetDisconnected:
-		return t.targetTransition(p.GetTarget(), p.GetNode(), false)
+		return t.targetTransition(p.GetTarget(), p.GetNode(), false, nil)
 	case *events.JobSubmitted, *events.JobBatchStarted, *events.JobTargetDispatched,
 		*events.JobTargetFinished, *events.JobFinished, *events.JobCancelled:
 		return t.applyJob(p)
@@ -404,10 +404,23 @@ func (t *txn) revokeTargetKey(target string) *Rejection {
 	return nil
 }
 
-func (t *txn) targetTransition(target, node string, connected bool) *Rejection {
+// targetTransition records an agent stream opening or closing on a node.
+// A disconnect reported by a node that no longer holds the stream (the
+// agent already reconnected elsewhere) is refused, so it cannot undo the
+// newer connection.
+func (t *txn) targetTransition(target, node string, connected bool, labels map[string]string) *Rejection {
 	var tk TargetKey
 	if !t.get(key(tagTarget, target), &tk) {
 		return t.reject(ErrNotFound, "target %q has no key", target)
+	}
+	if tk.GetRevoked() && connected {
+		return t.reject(ErrConflict, "target %q is revoked", target)
+	}
+	if !connected && (!tk.GetConnected() || tk.GetNode() != node) {
+		return t.reject(ErrConflict, "target %q is not connected to node %s", target, node)
+	}
+	if connected && labels != nil {
+		tk.Labels = labels
 	}
 	tk.Connected = connected
 	tk.Node = node
@@ -446,16 +459,5 @@ func (t *txn) removeGrant(subject, priv, res string) *Rejection {
 		return t.reject(ErrNotFound, "grant %s %s %s does not exist", subject, priv, res)
 	}
 	t.del(k)
-	return nil
-}
-
-// applyJob records job events. The scheduler's projection of jobs is built
-// by the job issue; until then job events are validated for identity and
-// archived.
-func (t *txn) applyJob(p proto.Message) *Rejection {
-	type jobEvent interface{ GetJobId() string }
-	if j, ok := p.(jobEvent); !ok || j.GetJobId() == "" {
-		return t.reject(ErrInvalid, "%s: job_id is empty", events.Name(t.ev.GetType()))
-	}
 	return nil
 }

@@ -11,6 +11,7 @@
 package fsm
 
 import (
+	events "github.com/hpt-dev/hpt/events"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -440,12 +441,314 @@ func (x *Grant) GetCreated() *Origin {
 	return nil
 }
 
+type Job struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Submitted    *Origin                `protobuf:"bytes,3,opt,name=submitted,proto3" json:"submitted,omitempty"`
+	Config       []byte                 `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	Files        map[string][]byte      `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Targets      []string               `protobuf:"bytes,6,rep,name=targets,proto3" json:"targets,omitempty"`
+	TargetGlob   string                 `protobuf:"bytes,7,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector     map[string]string      `protobuf:"bytes,8,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BatchSize    uint32                 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures  int32                  `protobuf:"varint,10,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutNanos int64                  `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	Vars         map[string]string      `protobuf:"bytes,12,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun       bool                   `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// running | cancelling | done | failed | stopped | cancelled
+	Status string `protobuf:"bytes,14,opt,name=status,proto3" json:"status,omitempty"`
+	// Batches released so far.
+	Batches uint32 `protobuf:"varint,15,opt,name=batches,proto3" json:"batches,omitempty"`
+	// Counts of targets by status.
+	Counts        map[string]uint32 `protobuf:"bytes,16,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Finished      *Origin           `protobuf:"bytes,17,opt,name=finished,proto3" json:"finished,omitempty"`
+	CancelReason  string            `protobuf:"bytes,18,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Job) Reset() {
+	*x = Job{}
+	mi := &file_fsm_state_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Job) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Job) ProtoMessage() {}
+
+func (x *Job) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_state_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Job.ProtoReflect.Descriptor instead.
+func (*Job) Descriptor() ([]byte, []int) {
+	return file_fsm_state_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Job) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Job) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Job) GetSubmitted() *Origin {
+	if x != nil {
+		return x.Submitted
+	}
+	return nil
+}
+
+func (x *Job) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *Job) GetFiles() map[string][]byte {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *Job) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *Job) GetTargetGlob() string {
+	if x != nil {
+		return x.TargetGlob
+	}
+	return ""
+}
+
+func (x *Job) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *Job) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *Job) GetMaxFailures() int32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+func (x *Job) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
+func (x *Job) GetVars() map[string]string {
+	if x != nil {
+		return x.Vars
+	}
+	return nil
+}
+
+func (x *Job) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *Job) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Job) GetBatches() uint32 {
+	if x != nil {
+		return x.Batches
+	}
+	return 0
+}
+
+func (x *Job) GetCounts() map[string]uint32 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *Job) GetFinished() *Origin {
+	if x != nil {
+		return x.Finished
+	}
+	return nil
+}
+
+func (x *Job) GetCancelReason() string {
+	if x != nil {
+		return x.CancelReason
+	}
+	return ""
+}
+
+type JobTarget struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobId  string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Target string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// pending | dispatched | running | ok | changed | failed | unreachable |
+	// refused | cancelled | skipped
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Batch  uint32 `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
+	// When the scheduler released it (the event's time), for timeouts.
+	ReleasedUnixNano int64                 `protobuf:"varint,5,opt,name=released_unix_nano,json=releasedUnixNano,proto3" json:"released_unix_nano,omitempty"`
+	Node             string                `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
+	StartedUnixNano  int64                 `protobuf:"varint,7,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	FinishedUnixNano int64                 `protobuf:"varint,8,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	Blocks           []*events.BlockResult `protobuf:"bytes,9,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Error            string                `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *JobTarget) Reset() {
+	*x = JobTarget{}
+	mi := &file_fsm_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobTarget) ProtoMessage() {}
+
+func (x *JobTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobTarget.ProtoReflect.Descriptor instead.
+func (*JobTarget) Descriptor() ([]byte, []int) {
+	return file_fsm_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *JobTarget) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobTarget) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *JobTarget) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *JobTarget) GetBatch() uint32 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *JobTarget) GetReleasedUnixNano() int64 {
+	if x != nil {
+		return x.ReleasedUnixNano
+	}
+	return 0
+}
+
+func (x *JobTarget) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *JobTarget) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *JobTarget) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *JobTarget) GetBlocks() []*events.BlockResult {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+func (x *JobTarget) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_fsm_state_proto protoreflect.FileDescriptor
 
 const file_fsm_state_proto_rawDesc = "" +
 	"\n" +
 	"\x0ffsm/state.proto\x12\n" +
-	"hpt.fsm.v1\"Z\n" +
+	"hpt.fsm.v1\x1a\x13events/events.proto\"Z\n" +
 	"\x06Origin\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x14\n" +
@@ -485,7 +788,54 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreatedB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xf1\x06\n" +
+	"\x03Job\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
+	"\tsubmitted\x18\x03 \x01(\v2\x12.hpt.fsm.v1.OriginR\tsubmitted\x12\x16\n" +
+	"\x06config\x18\x04 \x01(\fR\x06config\x120\n" +
+	"\x05files\x18\x05 \x03(\v2\x1a.hpt.fsm.v1.Job.FilesEntryR\x05files\x12\x18\n" +
+	"\atargets\x18\x06 \x03(\tR\atargets\x12\x1f\n" +
+	"\vtarget_glob\x18\a \x01(\tR\n" +
+	"targetGlob\x129\n" +
+	"\bselector\x18\b \x03(\v2\x1d.hpt.fsm.v1.Job.SelectorEntryR\bselector\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\t \x01(\rR\tbatchSize\x12!\n" +
+	"\fmax_failures\x18\n" +
+	" \x01(\x05R\vmaxFailures\x12#\n" +
+	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x12-\n" +
+	"\x04vars\x18\f \x03(\v2\x19.hpt.fsm.v1.Job.VarsEntryR\x04vars\x12\x17\n" +
+	"\adry_run\x18\r \x01(\bR\x06dryRun\x12\x16\n" +
+	"\x06status\x18\x0e \x01(\tR\x06status\x12\x18\n" +
+	"\abatches\x18\x0f \x01(\rR\abatches\x123\n" +
+	"\x06counts\x18\x10 \x03(\v2\x1b.hpt.fsm.v1.Job.CountsEntryR\x06counts\x12.\n" +
+	"\bfinished\x18\x11 \x01(\v2\x12.hpt.fsm.v1.OriginR\bfinished\x12#\n" +
+	"\rcancel_reason\x18\x12 \x01(\tR\fcancelReason\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tVarsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xce\x02\n" +
+	"\tJobTarget\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x14\n" +
+	"\x05batch\x18\x04 \x01(\rR\x05batch\x12,\n" +
+	"\x12released_unix_nano\x18\x05 \x01(\x03R\x10releasedUnixNano\x12\x12\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\x12*\n" +
+	"\x11started_unix_nano\x18\a \x01(\x03R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\b \x01(\x03R\x10finishedUnixNano\x122\n" +
+	"\x06blocks\x18\t \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05errorB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
 
 var (
 	file_fsm_state_proto_rawDescOnce sync.Once
@@ -499,28 +849,42 @@ func file_fsm_state_proto_rawDescGZIP() []byte {
 	return file_fsm_state_proto_rawDescData
 }
 
-var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fsm_state_proto_goTypes = []any{
-	(*Origin)(nil),    // 0: hpt.fsm.v1.Origin
-	(*Identity)(nil),  // 1: hpt.fsm.v1.Identity
-	(*Token)(nil),     // 2: hpt.fsm.v1.Token
-	(*TargetKey)(nil), // 3: hpt.fsm.v1.TargetKey
-	(*Grant)(nil),     // 4: hpt.fsm.v1.Grant
-	nil,               // 5: hpt.fsm.v1.TargetKey.LabelsEntry
+	(*Origin)(nil),             // 0: hpt.fsm.v1.Origin
+	(*Identity)(nil),           // 1: hpt.fsm.v1.Identity
+	(*Token)(nil),              // 2: hpt.fsm.v1.Token
+	(*TargetKey)(nil),          // 3: hpt.fsm.v1.TargetKey
+	(*Grant)(nil),              // 4: hpt.fsm.v1.Grant
+	(*Job)(nil),                // 5: hpt.fsm.v1.Job
+	(*JobTarget)(nil),          // 6: hpt.fsm.v1.JobTarget
+	nil,                        // 7: hpt.fsm.v1.TargetKey.LabelsEntry
+	nil,                        // 8: hpt.fsm.v1.Job.FilesEntry
+	nil,                        // 9: hpt.fsm.v1.Job.SelectorEntry
+	nil,                        // 10: hpt.fsm.v1.Job.VarsEntry
+	nil,                        // 11: hpt.fsm.v1.Job.CountsEntry
+	(*events.BlockResult)(nil), // 12: hpt.events.v1.BlockResult
 }
 var file_fsm_state_proto_depIdxs = []int32{
-	0, // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
-	0, // 1: hpt.fsm.v1.Token.created:type_name -> hpt.fsm.v1.Origin
-	0, // 2: hpt.fsm.v1.Token.revoked_by:type_name -> hpt.fsm.v1.Origin
-	5, // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
-	0, // 4: hpt.fsm.v1.TargetKey.created:type_name -> hpt.fsm.v1.Origin
-	0, // 5: hpt.fsm.v1.TargetKey.revoked_by:type_name -> hpt.fsm.v1.Origin
-	0, // 6: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 1: hpt.fsm.v1.Token.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 2: hpt.fsm.v1.Token.revoked_by:type_name -> hpt.fsm.v1.Origin
+	7,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
+	0,  // 4: hpt.fsm.v1.TargetKey.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 5: hpt.fsm.v1.TargetKey.revoked_by:type_name -> hpt.fsm.v1.Origin
+	0,  // 6: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 7: hpt.fsm.v1.Job.submitted:type_name -> hpt.fsm.v1.Origin
+	8,  // 8: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
+	9,  // 9: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
+	10, // 10: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
+	11, // 11: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
+	0,  // 12: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
+	12, // 13: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }
@@ -534,7 +898,7 @@ func file_fsm_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_state_proto_rawDesc), len(file_fsm_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/hpt-dev/hpt/node/logs"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -47,7 +48,7 @@ func (n *Node) startGossip() error {
 	mc.SecretKey = n.cfg.GossipKey
 	mc.Delegate = &gossipDelegate{meta: meta}
 	mc.Events = &gossipEvents{n: n}
-	mc.Logger = newStdLogger(n.log, "gossip")
+	mc.Logger = logs.Std(n.log, "gossip")
 	n.gossip, err = memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip on %s: %w", n.cfg.GossipListen, err)

@@ -91,3 +91,18 @@ func (s *internalServer) Restore(stream grpc.ClientStreamingServer[rpc.SnapshotC
 	}
 	return stream.SendAndClose(&rpc.SnapshotRestoreResponse{Index: idx})
 }
+
+func (s *internalServer) Dispatch(ctx context.Context, req *rpc.DispatchRequest) (*rpc.DispatchResponse, error) {
+	if err := s.n.dispatchLocal(ctx, req.GetJobId(), req.GetTarget()); err != nil {
+		return nil, err
+	}
+	return &rpc.DispatchResponse{}, nil
+}
+
+func (s *internalServer) CancelRun(ctx context.Context, req *rpc.DispatchRequest) (*rpc.DispatchResponse, error) {
+	err := s.n.fleet.push(ctx, req.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: req.GetJobId()}}})
+	if err != nil {
+		return nil, err
+	}
+	return &rpc.DispatchResponse{}, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,19 +16,39 @@ import (
 // leaderLoop follows leadership changes. On gaining leadership the node
 // first applies everything committed before its term (Barrier), as Consul
 // does, so that nothing it does as leader acts on a state behind the log.
+//
+// Work that only the leader does (job scheduling) runs under a context that
+// ends when leadership does.
 func (n *Node) leaderLoop() {
 	defer n.wg.Done()
 	notify := n.raft.LeaderCh()
+	var stopLeading context.CancelFunc = func() {}
+	var leading sync.WaitGroup
+	defer func() {
+		stopLeading()
+		leading.Wait()
+	}()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case isLeader := <-notify:
+			stopLeading()
+			leading.Wait()
 			if !isLeader {
 				n.setLeaderReady(false)
 				continue
 			}
-			n.establishLeadership()
+			if !n.establishLeadership() {
+				continue
+			}
+			ctx, cancel := context.WithCancel(n.ctx)
+			stopLeading = cancel
+			leading.Add(1)
+			go func() {
+				defer leading.Done()
+				n.runScheduler(ctx)
+			}()
 		}
 	}
 }
@@ -44,19 +65,21 @@ func (n *Node) isLeaderReady() bool {
 	return n.leaderReady
 }
 
-func (n *Node) establishLeadership() {
+// establishLeadership prepares this node to act as leader and reports
+// whether it may.
+func (n *Node) establishLeadership() bool {
 	for attempt := 0; ; attempt++ {
 		err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
 		if err == nil {
 			break
 		}
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
-			return
+			return false
 		}
 		n.log.Warn("leader barrier failed; retrying", "err", err)
 		select {
 		case <-n.ctx.Done():
-			return
+			return false
 		case <-time.After(time.Second):
 		}
 	}
@@ -69,7 +92,7 @@ func (n *Node) establishLeadership() {
 	cancel()
 	if err != nil {
 		n.log.Warn("record leadership", "err", err)
-		return
+		return false
 	}
 	n.setLeaderReady(true)
 	n.log.Info("leadership established", "term", term, "applied", n.fsm.AppliedIndex())
@@ -77,6 +100,7 @@ func (n *Node) establishLeadership() {
 		n.log.Error("write cluster bootstrap event", "err", err)
 	}
 	n.nudgeReconcile()
+	return true
 }
 
 // writeBootstrap records the keystore's bootstrap token once per cluster.

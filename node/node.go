@@ -65,6 +65,9 @@ type Node struct {
 
 	// reconcileCh nudges the membership loop after a gossip event.
 	reconcileCh chan struct{}
+	// scheduleCh nudges the job scheduler (leader only).
+	scheduleCh chan struct{}
+	fleet      *fleet
 
 	mu sync.Mutex
 	// leaderReady is true once this node, as leader, has applied everything
@@ -90,7 +93,9 @@ func New(cfg Config) (_ *Node, err error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		reconcileCh: make(chan struct{}, 1),
+		scheduleCh:  make(chan struct{}, 1),
 	}
+	n.fleet = newFleet(n)
 	// Undo whatever was started if a later step fails.
 	defer func() {
 		if err != nil {
@@ -117,9 +122,10 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.leaderLoop()
 	go n.reconcileLoop()
+	go n.tailLoop()
 	n.log.Info("node started", "addr", n.addr, "gossip", n.GossipAddr())
 	return n, nil
 }

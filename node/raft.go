@@ -12,6 +12,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/node/logs"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
@@ -29,7 +30,7 @@ func (n *Node) startRaft() error {
 	if retain <= 0 {
 		retain = 2
 	}
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, newHclog(n.log, "raft-snapshots"))
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, logs.Hclog(n.log, "raft-snapshots"))
 	if err != nil {
 		return fmt.Errorf("open raft snapshots: %w", err)
 	}
@@ -50,12 +51,12 @@ func (n *Node) startRaft() error {
 		Stream:  layer,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
-		Logger:  newHclog(n.log, "raft-net"),
+		Logger:  logs.Hclog(n.log, "raft-net"),
 	})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.Name)
-	rc.Logger = newHclog(n.log, "raft")
+	rc.Logger = logs.Hclog(n.log, "raft")
 	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
 	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout

@@ -21,6 +21,9 @@ func (n *Node) registerServices(s *grpc.Server) {
 	rpc.RegisterGrantsServer(s, &grantsAPI{n: n})
 	rpc.RegisterKeysServer(s, &keysAPI{n: n})
 	rpc.RegisterBenchServer(s, &benchAPI{n: n})
+	rpc.RegisterJobsServer(s, &jobsAPI{n: n})
+	rpc.RegisterTargetsServer(s, &targetsAPI{n: n})
+	rpc.RegisterFleetServer(s, &fleetServer{n: n})
 	rpc.RegisterInternalServer(s, &internalServer{n: n})
 }
 
@@ -39,6 +42,9 @@ func methodRules() map[string]auth.Rule {
 		grants     = "/hpt.v1.Grants/"
 		keys       = "/hpt.v1.Keys/"
 		bench      = "/hpt.v1.Bench/"
+		jobs       = "/hpt.v1.Jobs/"
+		targets    = "/hpt.v1.Targets/"
+		fleet      = "/hpt.v1.Fleet/"
 		internal   = "/hpt.v1.Internal/"
 	)
 	admin := func(static string) auth.Rule { return auth.Rule{Privilege: events.PrivAdmin, Static: static} }
@@ -98,11 +104,25 @@ func methodRules() map[string]auth.Rule {
 
 		bench + "Write": admin("cluster/bench"),
 
+		// Submitting and cancelling need provision on every target of the
+		// job; the handlers check each one (Authorizer.Require).
+		jobs + "Submit": {},
+		jobs + "Cancel": {},
+		jobs + "Get":    view("jobs/*"),
+		jobs + "List":   view("jobs/*"),
+		jobs + "Watch":  view("jobs/*"),
+
+		targets + "List": view("targets/*"),
+
+		fleet + "Connect": {Peer: auth.PeerTarget},
+
 		internal + "Apply":        node,
 		internal + "ReadIndex":    node,
 		internal + "NodeStatus":   node,
 		internal + "RemoveServer": node,
 		internal + "Restore":      node,
+		internal + "Dispatch":     node,
+		internal + "CancelRun":    node,
 	}
 }
 

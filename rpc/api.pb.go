@@ -2072,6 +2072,808 @@ func (x *EnrollmentResponse) GetSeeds() []string {
 	return nil
 }
 
+type SubmitJobRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config []byte                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	Files  map[string][]byte      `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Glob over target names ("web-*"); empty: every target.
+	Targets string `protobuf:"bytes,4,opt,name=targets,proto3" json:"targets,omitempty"`
+	// Every label must match.
+	Selector       map[string]string `protobuf:"bytes,5,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BatchSize      uint32            `protobuf:"varint,6,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures    int32             `protobuf:"varint,7,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutSeconds int64             `protobuf:"varint,8,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	Vars           map[string]string `protobuf:"bytes,9,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun         bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Only resolve and return the target set; record nothing.
+	Preview       bool `protobuf:"varint,11,opt,name=preview,proto3" json:"preview,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobRequest) Reset() {
+	*x = SubmitJobRequest{}
+	mi := &file_rpc_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobRequest) ProtoMessage() {}
+
+func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
+func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SubmitJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *SubmitJobRequest) GetFiles() map[string][]byte {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *SubmitJobRequest) GetTargets() string {
+	if x != nil {
+		return x.Targets
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *SubmitJobRequest) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *SubmitJobRequest) GetMaxFailures() int32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+func (x *SubmitJobRequest) GetTimeoutSeconds() int64 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *SubmitJobRequest) GetVars() map[string]string {
+	if x != nil {
+		return x.Vars
+	}
+	return nil
+}
+
+func (x *SubmitJobRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *SubmitJobRequest) GetPreview() bool {
+	if x != nil {
+		return x.Preview
+	}
+	return false
+}
+
+type SubmitJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Targets       []string               `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobResponse) Reset() {
+	*x = SubmitJobResponse{}
+	mi := &file_rpc_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobResponse) ProtoMessage() {}
+
+func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
+func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SubmitJobResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *SubmitJobResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SubmitJobResponse) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+type GetJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Include each target's block results.
+	Blocks        bool `protobuf:"varint,2,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetJobRequest) Reset() {
+	*x = GetJobRequest{}
+	mi := &file_rpc_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetJobRequest) ProtoMessage() {}
+
+func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
+func (*GetJobRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *GetJobRequest) GetBlocks() bool {
+	if x != nil {
+		return x.Blocks
+	}
+	return false
+}
+
+type JobTargetInfo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Target           string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Status           string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Node             string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Batch            uint32                 `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
+	StartedUnixNano  int64                  `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	FinishedUnixNano int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	Blocks           []*events.BlockResult  `protobuf:"bytes,7,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Error            string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *JobTargetInfo) Reset() {
+	*x = JobTargetInfo{}
+	mi := &file_rpc_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobTargetInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobTargetInfo) ProtoMessage() {}
+
+func (x *JobTargetInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobTargetInfo.ProtoReflect.Descriptor instead.
+func (*JobTargetInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *JobTargetInfo) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *JobTargetInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *JobTargetInfo) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *JobTargetInfo) GetBatch() uint32 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *JobTargetInfo) GetStartedUnixNano() int64 {
+	if x != nil {
+		return x.StartedUnixNano
+	}
+	return 0
+}
+
+func (x *JobTargetInfo) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *JobTargetInfo) GetBlocks() []*events.BlockResult {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+func (x *JobTargetInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type JobInfo struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	JobId             string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name              string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Status            string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	SubmittedBy       string                 `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedUnixNano int64                  `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
+	FinishedUnixNano  int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	BatchSize         uint32                 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures       int32                  `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutSeconds    int64                  `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	DryRun            bool                   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Counts            map[string]uint32      `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Targets           []*JobTargetInfo       `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
+	SubmittedIndex    uint64                 `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
+	TargetGlob        string                 `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector          map[string]string      `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *JobInfo) Reset() {
+	*x = JobInfo{}
+	mi := &file_rpc_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInfo) ProtoMessage() {}
+
+func (x *JobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
+func (*JobInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *JobInfo) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JobInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *JobInfo) GetSubmittedBy() string {
+	if x != nil {
+		return x.SubmittedBy
+	}
+	return ""
+}
+
+func (x *JobInfo) GetSubmittedUnixNano() int64 {
+	if x != nil {
+		return x.SubmittedUnixNano
+	}
+	return 0
+}
+
+func (x *JobInfo) GetFinishedUnixNano() int64 {
+	if x != nil {
+		return x.FinishedUnixNano
+	}
+	return 0
+}
+
+func (x *JobInfo) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *JobInfo) GetMaxFailures() int32 {
+	if x != nil {
+		return x.MaxFailures
+	}
+	return 0
+}
+
+func (x *JobInfo) GetTimeoutSeconds() int64 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *JobInfo) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *JobInfo) GetCounts() map[string]uint32 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *JobInfo) GetTargets() []*JobTargetInfo {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *JobInfo) GetSubmittedIndex() uint64 {
+	if x != nil {
+		return x.SubmittedIndex
+	}
+	return 0
+}
+
+func (x *JobInfo) GetTargetGlob() string {
+	if x != nil {
+		return x.TargetGlob
+	}
+	return ""
+}
+
+func (x *JobInfo) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_rpc_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{40}
+}
+
+type ListJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsResponse) Reset() {
+	*x = ListJobsResponse{}
+	mi := &file_rpc_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsResponse) ProtoMessage() {}
+
+func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListJobsResponse) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type CancelJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJobRequest) Reset() {
+	*x = CancelJobRequest{}
+	mi := &file_rpc_api_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJobRequest) ProtoMessage() {}
+
+func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
+func (*CancelJobRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CancelJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListTargetsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTargetsRequest) Reset() {
+	*x = ListTargetsRequest{}
+	mi := &file_rpc_api_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTargetsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTargetsRequest) ProtoMessage() {}
+
+func (x *ListTargetsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTargetsRequest.ProtoReflect.Descriptor instead.
+func (*ListTargetsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{43}
+}
+
+type TargetInfo struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// connected | disconnected | revoked
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Node   string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	// alive | suspect | dead | left | unknown, as this node's gossip sees it.
+	Gossip           string `protobuf:"bytes,5,opt,name=gossip,proto3" json:"gossip,omitempty"`
+	LastSeenUnixNano int64  `protobuf:"varint,6,opt,name=last_seen_unix_nano,json=lastSeenUnixNano,proto3" json:"last_seen_unix_nano,omitempty"`
+	Fingerprint      string `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TargetInfo) Reset() {
+	*x = TargetInfo{}
+	mi := &file_rpc_api_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TargetInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TargetInfo) ProtoMessage() {}
+
+func (x *TargetInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TargetInfo.ProtoReflect.Descriptor instead.
+func (*TargetInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *TargetInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TargetInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *TargetInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TargetInfo) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *TargetInfo) GetGossip() string {
+	if x != nil {
+		return x.Gossip
+	}
+	return ""
+}
+
+func (x *TargetInfo) GetLastSeenUnixNano() int64 {
+	if x != nil {
+		return x.LastSeenUnixNano
+	}
+	return 0
+}
+
+func (x *TargetInfo) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+type ListTargetsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Targets       []*TargetInfo          `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTargetsResponse) Reset() {
+	*x = ListTargetsResponse{}
+	mi := &file_rpc_api_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTargetsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTargetsResponse) ProtoMessage() {}
+
+func (x *ListTargetsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTargetsResponse.ProtoReflect.Descriptor instead.
+func (*ListTargetsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ListTargetsResponse) GetTargets() []*TargetInfo {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
 type BenchWriteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
@@ -2081,7 +2883,7 @@ type BenchWriteRequest struct {
 
 func (x *BenchWriteRequest) Reset() {
 	*x = BenchWriteRequest{}
-	mi := &file_rpc_api_proto_msgTypes[35]
+	mi := &file_rpc_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2895,7 @@ func (x *BenchWriteRequest) String() string {
 func (*BenchWriteRequest) ProtoMessage() {}
 
 func (x *BenchWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[35]
+	mi := &file_rpc_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2908,7 @@ func (x *BenchWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BenchWriteRequest.ProtoReflect.Descriptor instead.
 func (*BenchWriteRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{35}
+	return file_rpc_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BenchWriteRequest) GetData() []byte {
@@ -2114,6 +2916,94 @@ func (x *BenchWriteRequest) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+type DispatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DispatchRequest) Reset() {
+	*x = DispatchRequest{}
+	mi := &file_rpc_api_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DispatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DispatchRequest) ProtoMessage() {}
+
+func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DispatchRequest.ProtoReflect.Descriptor instead.
+func (*DispatchRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DispatchRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DispatchRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type DispatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DispatchResponse) Reset() {
+	*x = DispatchResponse{}
+	mi := &file_rpc_api_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DispatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DispatchResponse) ProtoMessage() {}
+
+func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DispatchResponse.ProtoReflect.Descriptor instead.
+func (*DispatchResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{48}
 }
 
 type ApplyRequest struct {
@@ -2125,7 +3015,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_rpc_api_proto_msgTypes[36]
+	mi := &file_rpc_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +3027,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[36]
+	mi := &file_rpc_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +3040,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{36}
+	return file_rpc_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ApplyRequest) GetEvent() []byte {
@@ -2168,7 +3058,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_rpc_api_proto_msgTypes[37]
+	mi := &file_rpc_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +3070,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[37]
+	mi := &file_rpc_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +3083,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{37}
+	return file_rpc_api_proto_rawDescGZIP(), []int{50}
 }
 
 type ReadIndexResponse struct {
@@ -2205,7 +3095,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_rpc_api_proto_msgTypes[38]
+	mi := &file_rpc_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +3107,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[38]
+	mi := &file_rpc_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +3120,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{38}
+	return file_rpc_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2248,7 +3138,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_rpc_api_proto_msgTypes[39]
+	mi := &file_rpc_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +3150,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[39]
+	mi := &file_rpc_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +3163,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{39}
+	return file_rpc_api_proto_rawDescGZIP(), []int{52}
 }
 
 var File_rpc_api_proto protoreflect.FileDescriptor
@@ -2427,9 +3317,99 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12cluster_public_key\x18\x01 \x01(\fR\x10clusterPublicKey\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x02 \x01(\fR\tgossipKey\x12\x14\n" +
-	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"'\n" +
+	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\xdd\x04\n" +
+	"\x10SubmitJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06config\x18\x02 \x01(\fR\x06config\x129\n" +
+	"\x05files\x18\x03 \x03(\v2#.hpt.v1.SubmitJobRequest.FilesEntryR\x05files\x12\x18\n" +
+	"\atargets\x18\x04 \x01(\tR\atargets\x12B\n" +
+	"\bselector\x18\x05 \x03(\v2&.hpt.v1.SubmitJobRequest.SelectorEntryR\bselector\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x06 \x01(\rR\tbatchSize\x12!\n" +
+	"\fmax_failures\x18\a \x01(\x05R\vmaxFailures\x12'\n" +
+	"\x0ftimeout_seconds\x18\b \x01(\x03R\x0etimeoutSeconds\x126\n" +
+	"\x04vars\x18\t \x03(\v2\".hpt.v1.SubmitJobRequest.VarsEntryR\x04vars\x12\x17\n" +
+	"\adry_run\x18\n" +
+	" \x01(\bR\x06dryRun\x12\x18\n" +
+	"\apreview\x18\v \x01(\bR\apreview\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
+	"\tVarsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
+	"\x11SubmitJobResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x18\n" +
+	"\atargets\x18\x03 \x03(\tR\atargets\">\n" +
+	"\rGetJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\x8d\x02\n" +
+	"\rJobTargetInfo\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x14\n" +
+	"\x05batch\x18\x04 \x01(\rR\x05batch\x12*\n" +
+	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x122\n" +
+	"\x06blocks\x18\a \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\xb4\x05\n" +
+	"\aJobInfo\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12!\n" +
+	"\fsubmitted_by\x18\x04 \x01(\tR\vsubmittedBy\x12.\n" +
+	"\x13submitted_unix_nano\x18\x05 \x01(\x03R\x11submittedUnixNano\x12,\n" +
+	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\a \x01(\rR\tbatchSize\x12!\n" +
+	"\fmax_failures\x18\b \x01(\x05R\vmaxFailures\x12'\n" +
+	"\x0ftimeout_seconds\x18\t \x01(\x03R\x0etimeoutSeconds\x12\x17\n" +
+	"\adry_run\x18\n" +
+	" \x01(\bR\x06dryRun\x123\n" +
+	"\x06counts\x18\v \x03(\v2\x1b.hpt.v1.JobInfo.CountsEntryR\x06counts\x12/\n" +
+	"\atargets\x18\f \x03(\v2\x15.hpt.v1.JobTargetInfoR\atargets\x12'\n" +
+	"\x0fsubmitted_index\x18\r \x01(\x04R\x0esubmittedIndex\x12\x1f\n" +
+	"\vtarget_glob\x18\x0e \x01(\tR\n" +
+	"targetGlob\x129\n" +
+	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
+	"\x0fListJobsRequest\"7\n" +
+	"\x10ListJobsResponse\x12#\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x0f.hpt.v1.JobInfoR\x04jobs\"A\n" +
+	"\x10CancelJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x14\n" +
+	"\x12ListTargetsRequest\"\xa8\x02\n" +
+	"\n" +
+	"TargetInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
+	"\x06labels\x18\x02 \x03(\v2\x1e.hpt.v1.TargetInfo.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\x12\x16\n" +
+	"\x06gossip\x18\x05 \x01(\tR\x06gossip\x12-\n" +
+	"\x13last_seen_unix_nano\x18\x06 \x01(\x03R\x10lastSeenUnixNano\x12 \n" +
+	"\vfingerprint\x18\a \x01(\tR\vfingerprint\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"C\n" +
+	"\x13ListTargetsResponse\x12,\n" +
+	"\atargets\x18\x01 \x03(\v2\x12.hpt.v1.TargetInfoR\atargets\"'\n" +
 	"\x11BenchWriteRequest\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"$\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"@\n" +
+	"\x0fDispatchRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\"\x12\n" +
+	"\x10DispatchResponse\"$\n" +
 	"\fApplyRequest\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\fR\x05event\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
@@ -2466,16 +3446,26 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x04List\x12\x17.hpt.v1.ListKeysRequest\x1a\x18.hpt.v1.ListKeysResponse\x129\n" +
 	"\x06Revoke\x12\x18.hpt.v1.RevokeKeyRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
 	"\n" +
-	"Enrollment\x12\x19.hpt.v1.EnrollmentRequest\x1a\x1a.hpt.v1.EnrollmentResponse2B\n" +
+	"Enrollment\x12\x19.hpt.v1.EnrollmentRequest\x1a\x1a.hpt.v1.EnrollmentResponse2\x9d\x02\n" +
+	"\x04Jobs\x12=\n" +
+	"\x06Submit\x12\x18.hpt.v1.SubmitJobRequest\x1a\x19.hpt.v1.SubmitJobResponse\x12-\n" +
+	"\x03Get\x12\x15.hpt.v1.GetJobRequest\x1a\x0f.hpt.v1.JobInfo\x129\n" +
+	"\x04List\x12\x17.hpt.v1.ListJobsRequest\x1a\x18.hpt.v1.ListJobsResponse\x129\n" +
+	"\x06Cancel\x12\x18.hpt.v1.CancelJobRequest\x1a\x15.hpt.v1.WriteResponse\x121\n" +
+	"\x05Watch\x12\x15.hpt.v1.GetJobRequest\x1a\x0f.hpt.v1.JobInfo0\x012J\n" +
+	"\aTargets\x12?\n" +
+	"\x04List\x12\x1a.hpt.v1.ListTargetsRequest\x1a\x1b.hpt.v1.ListTargetsResponse2B\n" +
 	"\x05Bench\x129\n" +
-	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\xc2\x02\n" +
+	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\xc1\x03\n" +
 	"\bInternal\x124\n" +
 	"\x05Apply\x12\x14.hpt.v1.ApplyRequest\x1a\x15.hpt.v1.WriteResponse\x12@\n" +
 	"\tReadIndex\x12\x18.hpt.v1.ReadIndexRequest\x1a\x19.hpt.v1.ReadIndexResponse\x127\n" +
 	"\n" +
 	"NodeStatus\x12\x19.hpt.v1.NodeStatusRequest\x1a\x0e.hpt.v1.Member\x12@\n" +
 	"\fRemoveServer\x12\x19.hpt.v1.RemoveNodeRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
-	"\aRestore\x12\x15.hpt.v1.SnapshotChunk\x1a\x1f.hpt.v1.SnapshotRestoreResponse(\x01B\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
+	"\aRestore\x12\x15.hpt.v1.SnapshotChunk\x1a\x1f.hpt.v1.SnapshotRestoreResponse(\x01\x12=\n" +
+	"\bDispatch\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse\x12>\n" +
+	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
 var (
 	file_rpc_api_proto_rawDescOnce sync.Once
@@ -2489,7 +3479,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 	return file_rpc_api_proto_rawDescData
 }
 
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_rpc_api_proto_goTypes = []any{
 	(*WriteResponse)(nil),           // 0: hpt.v1.WriteResponse
 	(*StatusRequest)(nil),           // 1: hpt.v1.StatusRequest
@@ -2526,87 +3516,133 @@ var file_rpc_api_proto_goTypes = []any{
 	(*RevokeKeyRequest)(nil),        // 32: hpt.v1.RevokeKeyRequest
 	(*EnrollmentRequest)(nil),       // 33: hpt.v1.EnrollmentRequest
 	(*EnrollmentResponse)(nil),      // 34: hpt.v1.EnrollmentResponse
-	(*BenchWriteRequest)(nil),       // 35: hpt.v1.BenchWriteRequest
-	(*ApplyRequest)(nil),            // 36: hpt.v1.ApplyRequest
-	(*ReadIndexRequest)(nil),        // 37: hpt.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 38: hpt.v1.ReadIndexResponse
-	(*NodeStatusRequest)(nil),       // 39: hpt.v1.NodeStatusRequest
-	nil,                             // 40: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 41: hpt.v1.KeyInfo.LabelsEntry
-	(events.Type)(0),                // 42: hpt.events.v1.Type
-	(*events.Event)(nil),            // 43: hpt.events.v1.Event
+	(*SubmitJobRequest)(nil),        // 35: hpt.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),       // 36: hpt.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),           // 37: hpt.v1.GetJobRequest
+	(*JobTargetInfo)(nil),           // 38: hpt.v1.JobTargetInfo
+	(*JobInfo)(nil),                 // 39: hpt.v1.JobInfo
+	(*ListJobsRequest)(nil),         // 40: hpt.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 41: hpt.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),        // 42: hpt.v1.CancelJobRequest
+	(*ListTargetsRequest)(nil),      // 43: hpt.v1.ListTargetsRequest
+	(*TargetInfo)(nil),              // 44: hpt.v1.TargetInfo
+	(*ListTargetsResponse)(nil),     // 45: hpt.v1.ListTargetsResponse
+	(*BenchWriteRequest)(nil),       // 46: hpt.v1.BenchWriteRequest
+	(*DispatchRequest)(nil),         // 47: hpt.v1.DispatchRequest
+	(*DispatchResponse)(nil),        // 48: hpt.v1.DispatchResponse
+	(*ApplyRequest)(nil),            // 49: hpt.v1.ApplyRequest
+	(*ReadIndexRequest)(nil),        // 50: hpt.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 51: hpt.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),       // 52: hpt.v1.NodeStatusRequest
+	nil,                             // 53: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 54: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 55: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 56: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 57: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 58: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 59: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 60: hpt.v1.TargetInfo.LabelsEntry
+	(events.Type)(0),                // 61: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 62: hpt.events.v1.BlockResult
+	(*events.Event)(nil),            // 63: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	2,  // 0: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	42, // 1: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	61, // 1: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	13, // 2: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	20, // 3: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	24, // 4: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	24, // 5: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	40, // 6: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	41, // 7: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	53, // 6: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	54, // 7: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
 	30, // 8: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	1,  // 9: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	4,  // 10: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	5,  // 11: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	6,  // 12: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	8,  // 13: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	10, // 14: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	11, // 15: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	12, // 16: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	15, // 17: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	16, // 18: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	16, // 19: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	17, // 20: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	19, // 21: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	22, // 22: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	23, // 23: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	25, // 24: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	23, // 25: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	23, // 26: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	28, // 27: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	29, // 28: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	32, // 29: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	33, // 30: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	35, // 31: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	36, // 32: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	37, // 33: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	39, // 34: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	4,  // 35: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 36: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	3,  // 37: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 38: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	6,  // 39: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	7,  // 40: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	9,  // 41: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	43, // 42: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 43: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	14, // 44: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 45: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 46: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 47: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	18, // 48: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	21, // 49: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 50: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 51: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	26, // 52: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 53: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	27, // 54: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 55: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	31, // 56: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 57: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	34, // 58: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	0,  // 59: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 60: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	38, // 61: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 62: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 63: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	7,  // 64: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	37, // [37:65] is the sub-list for method output_type
-	9,  // [9:37] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	55, // 9: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	56, // 10: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	57, // 11: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	62, // 12: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	58, // 13: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	38, // 14: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	59, // 15: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	39, // 16: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	60, // 17: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	44, // 18: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	1,  // 19: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	4,  // 20: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	5,  // 21: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	6,  // 22: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	8,  // 23: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	10, // 24: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	11, // 25: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	12, // 26: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	15, // 27: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	16, // 28: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	16, // 29: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	17, // 30: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	19, // 31: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	22, // 32: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	23, // 33: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	25, // 34: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	23, // 35: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	23, // 36: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	28, // 37: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	29, // 38: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	32, // 39: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	33, // 40: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	35, // 41: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	37, // 42: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	40, // 43: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	42, // 44: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	37, // 45: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	43, // 46: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	46, // 47: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	49, // 48: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	50, // 49: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	52, // 50: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	4,  // 51: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 52: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	47, // 53: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	47, // 54: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	3,  // 55: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 56: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	6,  // 57: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	7,  // 58: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	9,  // 59: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	63, // 60: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 61: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	14, // 62: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 63: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 64: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 65: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	18, // 66: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	21, // 67: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 68: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 69: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	26, // 70: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 71: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	27, // 72: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 73: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	31, // 74: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 75: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	34, // 76: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	36, // 77: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	39, // 78: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	41, // 79: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 80: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	39, // 81: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	45, // 82: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 83: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 84: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	51, // 85: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 86: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 87: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	7,  // 88: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	48, // 89: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	48, // 90: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	55, // [55:91] is the sub-list for method output_type
+	19, // [19:55] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -2620,9 +3656,9 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   61,
 			NumExtensions: 0,
-			NumServices:   8,
+			NumServices:   10,
 		},
 		GoTypes:           file_rpc_api_proto_goTypes,
 		DependencyIndexes: file_rpc_api_proto_depIdxs,

@@ -1256,6 +1256,372 @@ var Keys_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Jobs_Submit_FullMethodName = "/hpt.v1.Jobs/Submit"
+	Jobs_Get_FullMethodName    = "/hpt.v1.Jobs/Get"
+	Jobs_List_FullMethodName   = "/hpt.v1.Jobs/List"
+	Jobs_Cancel_FullMethodName = "/hpt.v1.Jobs/Cancel"
+	Jobs_Watch_FullMethodName  = "/hpt.v1.Jobs/Watch"
+)
+
+// JobsClient is the client API for Jobs service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type JobsClient interface {
+	// Submit resolves the target set, checks the caller's provision grant on
+	// every target, and records the job.
+	Submit(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error)
+	Get(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*JobInfo, error)
+	List(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// Watch sends the job whenever it changes, until it is finished.
+	Watch(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobInfo], error)
+}
+
+type jobsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewJobsClient(cc grpc.ClientConnInterface) JobsClient {
+	return &jobsClient{cc}
+}
+
+func (c *jobsClient) Submit(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitJobResponse)
+	err := c.cc.Invoke(ctx, Jobs_Submit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) Get(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*JobInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobInfo)
+	err := c.cc.Invoke(ctx, Jobs_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) List(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobsResponse)
+	err := c.cc.Invoke(ctx, Jobs_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Jobs_Cancel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobsClient) Watch(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobInfo], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Jobs_ServiceDesc.Streams[0], Jobs_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetJobRequest, JobInfo]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Jobs_WatchClient = grpc.ServerStreamingClient[JobInfo]
+
+// JobsServer is the server API for Jobs service.
+// All implementations must embed UnimplementedJobsServer
+// for forward compatibility.
+type JobsServer interface {
+	// Submit resolves the target set, checks the caller's provision grant on
+	// every target, and records the job.
+	Submit(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error)
+	Get(context.Context, *GetJobRequest) (*JobInfo, error)
+	List(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	Cancel(context.Context, *CancelJobRequest) (*WriteResponse, error)
+	// Watch sends the job whenever it changes, until it is finished.
+	Watch(*GetJobRequest, grpc.ServerStreamingServer[JobInfo]) error
+	mustEmbedUnimplementedJobsServer()
+}
+
+// UnimplementedJobsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedJobsServer struct{}
+
+func (UnimplementedJobsServer) Submit(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Submit not implemented")
+}
+func (UnimplementedJobsServer) Get(context.Context, *GetJobRequest) (*JobInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedJobsServer) List(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedJobsServer) Cancel(context.Context, *CancelJobRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Cancel not implemented")
+}
+func (UnimplementedJobsServer) Watch(*GetJobRequest, grpc.ServerStreamingServer[JobInfo]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedJobsServer) mustEmbedUnimplementedJobsServer() {}
+func (UnimplementedJobsServer) testEmbeddedByValue()              {}
+
+// UnsafeJobsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to JobsServer will
+// result in compilation errors.
+type UnsafeJobsServer interface {
+	mustEmbedUnimplementedJobsServer()
+}
+
+func RegisterJobsServer(s grpc.ServiceRegistrar, srv JobsServer) {
+	// If the following call panics, it indicates UnimplementedJobsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Jobs_ServiceDesc, srv)
+}
+
+func _Jobs_Submit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).Submit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_Submit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).Submit(ctx, req.(*SubmitJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).Get(ctx, req.(*GetJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).List(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_Cancel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobsServer).Cancel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Jobs_Cancel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobsServer).Cancel(ctx, req.(*CancelJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Jobs_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetJobRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobsServer).Watch(m, &grpc.GenericServerStream[GetJobRequest, JobInfo]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Jobs_WatchServer = grpc.ServerStreamingServer[JobInfo]
+
+// Jobs_ServiceDesc is the grpc.ServiceDesc for Jobs service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Jobs_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hpt.v1.Jobs",
+	HandlerType: (*JobsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Submit",
+			Handler:    _Jobs_Submit_Handler,
+		},
+		{
+			MethodName: "Get",
+			Handler:    _Jobs_Get_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _Jobs_List_Handler,
+		},
+		{
+			MethodName: "Cancel",
+			Handler:    _Jobs_Cancel_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _Jobs_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "rpc/api.proto",
+}
+
+const (
+	Targets_List_FullMethodName = "/hpt.v1.Targets/List"
+)
+
+// TargetsClient is the client API for Targets service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type TargetsClient interface {
+	List(ctx context.Context, in *ListTargetsRequest, opts ...grpc.CallOption) (*ListTargetsResponse, error)
+}
+
+type targetsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTargetsClient(cc grpc.ClientConnInterface) TargetsClient {
+	return &targetsClient{cc}
+}
+
+func (c *targetsClient) List(ctx context.Context, in *ListTargetsRequest, opts ...grpc.CallOption) (*ListTargetsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTargetsResponse)
+	err := c.cc.Invoke(ctx, Targets_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TargetsServer is the server API for Targets service.
+// All implementations must embed UnimplementedTargetsServer
+// for forward compatibility.
+type TargetsServer interface {
+	List(context.Context, *ListTargetsRequest) (*ListTargetsResponse, error)
+	mustEmbedUnimplementedTargetsServer()
+}
+
+// UnimplementedTargetsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTargetsServer struct{}
+
+func (UnimplementedTargetsServer) List(context.Context, *ListTargetsRequest) (*ListTargetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedTargetsServer) mustEmbedUnimplementedTargetsServer() {}
+func (UnimplementedTargetsServer) testEmbeddedByValue()                 {}
+
+// UnsafeTargetsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TargetsServer will
+// result in compilation errors.
+type UnsafeTargetsServer interface {
+	mustEmbedUnimplementedTargetsServer()
+}
+
+func RegisterTargetsServer(s grpc.ServiceRegistrar, srv TargetsServer) {
+	// If the following call panics, it indicates UnimplementedTargetsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Targets_ServiceDesc, srv)
+}
+
+func _Targets_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTargetsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TargetsServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Targets_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TargetsServer).List(ctx, req.(*ListTargetsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Targets_ServiceDesc is the grpc.ServiceDesc for Targets service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Targets_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hpt.v1.Targets",
+	HandlerType: (*TargetsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _Targets_List_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "rpc/api.proto",
+}
+
+const (
 	Bench_Write_FullMethodName = "/hpt.v1.Bench/Write"
 )
 
@@ -1363,6 +1729,8 @@ const (
 	Internal_NodeStatus_FullMethodName   = "/hpt.v1.Internal/NodeStatus"
 	Internal_RemoveServer_FullMethodName = "/hpt.v1.Internal/RemoveServer"
 	Internal_Restore_FullMethodName      = "/hpt.v1.Internal/Restore"
+	Internal_Dispatch_FullMethodName     = "/hpt.v1.Internal/Dispatch"
+	Internal_CancelRun_FullMethodName    = "/hpt.v1.Internal/CancelRun"
 )
 
 // InternalClient is the client API for Internal service.
@@ -1384,6 +1752,10 @@ type InternalClient interface {
 	// RemoveServer and Restore are leader-only operations a follower relays.
 	RemoveServer(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse], error)
+	// Dispatch asks the node holding a target's stream to send it the job;
+	// CancelRun asks it to cancel a run in progress.
+	Dispatch(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
+	CancelRun(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
 }
 
 type internalClient struct {
@@ -1447,6 +1819,26 @@ func (c *internalClient) Restore(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Internal_RestoreClient = grpc.ClientStreamingClient[SnapshotChunk, SnapshotRestoreResponse]
 
+func (c *internalClient) Dispatch(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DispatchResponse)
+	err := c.cc.Invoke(ctx, Internal_Dispatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) CancelRun(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DispatchResponse)
+	err := c.cc.Invoke(ctx, Internal_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -1466,6 +1858,10 @@ type InternalServer interface {
 	// RemoveServer and Restore are leader-only operations a follower relays.
 	RemoveServer(context.Context, *RemoveNodeRequest) (*WriteResponse, error)
 	Restore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error
+	// Dispatch asks the node holding a target's stream to send it the job;
+	// CancelRun asks it to cancel a run in progress.
+	Dispatch(context.Context, *DispatchRequest) (*DispatchResponse, error)
+	CancelRun(context.Context, *DispatchRequest) (*DispatchResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -1490,6 +1886,12 @@ func (UnimplementedInternalServer) RemoveServer(context.Context, *RemoveNodeRequ
 }
 func (UnimplementedInternalServer) Restore(grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]) error {
 	return status.Error(codes.Unimplemented, "method Restore not implemented")
+}
+func (UnimplementedInternalServer) Dispatch(context.Context, *DispatchRequest) (*DispatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Dispatch not implemented")
+}
+func (UnimplementedInternalServer) CancelRun(context.Context, *DispatchRequest) (*DispatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -1591,6 +1993,42 @@ func _Internal_Restore_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Internal_RestoreServer = grpc.ClientStreamingServer[SnapshotChunk, SnapshotRestoreResponse]
 
+func _Internal_Dispatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DispatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).Dispatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_Dispatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).Dispatch(ctx, req.(*DispatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DispatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).CancelRun(ctx, req.(*DispatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1613,6 +2051,14 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveServer",
 			Handler:    _Internal_RemoveServer_Handler,
+		},
+		{
+			MethodName: "Dispatch",
+			Handler:    _Internal_Dispatch_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _Internal_CancelRun_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -62,6 +62,8 @@ type Client struct {
 	Grants     GrantsClient
 	Keys       KeysClient
 	Bench      BenchClient
+	Jobs       JobsClient
+	Targets    TargetsClient
 }
 
 // Metadata keys (see api.proto).
@@ -128,6 +130,8 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	c.Grants = NewGrantsClient(conn)
 	c.Keys = NewKeysClient(conn)
 	c.Bench = NewBenchClient(conn)
+	c.Jobs = NewJobsClient(conn)
+	c.Targets = NewTargetsClient(conn)
 	return c, nil
 }
 

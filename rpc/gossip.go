@@ -49,3 +49,7 @@ func DecodeGossipMeta(b []byte) (GossipMeta, error) {
 	}
 	return m, nil
 }
+
+// AgentGossipName is an agent's memberlist name. The prefix keeps target
+// names from colliding with server names (an agent often runs on a server).
+func AgentGossipName(target string) string { return "agent:" + target }

@@ -6,17 +6,25 @@ package nodetest
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/agent/keystore"
+	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+	"google.golang.org/grpc"
 )
 
 // Cluster is a set of in-process nodes sharing one cluster key.
@@ -291,4 +299,109 @@ func Eventually(ctx context.Context, timeout time.Duration, cond func() error) e
 		case <-tick.C:
 		}
 	}
+}
+
+// AgentOptions tune StartAgent.
+type AgentOptions struct {
+	Labels map[string]string
+	// Gossip makes the agent find nodes through gossip instead of dialling
+	// them directly.
+	Gossip bool
+	// Dir holds the agent's keystore and journal; default a new temp dir.
+	// Reusing it restarts the same agent.
+	Dir string
+	// Provision is the template for the agent's provisioning options.
+	Provision provision.Options
+}
+
+// RegisterTarget registers a new target key with the cluster and writes its
+// keystore (trusting the cluster key, with the gossip key and seeds) into
+// dir, as `hpt gen-target-keys` does against a cluster.
+func (c *Cluster) RegisterTarget(name, dir string) string {
+	c.t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	admin := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
+	if _, err := admin.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub}); err != nil {
+		c.t.Fatalf("register %s: %v", name, err)
+	}
+	c.WaitApplied(admin.LastIndex())
+	path := filepath.Join(dir, name+".keystore.db")
+	ks, err := keystore.Create(path, keystore.KindTarget)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer ks.Close()
+	var seeds []string
+	for _, n := range c.Running() {
+		seeds = append(seeds, n.GossipAddr())
+	}
+	if err := errors.Join(ks.SetIdentity(priv), ks.SetName(name),
+		ks.AddKey(keystore.Key{Name: "cluster", Role: keystore.RoleCluster, Public: c.ClusterKey.Public().(ed25519.PublicKey)}),
+		ks.SetGossipKey(c.keys.Gossip), ks.SetSeeds(seeds)); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// StartAgent registers target name (unless opts.Dir already holds its
+// keystore) and starts its agent connected to the cluster.
+func (c *Cluster) StartAgent(name string, opts AgentOptions) *agent.Agent {
+	c.t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = c.t.TempDir()
+	}
+	path := filepath.Join(opts.Dir, name+".keystore.db")
+	if _, err := os.Stat(path); err != nil {
+		path = c.RegisterTarget(name, opts.Dir)
+	}
+	cfg := agent.Config{
+		Keystore: path, Listen: "127.0.0.1:0", Labels: opts.Labels, Provision: opts.Provision,
+		Logger: testLogger(c.t, "agent-"+name), GossipListen: "127.0.0.1:0",
+	}
+	if !opts.Gossip {
+		cfg.Servers = c.Addrs()
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		c.t.Fatalf("start agent %s: %v", name, err)
+	}
+	c.t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// WaitConnected waits until the state shows every named target connected.
+func (c *Cluster) WaitConnected(names ...string) {
+	c.t.Helper()
+	c.Eventually(20*time.Second, func() error {
+		n := c.Running()[0]
+		for _, name := range names {
+			tk, err := n.State().TargetKey(name)
+			if err != nil || !tk.GetConnected() {
+				return fmt.Errorf("target %s not connected (%v)", name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// NodeClient returns a connection to node i that presents the cluster key,
+// as another node would: it can call the Internal service.
+func (c *Cluster) NodeClient(i int) *grpc.ClientConn {
+	c.t.Helper()
+	cert, err := pinned.Certificate(c.ClusterKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tlsCfg := pinned.ClientConfig(&cert, pinned.Pin("node", c.keys.Fingerprint()), pinned.ProtoGRPC)
+	conn, err := grpc.NewClient("passthrough:///"+c.Node(i).Addr(), grpc.WithTransportCredentials(pinned.ClientCredentials(tlsCfg)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
 }

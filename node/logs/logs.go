@@ -1,4 +1,7 @@
-package node
+// Package logs adapts the loggers of hpt's dependencies to log/slog, so one
+// handler decides format and level for everything a process logs:
+// hashicorp/raft's hclog and memberlist's standard *log.Logger lines.
+package logs
 
 import (
 	"bytes"
@@ -11,15 +14,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// hclogAdapter routes hashicorp/raft's hclog output into slog, so one
-// handler decides format and level for everything a node logs.
+// hclogAdapter routes hclog output into slog.
 type hclogAdapter struct {
 	log  *slog.Logger
 	name string
 	args []any
 }
 
-func newHclog(l *slog.Logger, name string) hclog.Logger {
+// Hclog returns an hclog.Logger that logs to l with component=name.
+func Hclog(l *slog.Logger, name string) hclog.Logger {
 	return &hclogAdapter{log: l.With("component", name), name: name}
 }
 
@@ -106,6 +109,8 @@ func (w *stdLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newStdLogger(l *slog.Logger, component string) *log.Logger {
+// Std returns a *log.Logger whose lines become slog records with
+// component=name, at the level of memberlist-style "[LEVEL]" prefixes.
+func Std(l *slog.Logger, component string) *log.Logger {
 	return log.New(&stdLogWriter{log: l.With("component", component)}, "", 0)
 }

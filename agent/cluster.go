@@ -1,0 +1,414 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/node/logs"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+// clusterLink is the agent's side of cluster mode: gossip membership (a
+// hint of where nodes are) and one authenticated stream to a live node,
+// re-established with jittered backoff when it breaks.
+type clusterLink struct {
+	a          *Agent
+	cert       tls.Certificate
+	clusterKey ed25519.PublicKey
+	gossip     *memberlist.Memberlist // nil when dialling Servers directly
+	journal    *journal
+
+	// out is the current stream's outbox; nil between streams.
+	outMu sync.Mutex
+	out   chan *rpc.AgentMessage
+
+	// running maps jobs running in this process to their cancel funcs.
+	runMu   sync.Mutex
+	running map[string]context.CancelFunc
+
+	// node is the name of the node the current stream is attached to.
+	nodeMu sync.Mutex
+	node   string
+}
+
+// connectLoop keeps one stream to a node open until ctx ends.
+func (l *clusterLink) connectLoop(ctx context.Context) {
+	// An initial random delay spreads a fleet's reconnections after a node
+	// restart (NOTES: no thundering herd).
+	backoff := 200 * time.Millisecond
+	sleep := time.Duration(rand.Int64N(int64(500 * time.Millisecond)))
+	var last string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sleep):
+		}
+		addr := l.pickServer(last)
+		if addr == "" {
+			l.a.log.Debug("no server known yet")
+			sleep = time.Second
+			continue
+		}
+		started := time.Now()
+		err := l.session(ctx, addr)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > 30*time.Second {
+			backoff = 200 * time.Millisecond
+		}
+		l.a.log.Info("stream to node ended; reconnecting", "addr", addr, "err", err, "in", backoff)
+		last = addr
+		sleep = backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// pickServer chooses a node to connect to at random, avoiding the one that
+// just failed when there is another.
+func (l *clusterLink) pickServer(avoid string) string {
+	var addrs []string
+	if l.gossip == nil {
+		addrs = append(addrs, l.a.cfg.Servers...)
+	} else {
+		for _, m := range l.gossip.Members() {
+			if m.State != memberlist.StateAlive {
+				continue
+			}
+			if meta, err := rpc.DecodeGossipMeta(m.Meta); err == nil && meta.Role == rpc.RoleServer && meta.Addr != "" {
+				addrs = append(addrs, meta.Addr)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return ""
+	}
+	if len(addrs) > 1 {
+		for i, a := range addrs {
+			if a == avoid {
+				addrs = append(addrs[:i], addrs[i+1:]...)
+				break
+			}
+		}
+	}
+	return addrs[rand.IntN(len(addrs))]
+}
+
+// session runs one stream to the node at addr until it fails.
+func (l *clusterLink) session(ctx context.Context, addr string) error {
+	tlsCfg := pinned.ClientConfig(&l.cert, pinned.Pin("cluster", pinned.Fingerprint(l.clusterKey)), pinned.ProtoGRPC)
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(pinned.ClientCredentials(tlsCfg)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(l.a.cfg.MaxMessageSize)),
+	)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := rpc.NewFleetClient(conn).Connect(sctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{Labels: l.a.cfg.Labels, Version: Version}}}); err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return errors.New("node did not welcome the agent")
+	}
+	l.setNode(welcome.GetNode())
+	defer l.setNode("")
+	l.a.log.Info("connected to cluster", "node", welcome.GetNode(), "addr", addr)
+
+	out := make(chan *rpc.AgentMessage, 64)
+	l.outMu.Lock()
+	l.out = out
+	l.outMu.Unlock()
+	defer func() {
+		l.outMu.Lock()
+		l.out = nil
+		l.outMu.Unlock()
+	}()
+
+	// Results the previous stream could not deliver.
+	pending, err := l.journal.unreported()
+	if err != nil {
+		return err
+	}
+	for _, r := range pending {
+		l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
+	}
+
+	beat := time.Duration(welcome.GetHeartbeatSeconds()) * time.Second
+	if beat <= 0 {
+		beat = 10 * time.Second
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- sendLoop(sctx, stream, out, beat) }()
+	go func() { errc <- l.recvLoop(sctx, stream, 3*beat) }()
+	err = <-errc
+	cancel()
+	<-errc
+	return err
+}
+
+func (l *clusterLink) setNode(name string) {
+	l.nodeMu.Lock()
+	l.node = name
+	l.nodeMu.Unlock()
+}
+
+// send queues a message on the current stream; without one it is dropped
+// (results are in the journal and go out on the next stream).
+func (l *clusterLink) send(m *rpc.AgentMessage) {
+	l.outMu.Lock()
+	out := l.out
+	l.outMu.Unlock()
+	if out == nil {
+		return
+	}
+	select {
+	case out <- m:
+	case <-time.After(5 * time.Second):
+		l.a.log.Warn("stream not draining; message dropped")
+	}
+}
+
+func sendLoop(ctx context.Context, stream grpc.BidiStreamingClient[rpc.AgentMessage, rpc.NodeMessage], out <-chan *rpc.AgentMessage, beat time.Duration) error {
+	tick := time.NewTicker(beat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-out:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		case now := <-tick.C:
+			if err := stream.Send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// recvLoop handles what the node sends. The stream is dropped when the node
+// has been silent for longer than silence (its heartbeats stopped).
+func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingClient[rpc.AgentMessage, rpc.NodeMessage], silence time.Duration) error {
+	msgs := make(chan *rpc.NodeMessage)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(silence)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errc:
+			return err
+		case <-timer.C:
+			return fmt.Errorf("node silent for %s", silence)
+		case m := <-msgs:
+			timer.Reset(silence)
+			switch msg := m.GetMsg().(type) {
+			case *rpc.NodeMessage_Dispatch:
+				l.dispatch(ctx, msg.Dispatch)
+			case *rpc.NodeMessage_Cancel:
+				l.runMu.Lock()
+				if cancel := l.running[msg.Cancel.GetJobId()]; cancel != nil {
+					cancel()
+				}
+				l.runMu.Unlock()
+			case *rpc.NodeMessage_ResultAck:
+				if err := l.journal.reported(msg.ResultAck.GetJobId()); err != nil {
+					l.a.log.Warn("journal", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// dispatch starts a job unless the journal says it already ran (or is
+// running): each job runs at most once on this host.
+func (l *clusterLink) dispatch(ctx context.Context, d *rpc.JobDispatch) {
+	job := d.GetJobId()
+	ack := &rpc.AgentMessage{Msg: &rpc.AgentMessage_Ack{Ack: &rpc.JobAck{JobId: job}}}
+	l.runMu.Lock()
+	_, inProcess := l.running[job]
+	l.runMu.Unlock()
+	if inProcess {
+		l.send(ack)
+		return
+	}
+	e, err := l.journal.get(job)
+	if err != nil {
+		l.a.log.Error("journal", "job", job, "err", err)
+		return
+	}
+	switch {
+	case e != nil && e.Status == journalDone:
+		if r, err := e.result(); err == nil {
+			l.send(ack)
+			l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
+		}
+		return
+	case e != nil:
+		// Started by an earlier run of this agent that died before it
+		// finished. Running it again could do half the work twice.
+		r := &rpc.JobResult{JobId: job, Status: "failed", Error: "the agent stopped during this run; not run again (at most once per job)"}
+		if err := l.journal.finish(r); err != nil {
+			l.a.log.Error("journal", "job", job, "err", err)
+			return
+		}
+		l.send(ack)
+		l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
+		return
+	}
+	if err := l.journal.start(job); err != nil {
+		l.a.log.Error("journal", "job", job, "err", err)
+		return
+	}
+	runCtx, cancel := context.WithTimeout(l.a.ctx, time.Duration(d.GetTimeoutNanos()))
+	l.runMu.Lock()
+	l.running[job] = cancel
+	l.runMu.Unlock()
+	l.send(ack)
+	l.a.wg.Add(1)
+	go func() {
+		defer l.a.wg.Done()
+		defer func() {
+			cancel()
+			l.runMu.Lock()
+			delete(l.running, job)
+			l.runMu.Unlock()
+		}()
+		r := l.run(runCtx, d)
+		if err := l.journal.finish(r); err != nil {
+			l.a.log.Error("journal", "job", job, "err", err)
+			return
+		}
+		l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
+	}()
+}
+
+// run applies a dispatched job and turns the report into a result.
+func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResult {
+	r := &rpc.JobResult{JobId: d.GetJobId()}
+	b := &provision.Bundle{Name: d.GetName(), Config: d.GetConfig(), Files: d.GetFiles()}
+	rep, err := l.a.run(ctx, b, d.GetDryRun(), d.GetVars(), nil)
+	if err != nil {
+		r.Status, r.Error = "failed", err.Error()
+		return r
+	}
+	for _, blk := range rep.Blocks {
+		r.Blocks = append(r.Blocks, BlockToEvent(blk))
+	}
+	switch {
+	case rep.Failed():
+		r.Status = "failed"
+		r.Error = fmt.Sprintf("%d of %d blocks failed", rep.Totals.Failed, len(rep.Blocks))
+	case rep.Totals.Changed > 0:
+		r.Status = "changed"
+	default:
+		r.Status = "ok"
+	}
+	return r
+}
+
+// startGossip joins the cluster's memberlist as an agent.
+func (l *clusterLink) startGossip(listen string, gossipKey []byte, join []string) error {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("gossip address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("gossip port %q: %w", portStr, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	meta, err := rpc.GossipMeta{Role: rpc.RoleAgent, Addr: l.a.Addr(), Labels: l.a.cfg.Labels}.Encode()
+	if err != nil {
+		return err
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = rpc.AgentGossipName(l.a.name)
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.SecretKey = gossipKey
+	mc.Delegate = staticMeta(meta)
+	mc.Logger = logs.Std(l.a.log, "gossip")
+	if l.gossip, err = memberlist.Create(mc); err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	l.a.wg.Add(1)
+	go func() {
+		defer l.a.wg.Done()
+		delay := 200 * time.Millisecond
+		for l.a.ctx.Err() == nil {
+			if n, err := l.gossip.Join(join); n > 0 {
+				return
+			} else {
+				l.a.log.Warn("gossip join failed; retrying", "seeds", join, "err", err)
+			}
+			select {
+			case <-l.a.ctx.Done():
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 10*time.Second)
+		}
+	}()
+	return nil
+}
+
+// staticMeta is a memberlist delegate that only announces metadata.
+type staticMeta []byte
+
+func (m staticMeta) NodeMeta(limit int) []byte {
+	if len(m) > limit {
+		return nil
+	}
+	return m
+}
+func (staticMeta) NotifyMsg([]byte)                    {}
+func (staticMeta) GetBroadcasts(int, int) [][]byte     { return nil }
+func (staticMeta) LocalState(bool) []byte              { return nil }
+func (staticMeta) MergeRemoteState(buf []byte, _ bool) {}

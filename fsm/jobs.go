@@ -1,0 +1,316 @@
+package fsm
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hpt-dev/hpt/events"
+)
+
+// Job and per-target statuses.
+const (
+	JobRunning    = "running"
+	JobCancelling = "cancelling"
+	JobDone       = "done"
+	JobFailed     = "failed"
+	JobStopped    = "stopped"
+	JobCancelled  = "cancelled"
+
+	TargetPending     = "pending"
+	TargetDispatched  = "dispatched"
+	TargetRunning     = "running"
+	TargetOK          = "ok"
+	TargetChanged     = "changed"
+	TargetFailed      = "failed"
+	TargetUnreachable = "unreachable"
+	TargetRefused     = "refused"
+	TargetCancelled   = "cancelled"
+	TargetSkipped     = "skipped"
+)
+
+// Key layout for jobs:
+//
+//	j <job id>                 -> Job
+//	J <job id> 0x00 <target>   -> JobTarget
+const (
+	tagJob       = 'j'
+	tagJobTarget = 'J'
+)
+
+// TargetFinal reports whether a target status is an outcome.
+func TargetFinal(status string) bool {
+	switch status {
+	case TargetOK, TargetChanged, TargetFailed, TargetUnreachable, TargetRefused, TargetCancelled, TargetSkipped:
+		return true
+	}
+	return false
+}
+
+// TargetFailure reports whether an outcome counts against max_failures.
+func TargetFailure(status string) bool {
+	return status == TargetFailed || status == TargetUnreachable || status == TargetRefused
+}
+
+// JobActive reports whether the scheduler still has work for a job.
+func JobActive(status string) bool { return status == JobRunning || status == JobCancelling }
+
+func (t *txn) applyJob(p proto.Message) *Rejection {
+	switch p := p.(type) {
+	case *events.JobSubmitted:
+		return t.submitJob(p)
+	case *events.JobBatchStarted:
+		return t.releaseTargets(p)
+	case *events.JobTargetDispatched:
+		return t.targetStarted(p)
+	case *events.JobTargetFinished:
+		return t.targetFinished(p)
+	case *events.JobFinished:
+		return t.finishJob(p)
+	case *events.JobCancelled:
+		return t.cancelJob(p)
+	}
+	return t.reject(ErrInvalid, "not a job event")
+}
+
+func (t *txn) job(id string) (*Job, *Rejection) {
+	var j Job
+	if !t.get(key(tagJob, id), &j) {
+		return nil, t.reject(ErrNotFound, "job %q does not exist", id)
+	}
+	return &j, nil
+}
+
+func (t *txn) jobTarget(job, target string) (*JobTarget, *Rejection) {
+	var jt JobTarget
+	if !t.get(key(tagJobTarget, job, target), &jt) {
+		return nil, t.reject(ErrNotFound, "target %q is not part of job %q", target, job)
+	}
+	return &jt, nil
+}
+
+// setTargetStatus moves a target to status, keeping the job's counts.
+func (t *txn) setTargetStatus(j *Job, jt *JobTarget, status string) {
+	if j.Counts == nil {
+		j.Counts = map[string]uint32{}
+	}
+	if j.Counts[jt.Status] > 0 {
+		j.Counts[jt.Status]--
+	}
+	if j.Counts[jt.Status] == 0 {
+		delete(j.Counts, jt.Status)
+	}
+	j.Counts[status]++
+	jt.Status = status
+	t.put(key(tagJobTarget, jt.JobId, jt.Target), jt)
+}
+
+func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
+	if err := events.CheckName("job", p.GetJobId()); err != nil {
+		return t.reject(ErrInvalid, "%v", err)
+	}
+	if t.has(key(tagJob, p.GetJobId())) {
+		return t.reject(ErrExists, "job %q already exists", p.GetJobId())
+	}
+	if len(p.GetConfig()) == 0 {
+		return t.reject(ErrInvalid, "job %q: config is empty", p.GetJobId())
+	}
+	if len(p.GetTargets()) == 0 {
+		return t.reject(ErrInvalid, "job %q: no targets", p.GetJobId())
+	}
+	if p.GetTimeoutNanos() <= 0 {
+		return t.reject(ErrInvalid, "job %q: timeout must be positive", p.GetJobId())
+	}
+	if p.GetMaxFailures() < -1 {
+		return t.reject(ErrInvalid, "job %q: max_failures must be -1 (no limit) or more", p.GetJobId())
+	}
+	seen := map[string]bool{}
+	for _, name := range p.GetTargets() {
+		if seen[name] {
+			return t.reject(ErrInvalid, "job %q: target %q listed twice", p.GetJobId(), name)
+		}
+		seen[name] = true
+		var tk TargetKey
+		if !t.get(key(tagTarget, name), &tk) {
+			return t.reject(ErrNotFound, "job %q: target %q has no key", p.GetJobId(), name)
+		}
+		if tk.GetRevoked() {
+			return t.reject(ErrConflict, "job %q: target %q is revoked", p.GetJobId(), name)
+		}
+	}
+	batch := p.GetBatchSize()
+	if batch == 0 || int(batch) > len(p.GetTargets()) {
+		batch = uint32(len(p.GetTargets()))
+	}
+	j := &Job{
+		Id: p.GetJobId(), Name: p.GetName(), Submitted: t.origin(), Config: p.GetConfig(), Files: p.GetFiles(),
+		Targets: p.GetTargets(), TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
+		MaxFailures: p.GetMaxFailures(), TimeoutNanos: p.GetTimeoutNanos(), Vars: p.GetVars(), DryRun: p.GetDryRun(),
+		Status: JobRunning, Counts: map[string]uint32{TargetPending: uint32(len(p.GetTargets()))},
+	}
+	for _, name := range p.GetTargets() {
+		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: TargetPending})
+	}
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+func (t *txn) releaseTargets(p *events.JobBatchStarted) *Rejection {
+	j, rej := t.job(p.GetJobId())
+	if rej != nil {
+		return rej
+	}
+	if j.GetStatus() != JobRunning {
+		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus())
+	}
+	if len(p.GetTargets()) == 0 {
+		return t.reject(ErrInvalid, "job %q: batch %d releases no targets", j.GetId(), p.GetBatch())
+	}
+	var jts []*JobTarget
+	for _, name := range p.GetTargets() {
+		jt, rej := t.jobTarget(j.GetId(), name)
+		if rej != nil {
+			return rej
+		}
+		if jt.GetStatus() != TargetPending {
+			return t.reject(ErrConflict, "job %q: target %q is %s, not pending", j.GetId(), name, jt.GetStatus())
+		}
+		jts = append(jts, jt)
+	}
+	inFlight := j.Counts[TargetDispatched] + j.Counts[TargetRunning]
+	if inFlight+uint32(len(jts)) > j.GetBatchSize() {
+		return t.reject(ErrConflict, "job %q: releasing %d targets would put %d in flight, over the batch size %d", j.GetId(), len(jts), inFlight+uint32(len(jts)), j.GetBatchSize())
+	}
+	for _, jt := range jts {
+		jt.Batch = p.GetBatch()
+		jt.ReleasedUnixNano = t.ev.GetTimeUnixNano()
+		t.setTargetStatus(j, jt, TargetDispatched)
+	}
+	j.Batches = max(j.Batches, p.GetBatch())
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+func (t *txn) targetStarted(p *events.JobTargetDispatched) *Rejection {
+	j, rej := t.job(p.GetJobId())
+	if rej != nil {
+		return rej
+	}
+	jt, rej := t.jobTarget(p.GetJobId(), p.GetTarget())
+	if rej != nil {
+		return rej
+	}
+	if jt.GetStatus() != TargetDispatched {
+		return t.reject(ErrConflict, "job %q: target %q is %s, not dispatched", j.GetId(), jt.GetTarget(), jt.GetStatus())
+	}
+	jt.Node = p.GetNode()
+	jt.StartedUnixNano = t.ev.GetTimeUnixNano()
+	t.setTargetStatus(j, jt, TargetRunning)
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+func (t *txn) targetFinished(p *events.JobTargetFinished) *Rejection {
+	if !TargetFinal(p.GetStatus()) {
+		return t.reject(ErrInvalid, "job %q: %q is not a target outcome", p.GetJobId(), p.GetStatus())
+	}
+	j, rej := t.job(p.GetJobId())
+	if rej != nil {
+		return rej
+	}
+	jt, rej := t.jobTarget(p.GetJobId(), p.GetTarget())
+	if rej != nil {
+		return rej
+	}
+	if TargetFinal(jt.GetStatus()) {
+		// The first outcome stands: a late result after a timeout, or a
+		// result reported again after a reconnect, changes nothing.
+		return t.reject(ErrConflict, "job %q: target %q already finished (%s)", j.GetId(), jt.GetTarget(), jt.GetStatus())
+	}
+	jt.Blocks = p.GetBlocks()
+	jt.Error = p.GetError()
+	jt.FinishedUnixNano = t.ev.GetTimeUnixNano()
+	t.setTargetStatus(j, jt, p.GetStatus())
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+func (t *txn) finishJob(p *events.JobFinished) *Rejection {
+	switch p.GetStatus() {
+	case JobDone, JobFailed, JobStopped, JobCancelled:
+	default:
+		return t.reject(ErrInvalid, "job %q: %q is not a job outcome", p.GetJobId(), p.GetStatus())
+	}
+	j, rej := t.job(p.GetJobId())
+	if rej != nil {
+		return rej
+	}
+	if !JobActive(j.GetStatus()) {
+		return t.reject(ErrConflict, "job %q is already %s", j.GetId(), j.GetStatus())
+	}
+	if n := j.Counts[TargetDispatched] + j.Counts[TargetRunning]; n > 0 {
+		return t.reject(ErrConflict, "job %q still has %d targets in flight", j.GetId(), n)
+	}
+	for _, k := range t.keysWithPrefix(key(tagJobTarget, j.GetId(), "")) {
+		var jt JobTarget
+		if t.get(k, &jt) && jt.GetStatus() == TargetPending {
+			t.setTargetStatus(j, &jt, TargetSkipped)
+		}
+	}
+	j.Status = p.GetStatus()
+	j.Finished = t.origin()
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+func (t *txn) cancelJob(p *events.JobCancelled) *Rejection {
+	j, rej := t.job(p.GetJobId())
+	if rej != nil {
+		return rej
+	}
+	if j.GetStatus() != JobRunning {
+		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus())
+	}
+	for _, k := range t.keysWithPrefix(key(tagJobTarget, j.GetId(), "")) {
+		var jt JobTarget
+		if t.get(k, &jt) && jt.GetStatus() == TargetPending {
+			t.setTargetStatus(j, &jt, TargetCancelled)
+		}
+	}
+	j.Status = JobCancelling
+	j.CancelReason = p.GetReason()
+	t.put(key(tagJob, j.Id), j)
+	return nil
+}
+
+// Job returns a job.
+func (f *FSM) Job(id string) (*Job, error) {
+	var j Job
+	found, err := f.getRecord(key(tagJob, id), &j)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("job %q: %w", id, ErrNotFound)
+	}
+	return &j, nil
+}
+
+// Jobs lists every job, oldest first.
+func (f *FSM) Jobs() ([]*Job, error) {
+	jobs, err := scanRecords[Job](f, []byte{tagJob})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(jobs, func(a, b *Job) int {
+		return cmp.Compare(a.GetSubmitted().GetIndex(), b.GetSubmitted().GetIndex())
+	})
+	return jobs, nil
+}
+
+// JobTargets lists a job's targets in name order.
+func (f *FSM) JobTargets(id string) ([]*JobTarget, error) {
+	return scanRecords[JobTarget](f, key(tagJobTarget, id, ""))
+}

@@ -1,0 +1,282 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
+)
+
+type jobsAPI struct {
+	rpc.UnimplementedJobsServer
+	n *Node
+}
+
+type targetsAPI struct {
+	rpc.UnimplementedTargetsServer
+	n *Node
+}
+
+// DefaultJobTimeout bounds one target's run when the job sets none.
+const DefaultJobTimeout = 10 * time.Minute
+
+func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.SubmitJobResponse, error) {
+	n := a.n
+	if _, err := provision.Parse(&provision.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()}); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "config: %v", err)
+	}
+	if req.GetMaxFailures() < -1 {
+		return nil, status.Error(codes.InvalidArgument, "max_failures: -1 (no limit) or more")
+	}
+	if req.GetTimeoutSeconds() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "timeout: must not be negative")
+	}
+	if _, err := path.Match(req.GetTargets(), ""); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "targets %q: bad glob: %v", req.GetTargets(), err)
+	}
+	targets, err := n.resolveTargets(req.GetTargets(), req.GetSelector())
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) == 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "no registered, unrevoked target matches --targets %q and --selector %v", req.GetTargets(), req.GetSelector())
+	}
+	// Submitting needs the provision privilege on every resolved target.
+	for _, t := range targets {
+		if err := n.authz.Require(ctx, events.PrivProvision, "targets/"+t); err != nil {
+			return nil, err
+		}
+	}
+	resp := &rpc.SubmitJobResponse{Targets: targets}
+	if req.GetPreview() {
+		return resp, nil
+	}
+	timeout := time.Duration(req.GetTimeoutSeconds()) * time.Second
+	if timeout == 0 {
+		timeout = DefaultJobTimeout
+	}
+	id, err := newJobID()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	w, err := n.propose(ctx, &events.JobSubmitted{
+		JobId: id, Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles(), Targets: targets,
+		TargetGlob: req.GetTargets(), Selector: req.GetSelector(), BatchSize: req.GetBatchSize(),
+		MaxFailures: req.GetMaxFailures(), TimeoutNanos: int64(timeout), Vars: req.GetVars(), DryRun: req.GetDryRun(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if w.GetDuplicate() {
+		// A retried submission: answer with the job the first attempt made.
+		ev, err := n.fsm.Event(w.GetIndex())
+		if err != nil {
+			return nil, stateErr(err)
+		}
+		var first events.JobSubmitted
+		if err := proto.Unmarshal(ev.GetPayload(), &first); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		id, resp.Targets = first.GetJobId(), first.GetTargets()
+	}
+	resp.JobId, resp.Index = id, w.GetIndex()
+	return resp, nil
+}
+
+// newJobID returns a sortable, unique job id: creation time in base 36 and
+// random letters.
+func newJobID() (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("j-%s-%08x", strconv.FormatInt(time.Now().UnixMilli(), 36), b), nil
+}
+
+// resolveTargets returns the registered, unrevoked targets whose name
+// matches glob (empty: all) and whose labels include selector.
+func (n *Node) resolveTargets(glob string, selector map[string]string) ([]string, error) {
+	keys, err := n.fsm.TargetKeys()
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	var out []string
+	for _, k := range keys {
+		if k.GetRevoked() {
+			continue
+		}
+		if glob != "" {
+			if ok, _ := path.Match(glob, k.GetTarget()); !ok {
+				continue
+			}
+		}
+		match := true
+		for lk, lv := range selector {
+			match = match && k.GetLabels()[lk] == lv
+		}
+		if match {
+			out = append(out, k.GetTarget())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, blocks bool) *rpc.JobInfo {
+	info := &rpc.JobInfo{
+		JobId: j.GetId(), Name: j.GetName(), Status: j.GetStatus(), SubmittedBy: j.GetSubmitted().GetActor(),
+		SubmittedUnixNano: j.GetSubmitted().GetTimeUnixNano(), SubmittedIndex: j.GetSubmitted().GetIndex(),
+		FinishedUnixNano: j.GetFinished().GetTimeUnixNano(), BatchSize: j.GetBatchSize(), MaxFailures: j.GetMaxFailures(),
+		TimeoutSeconds: j.GetTimeoutNanos() / int64(time.Second), DryRun: j.GetDryRun(), Counts: j.GetCounts(),
+		TargetGlob: j.GetTargetGlob(), Selector: j.GetSelector(),
+	}
+	for _, t := range targets {
+		ti := &rpc.JobTargetInfo{
+			Target: t.GetTarget(), Status: t.GetStatus(), Node: t.GetNode(), Batch: t.GetBatch(),
+			StartedUnixNano: t.GetStartedUnixNano(), FinishedUnixNano: t.GetFinishedUnixNano(), Error: t.GetError(),
+		}
+		if blocks {
+			ti.Blocks = t.GetBlocks()
+		}
+		info.Targets = append(info.Targets, ti)
+	}
+	return info
+}
+
+func (a *jobsAPI) Get(_ context.Context, req *rpc.GetJobRequest) (*rpc.JobInfo, error) {
+	j, err := a.n.fsm.Job(req.GetJobId())
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	targets, err := a.n.fsm.JobTargets(j.GetId())
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	return jobInfo(j, targets, req.GetBlocks()), nil
+}
+
+func (a *jobsAPI) List(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsResponse, error) {
+	jobs, err := a.n.fsm.Jobs()
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	resp := &rpc.ListJobsResponse{}
+	for _, j := range jobs {
+		resp.Jobs = append(resp.Jobs, jobInfo(j, nil, false))
+	}
+	return resp, nil
+}
+
+func (a *jobsAPI) Cancel(ctx context.Context, req *rpc.CancelJobRequest) (*rpc.WriteResponse, error) {
+	j, err := a.n.fsm.Job(req.GetJobId())
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	for _, t := range j.GetTargets() {
+		if err := a.n.authz.Require(ctx, events.PrivProvision, "targets/"+t); err != nil {
+			return nil, err
+		}
+	}
+	return a.n.propose(ctx, &events.JobCancelled{JobId: j.GetId(), Reason: req.GetReason()})
+}
+
+// Watch sends the job with its targets whenever it changes, and returns
+// once the job is finished.
+func (a *jobsAPI) Watch(req *rpc.GetJobRequest, stream grpc.ServerStreamingServer[rpc.JobInfo]) error {
+	var last *rpc.JobInfo
+	for {
+		changed := a.n.fsm.Changed()
+		info, err := a.Get(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if last == nil || !proto.Equal(last, info) {
+			if err := stream.Send(info); err != nil {
+				return err
+			}
+			last = info
+		}
+		if !fsm.JobActive(info.GetStatus()) {
+			return nil
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-a.n.ctx.Done():
+			return status.Error(codes.Unavailable, ErrShutdown.Error())
+		case <-changed:
+		}
+	}
+}
+
+// List returns every registered target with its connection as the log
+// records it and its gossip state as this node sees it.
+func (a *targetsAPI) List(context.Context, *rpc.ListTargetsRequest) (*rpc.ListTargetsResponse, error) {
+	keys, err := a.n.fsm.TargetKeys()
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	gossip := map[string]string{}
+	for _, m := range a.n.gossip.Members() {
+		if meta, err := rpc.DecodeGossipMeta(m.Meta); err == nil && meta.Role == rpc.RoleAgent {
+			gossip[m.Name] = gossipState(m.State)
+		}
+	}
+	now := time.Now().UnixNano()
+	resp := &rpc.ListTargetsResponse{}
+	for _, k := range keys {
+		ti := &rpc.TargetInfo{
+			Name: k.GetTarget(), Labels: k.GetLabels(), Node: k.GetNode(),
+			Fingerprint: pinned.Fingerprint(k.GetPublicKey()), LastSeenUnixNano: k.GetLastTransitionUnixNano(),
+			Gossip: "unknown", Status: "disconnected",
+		}
+		if g, ok := gossip[rpc.AgentGossipName(k.GetTarget())]; ok {
+			ti.Gossip = g
+		}
+		switch {
+		case k.GetRevoked():
+			ti.Status = "revoked"
+		case k.GetConnected():
+			ti.Status = "connected"
+			if s := a.n.fleet.get(k.GetTarget()); s != nil {
+				ti.LastSeenUnixNano = s.lastSeen.Load()
+			} else {
+				ti.LastSeenUnixNano = now
+			}
+		}
+		if !k.GetConnected() {
+			ti.Node = ""
+		}
+		resp.Targets = append(resp.Targets, ti)
+	}
+	return resp, nil
+}
+
+func gossipState(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}

@@ -1,0 +1,257 @@
+package node_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/node/nodetest"
+	"github.com/hpt-dev/hpt/rpc"
+)
+
+// countingConfig appends one line per run to DIR/<target>.runs, so tests
+// can count how often each target ran the job, and sleeps a little so that
+// runs overlap what the test does meanwhile.
+func countingConfig(dir string, sleep time.Duration, fail bool) []byte {
+	script := fmt.Sprintf("echo run >> %s/{{ .Target.Name }}.runs; sleep %g", dir, sleep.Seconds())
+	if fail {
+		script += "; exit 3"
+	}
+	return []byte(fmt.Sprintf("[[exec]]\nname = \"count\"\nscript = %q\n", script))
+}
+
+func runs(t *testing.T, dir, target string) int {
+	b, err := os.ReadFile(filepath.Join(dir, target+".runs"))
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "run\n")
+}
+
+func submit(t *testing.T, cl *rpc.Client, req *rpc.SubmitJobRequest) *rpc.SubmitJobResponse {
+	t.Helper()
+	if req.Name == "" {
+		req.Name = "test.toml"
+	}
+	resp, err := cl.Jobs.Submit(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return resp
+}
+
+// waitJob waits until the job is finished and returns it.
+func waitJob(t *testing.T, c *nodetest.Cluster, cl *rpc.Client, id string, timeout time.Duration) *rpc.JobInfo {
+	t.Helper()
+	var info *rpc.JobInfo
+	c.Eventually(timeout, func() error {
+		var err error
+		info, err = cl.Jobs.Get(ctxT(t), &rpc.GetJobRequest{JobId: id, Blocks: true})
+		if err != nil {
+			return err
+		}
+		if fsm.JobActive(info.GetStatus()) {
+			return fmt.Errorf("job %s is %s: %v", id, info.GetStatus(), info.GetCounts())
+		}
+		return nil
+	})
+	return info
+}
+
+func targetStatuses(info *rpc.JobInfo) map[string]string {
+	out := map[string]string{}
+	for _, t := range info.GetTargets() {
+		out[t.GetTarget()] = t.GetStatus()
+	}
+	return out
+}
+
+func TestJobTargetingBatchesAndFailures(t *testing.T) {
+	c := nodetest.Start(t, 3)
+	dir := t.TempDir()
+	for _, a := range []struct{ name, role string }{{"web-1", "web"}, {"web-2", "web"}, {"web-3", "web"}, {"db-1", "db"}} {
+		c.StartAgent(a.name, nodetest.AgentOptions{Labels: map[string]string{"role": a.role}})
+	}
+	c.WaitConnected("web-1", "web-2", "web-3", "db-1")
+	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
+
+	t.Run("targeting", func(t *testing.T) {
+		for _, tc := range []struct {
+			glob     string
+			selector map[string]string
+			want     []string
+		}{
+			{"web-*", nil, []string{"web-1", "web-2", "web-3"}},
+			{"", map[string]string{"role": "db"}, []string{"db-1"}},
+			{"*-1", map[string]string{"role": "web"}, []string{"web-1"}},
+			{"", nil, []string{"db-1", "web-1", "web-2", "web-3"}},
+		} {
+			resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 0, false), Targets: tc.glob, Selector: tc.selector, Preview: true})
+			if !slices.Equal(resp.GetTargets(), tc.want) {
+				t.Errorf("--targets %q --selector %v resolved %v, want %v", tc.glob, tc.selector, resp.GetTargets(), tc.want)
+			}
+		}
+		if _, err := cl.Jobs.Submit(ctxT(t), &rpc.SubmitJobRequest{Name: "x.toml", Config: countingConfig(dir, 0, false), Targets: "nothing-*"}); err == nil {
+			t.Error("a job matching no target was accepted")
+		}
+		if _, err := cl.Jobs.Submit(ctxT(t), &rpc.SubmitJobRequest{Name: "x.toml", Config: []byte("[[file]]\nperms = 0600\n"), Targets: "*"}); err == nil || !strings.Contains(err.Error(), "x.toml:2") {
+			t.Errorf("a bad config was accepted or not located: %v", err)
+		}
+	})
+
+	t.Run("batch size is a window", func(t *testing.T) {
+		resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 200*time.Millisecond, false), Targets: "web-*", BatchSize: 1, MaxFailures: -1})
+		info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
+		if info.GetStatus() != fsm.JobDone || info.GetCounts()[fsm.TargetOK]+info.GetCounts()[fsm.TargetChanged] != 3 {
+			t.Fatalf("job %s, counts %v", info.GetStatus(), info.GetCounts())
+		}
+		// Replay the job's events: at no point more than one target in
+		// flight.
+		inFlight, maxInFlight := 0, 0
+		c.Node(0).State().Events(info.GetSubmittedIndex(), func(ev *events.Event) bool {
+			p, _ := ev.DecodePayload()
+			switch p := p.(type) {
+			case *events.JobBatchStarted:
+				if p.GetJobId() == resp.GetJobId() {
+					inFlight += len(p.GetTargets())
+				}
+			case *events.JobTargetFinished:
+				if p.GetJobId() == resp.GetJobId() {
+					inFlight--
+				}
+			}
+			maxInFlight = max(maxInFlight, inFlight)
+			return true
+		})
+		if maxInFlight != 1 {
+			t.Fatalf("up to %d targets were in flight with --batch 1", maxInFlight)
+		}
+	})
+
+	t.Run("max failures stops the run", func(t *testing.T) {
+		resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 0, true), Targets: "web-*", BatchSize: 1, MaxFailures: 0})
+		info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
+		st := targetStatuses(info)
+		if info.GetStatus() != fsm.JobStopped || st["web-1"] != fsm.TargetFailed || st["web-2"] != fsm.TargetSkipped || st["web-3"] != fsm.TargetSkipped {
+			t.Fatalf("job %s, targets %v; want stopped after web-1 failed", info.GetStatus(), st)
+		}
+		var failed *rpc.JobTargetInfo
+		for _, tg := range info.GetTargets() {
+			if tg.GetTarget() == "web-1" {
+				failed = tg
+			}
+		}
+		if len(failed.GetBlocks()) != 1 || failed.GetBlocks()[0].GetOutcome() != "failed" || !strings.Contains(failed.GetBlocks()[0].GetError(), "3") {
+			t.Fatalf("failed target's blocks = %v", failed.GetBlocks())
+		}
+	})
+
+	for _, name := range []string{"web-1", "web-2", "web-3"} {
+		// batch job once, failing job once (web-1 only ran it).
+		want := 2
+		if name != "web-1" {
+			want = 1
+		}
+		if got := runs(t, dir, name); got != want {
+			t.Errorf("%s ran %d times, want %d", name, got, want)
+		}
+	}
+}
+
+func TestJobSurvivesLeaderLossAndRunsOnce(t *testing.T) {
+	c := nodetest.Start(t, 3)
+	dir := t.TempDir()
+	names := []string{"a1", "a2", "a3", "a4"}
+	for _, name := range names {
+		c.StartAgent(name, nodetest.AgentOptions{})
+	}
+	c.WaitConnected(names...)
+	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
+	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 700*time.Millisecond, false), Targets: "a*", BatchSize: 2, MaxFailures: -1, TimeoutSeconds: 60})
+	// Kill the leader while the first batch runs.
+	c.Eventually(10*time.Second, func() error {
+		if runs(t, dir, "a1")+runs(t, dir, "a2") == 0 {
+			return fmt.Errorf("first batch not started")
+		}
+		return nil
+	})
+	old := c.WaitLeader()
+	c.Kill(old)
+	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
+	if info.GetStatus() != fsm.JobDone {
+		t.Fatalf("job %s after leader loss: %v", info.GetStatus(), targetStatuses(info))
+	}
+	for _, name := range names {
+		if got := runs(t, dir, name); got != 1 {
+			t.Errorf("%s ran %d times, want exactly once", name, got)
+		}
+	}
+}
+
+func TestRevokedTargetCutOffAndRefused(t *testing.T) {
+	c := nodetest.Start(t, 3)
+	dir := t.TempDir()
+	c.StartAgent("web-1", nodetest.AgentOptions{})
+	c.StartAgent("web-2", nodetest.AgentOptions{})
+	c.WaitConnected("web-1", "web-2")
+	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
+	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 2*time.Second, false), Targets: "web-*", MaxFailures: -1, TimeoutSeconds: 60})
+	c.Eventually(10*time.Second, func() error {
+		if runs(t, dir, "web-1") == 0 || runs(t, dir, "web-2") == 0 {
+			return fmt.Errorf("runs not started")
+		}
+		return nil
+	})
+	w, err := cl.Keys.Revoke(ctxT(t), &rpc.RevokeKeyRequest{Target: "web-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokedAt := time.Now()
+	// Every node must drop the stream within a second of applying the
+	// revocation; the state records the disconnection.
+	c.Eventually(5*time.Second, func() error {
+		for _, n := range c.Running() {
+			if n.State().AppliedIndex() < w.GetIndex() {
+				return fmt.Errorf("%s has not applied the revocation", n.Name())
+			}
+		}
+		tk, _ := c.Node(0).State().TargetKey("web-1")
+		if tk.GetConnected() {
+			return fmt.Errorf("web-1 still connected")
+		}
+		return nil
+	})
+	if d := time.Since(revokedAt); d > time.Second {
+		t.Errorf("revoked target cut off %s after the revocation committed, want within a second", d)
+	}
+	info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
+	st := targetStatuses(info)
+	if st["web-1"] != fsm.TargetRefused || (st["web-2"] != fsm.TargetChanged && st["web-2"] != fsm.TargetOK) {
+		t.Fatalf("targets %v: want web-1 refused, web-2 finished", st)
+	}
+	if _, err := cl.Jobs.Submit(ctxT(t), &rpc.SubmitJobRequest{Name: "x.toml", Config: countingConfig(dir, 0, false), Targets: "web-1"}); err == nil {
+		t.Fatal("a job on a revoked target was accepted")
+	}
+}
+
+func TestUnreachableTargetTimesOut(t *testing.T) {
+	c := nodetest.Start(t, 1)
+	dir := t.TempDir()
+	c.RegisterTarget("ghost", t.TempDir())
+	cl := c.Client(0)
+	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 0, false), Targets: "ghost", TimeoutSeconds: 1, MaxFailures: -1})
+	info := waitJob(t, c, cl, resp.GetJobId(), 15*time.Second)
+	if st := targetStatuses(info); st["ghost"] != fsm.TargetUnreachable || info.GetStatus() != fsm.JobFailed {
+		t.Fatalf("job %s, targets %v; want ghost unreachable", info.GetStatus(), st)
+	}
+}
+

@@ -1,0 +1,86 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc"
+)
+
+// tailLoop follows the events this node applies and reacts to the ones
+// that concern its agent streams: a revoked key's stream is closed (within
+// a second of the commit: applying is all it waits for), a cancelled job's
+// runs are cancelled, and the scheduler is woken for job and connection
+// changes.
+func (n *Node) tailLoop() {
+	defer n.wg.Done()
+	next := n.fsm.AppliedIndex() + 1
+	for {
+		changed := n.fsm.Changed()
+		var batch []*events.Event
+		// Collect first, act after: reacting reads the state again, which
+		// must not happen inside the archive scan.
+		err := n.fsm.Events(next, func(ev *events.Event) bool {
+			next = ev.GetIndex() + 1
+			switch ev.GetType() {
+			case events.Type_TYPE_TARGET_KEY_REVOKED, events.Type_TYPE_JOB_CANCELLED,
+				events.Type_TYPE_JOB_SUBMITTED, events.Type_TYPE_JOB_TARGET_FINISHED,
+				events.Type_TYPE_JOB_TARGET_DISPATCHED, events.Type_TYPE_JOB_BATCH_STARTED,
+				events.Type_TYPE_TARGET_CONNECTED:
+				batch = append(batch, ev)
+			}
+			return len(batch) < 1024
+		})
+		if err != nil && n.ctx.Err() == nil {
+			n.log.Warn("follow events", "err", err)
+		}
+		for _, ev := range batch {
+			n.react(ev)
+		}
+		if len(batch) == 1024 {
+			continue
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (n *Node) react(ev *events.Event) {
+	p, err := ev.DecodePayload()
+	if err != nil {
+		return
+	}
+	switch p := p.(type) {
+	case *events.TargetKeyRevoked:
+		if n.fleet.get(p.GetTarget()) != nil {
+			n.log.Info("closing stream of revoked target", "target", p.GetTarget())
+			n.fleet.close(p.GetTarget())
+		}
+		n.nudgeScheduler()
+	case *events.JobCancelled:
+		n.cancelRuns(p.GetJobId())
+		n.nudgeScheduler()
+	default:
+		n.nudgeScheduler()
+	}
+}
+
+// cancelRuns tells agents on this node that run the job to stop.
+func (n *Node) cancelRuns(jobID string) {
+	targets, err := n.fsm.JobTargets(jobID)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	for _, t := range targets {
+		if t.GetStatus() == fsm.TargetRunning || t.GetStatus() == fsm.TargetDispatched {
+			n.fleet.push(ctx, t.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: jobID}}})
+		}
+	}
+}
