@@ -49,6 +49,11 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	if _, err := path.Match(req.GetTargets(), ""); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "targets %q: bad glob: %v", req.GetTargets(), err)
 	}
+	// Resolve against state the leader confirms, not whatever this node
+	// has applied: a target that just connected or changed labels counts.
+	if err := n.syncRead(ctx); err != nil {
+		return nil, err
+	}
 	targets, err := n.resolveTargets(req.GetTargets(), req.GetSelector())
 	if err != nil {
 		return nil, err

@@ -254,4 +254,3 @@ func TestUnreachableTargetTimesOut(t *testing.T) {
 		t.Fatalf("job %s, targets %v; want ghost unreachable", info.GetStatus(), st)
 	}
 }
-

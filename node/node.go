@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -68,6 +69,9 @@ type Node struct {
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
 	fleet      *fleet
+
+	// lastAuthSync is when an unknown token last made this node catch up.
+	lastAuthSync atomic.Int64
 
 	mu sync.Mutex
 	// leaderReady is true once this node, as leader, has applied everything
@@ -218,7 +222,7 @@ func (n *Node) clientTLS(proto string) *tls.Config {
 }
 
 func (n *Node) startGRPC() {
-	n.authz = auth.NewAuthorizer(n.fsm, n.clusterPub, methodRules())
+	n.authz = auth.NewAuthorizer(authState{n}, n.clusterPub, methodRules())
 	n.grpc = grpc.NewServer(
 		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
 		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),
@@ -239,6 +243,38 @@ func (n *Node) startGRPC() {
 		}
 	}()
 }
+
+// authState is the state as authorization sees it. A token this node does
+// not know may simply not have reached it yet (created a moment ago through
+// another node): before refusing it, catch up to the leader's commit index
+// once and look again. Catching up costs the leader a round of heartbeats,
+// so a node does it at most ten times a second: a flood of made-up tokens
+// cannot turn into a flood of leader round trips.
+type authState struct{ n *Node }
+
+const authSyncEvery = 100 * time.Millisecond
+
+func (s authState) Token(id string) (*fsm.Token, error) {
+	t, err := s.n.fsm.Token(id)
+	if !errors.Is(err, fsm.ErrNotFound) {
+		return t, err
+	}
+	now := time.Now().UnixNano()
+	last := s.n.lastAuthSync.Load()
+	if now-last < int64(authSyncEvery) || !s.n.lastAuthSync.CompareAndSwap(last, now) {
+		return t, err
+	}
+	ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
+	defer cancel()
+	if s.n.syncRead(ctx) != nil {
+		return t, err
+	}
+	return s.n.fsm.Token(id)
+}
+
+func (s authState) GroupsOf(subject string) ([]string, error) { return s.n.fsm.GroupsOf(subject) }
+
+func (s authState) Grants(subject string) ([]*fsm.Grant, error) { return s.n.fsm.Grants(subject) }
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }

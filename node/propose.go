@@ -203,10 +203,25 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
-// readBarrier honours a read's consistency metadata: hpt-min-index waits
-// until this node has applied that index (read-your-writes anywhere),
-// hpt-consistent waits for the leader-confirmed read index.
-func (n *Node) readBarrier(ctx context.Context) error {
+// syncRead waits until this node has applied everything the leader had
+// committed when the call arrived (a linearizable read point).
+func (n *Node) syncRead(ctx context.Context) error {
+	idx, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	defer cancel()
+	if err := n.fsm.WaitApplied(wctx, idx); err != nil {
+		return status.Errorf(codes.DeadlineExceeded, "node %s has not applied index %d: %v", n.cfg.Name, idx, err)
+	}
+	return nil
+}
+
+// readBarrier honours a call's consistency metadata: hpt-min-index waits
+// until this node has applied that index (read-your-writes anywhere);
+// hpt-consistent, for reads only, waits for the leader-confirmed read index.
+func (n *Node) readBarrier(ctx context.Context, read bool) error {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
 		return nil
@@ -219,7 +234,7 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		}
 		want = idx
 	}
-	if v := md.Get(MDConsistent); len(v) > 0 && v[0] == "1" {
+	if v := md.Get(MDConsistent); read && len(v) > 0 && v[0] == "1" {
 		idx, err := n.readIndex(ctx)
 		if err != nil {
 			return err

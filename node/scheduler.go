@@ -24,7 +24,8 @@ import (
 // already run is answered from it and never runs twice.
 type scheduler struct {
 	n *Node
-	// sent records dispatches this leader made: job/target -> node.
+	// sent records dispatches this leader made: job/target -> the
+	// target's connection (node and connection time) it was sent on.
 	sent map[string]string
 	// dispatchSem bounds concurrent dispatch calls to other nodes.
 	dispatchSem chan struct{}
@@ -166,16 +167,19 @@ func (s *scheduler) tend(ctx context.Context, j *fsm.Job, t *fsm.JobTarget, now 
 			JobId: j.GetId(), Target: t.GetTarget(), Status: fsm.TargetUnreachable,
 			Error: fmt.Sprintf("%s within %s", what, time.Duration(j.GetTimeoutNanos()))})
 	}
-	if t.GetStatus() != fsm.TargetDispatched || err != nil || !tk.GetConnected() {
-		// Running, or not connected: wait for a result, a connection or
-		// the timeout.
+	if err != nil || !tk.GetConnected() {
+		// Wait for a connection, a result or the timeout.
 		return false, nil
 	}
+	// Send the job once per connection of the target: a target that
+	// reconnected (perhaps after its agent restarted mid-run) is asked
+	// again, and answers from its journal if it already ran or started it.
 	holder := tk.GetNode()
+	conn := fmt.Sprintf("%s@%d", holder, tk.GetLastTransitionUnixNano())
 	s.mu.Lock()
-	already := s.sent[key] == holder
+	already := s.sent[key] == conn
 	if !already {
-		s.sent[key] = holder
+		s.sent[key] = conn
 	}
 	s.mu.Unlock()
 	if already {

@@ -128,18 +128,23 @@ func methodRules() map[string]auth.Rule {
 
 // consistencyUnary and consistencyStream apply a call's read consistency
 // metadata before the handler runs (see readBarrier).
-func (n *Node) consistencyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := n.readBarrier(ctx); err != nil {
+func (n *Node) consistencyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := n.readBarrier(ctx, n.isRead(info.FullMethod)); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
-func (n *Node) consistencyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := n.readBarrier(ss.Context()); err != nil {
+func (n *Node) consistencyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := n.readBarrier(ss.Context(), n.isRead(info.FullMethod)); err != nil {
 		return err
 	}
 	return handler(srv, ss)
+}
+
+// isRead reports whether a method only reads: its rule asks for view.
+func (n *Node) isRead(method string) bool {
+	return n.authz.Rules()[method].Privilege == events.PrivView
 }
 
 // gossipSeeds lists the gossip addresses of alive servers, for keystores of

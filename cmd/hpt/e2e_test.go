@@ -214,7 +214,7 @@ func TestClusterOfProcesses(t *testing.T) {
 		}
 		return nil
 	})
-	evs := mustHPT(t, e, "events", "--type", "user_added", "--consistent", "-o", "json")
+	evs := mustHPT(t, e, "events", "--type", "user_added", "-o", "json")
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(evs), &list); err != nil || len(list) != 1 || list[0]["actor"] != "user:admin" {
 		t.Fatalf("events: %v %s", err, evs)
@@ -321,5 +321,135 @@ func TestDirectProvisioning(t *testing.T) {
 	}
 	if _, err := os.Stat(target); err == nil {
 		t.Fatal("a refused client provisioned the target")
+	}
+}
+
+// agentProc is one `hpt serve` process.
+type agentProc struct {
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func (p *agentProc) start(t *testing.T) {
+	t.Helper()
+	p.cmd = exec.Command(hptBin, p.args...)
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *agentProc) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+	}
+}
+
+// startAgentProc enrolls target name with the cluster (gen-target-keys
+// against it) and starts its agent process.
+func startAgentProc(t *testing.T, e env, name, labels string) *agentProc {
+	t.Helper()
+	dir := t.TempDir()
+	ks := filepath.Join(dir, name+".db")
+	mustHPT(t, e, "gen-target-keys", "--target", name, "--out", ks)
+	log, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &agentProc{log: log, args: []string{"serve", "--keystore", ks, "--port", "0", "--bind", "127.0.0.1",
+		"--gossip", "127.0.0.1:0", "--labels", labels, "--log-level", "info"}}
+	p.start(t)
+	t.Cleanup(func() {
+		p.kill()
+		log.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log.Name())
+			t.Logf("agent %s log:\n%s", name, b)
+		}
+	})
+	return p
+}
+
+func waitTargets(t *testing.T, e env, want int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, func() error {
+		var ts []targetJSON
+		json.Unmarshal([]byte(mustHPT(t, e, "targets", "list", "-o", "json")), &ts)
+		n := 0
+		for _, tg := range ts {
+			if tg.Status == "connected" && tg.Gossip == "alive" {
+				n++
+			}
+		}
+		if n != want {
+			return fmt.Errorf("%d of %d targets connected and alive in gossip: %v", n, want, ts)
+		}
+		return nil
+	})
+}
+
+// TestFleetProcesses runs jobs on agent processes joined by gossip to
+// server processes, and kills an agent in the middle of a run.
+func TestFleetProcesses(t *testing.T) {
+	e, _ := startServers(t, 3)
+	web1 := startAgentProc(t, e, "web-1", "role=web")
+	startAgentProc(t, e, "web-2", "role=web")
+	startAgentProc(t, e, "db-1", "role=db")
+	waitTargets(t, e, 3)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "count.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[[exec]]\nscript = \"echo run >> %s/{{ .Target.Name }}.runs\"\n", dir)), 0o644)
+	r := hpt(t, e, "job", "run", cfg, "--selector", "role=web", "--batch", "1", "-o", "json")
+	var job jobJSON
+	if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || r.code != 0 {
+		t.Fatalf("job run: exit %d, %v\n%s\n%s", r.code, err, r.stdout, r.stderr)
+	}
+	if job.Status != "done" || len(job.Targets) != 2 || job.Totals["changed"] != 2 {
+		t.Fatalf("job %+v", job)
+	}
+	for _, name := range []string{"web-1", "web-2"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, name+".runs")); string(b) != "run\n" {
+			t.Errorf("%s runs file %q", name, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "db-1.runs")); err == nil {
+		t.Error("db-1 ran a job for role=web")
+	}
+
+	// SIGKILL an agent in the middle of a run; restarted, it reports the run
+	// as interrupted instead of running it again.
+	slow := filepath.Join(dir, "slow.toml")
+	os.WriteFile(slow, []byte(fmt.Sprintf("[[exec]]\nscript = \"echo run >> %s/slow.runs; sleep 5\"\n", dir)), 0o644)
+	id := strings.TrimSpace(mustHPT(t, e, "job", "run", slow, "--targets", "web-1", "--detach"))
+	waitFor(t, 20*time.Second, func() error {
+		if b, _ := os.ReadFile(filepath.Join(dir, "slow.runs")); len(b) == 0 {
+			return fmt.Errorf("slow job not started")
+		}
+		return nil
+	})
+	web1.kill()
+	web1.start(t)
+	var st jobJSON
+	waitFor(t, 60*time.Second, func() error {
+		json.Unmarshal([]byte(mustHPT(t, e, "job", "status", id, "-o", "json")), &st)
+		if st.Status == "running" {
+			return fmt.Errorf("job still running: %+v", st.Totals)
+		}
+		return nil
+	})
+	if len(st.Targets) != 1 || st.Targets[0].Status != "failed" || !strings.Contains(st.Targets[0].Error, "not run again") {
+		t.Fatalf("interrupted job: %+v", st)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "slow.runs")); string(b) != "run\n" {
+		t.Fatalf("the interrupted job ran %q", b)
+	}
+	// Exit code 1 for a failed target, with the recap on stdout.
+	r = hpt(t, e, "job", "status", id)
+	if r.code != 0 || !strings.Contains(r.stdout, "RECAP") {
+		t.Fatalf("job status: exit %d\n%s", r.code, r.stdout)
 	}
 }

@@ -53,7 +53,7 @@ type app struct {
 	getenv         func(string) string
 
 	addr, token, clusterKey, keystore, output string
-	consistent                                bool
+	stale                                     bool
 	logLevel                                  string
 }
 
@@ -133,7 +133,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.clusterKey, "cluster-key", "", "pinned cluster key fingerprint SHA256:... (env HPT_CLUSTER_KEY)")
 	pf.StringVar(&a.keystore, "keystore", "", "keystore file (env HPT_KEYSTORE)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	pf.BoolVar(&a.consistent, "consistent", false, "read state confirmed by the leader")
+	pf.BoolVar(&a.stale, "stale", false, "read whatever the answering node has applied, without asking the leader (faster; works without a quorum)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level for servers and agents: debug, info, warn, error")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if a.output != "table" && a.output != "json" {
@@ -146,7 +146,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.clusterCommand(), a.eventsCommand(),
 		a.identityCommand("user"), a.identityCommand("machine"), a.identityCommand("group"),
 		a.tokensCommand(), a.grantsCommand(), a.authCommand(), a.benchCommand(),
-		a.applyCommand(), a.serveCommand(),
+		a.applyCommand(), a.serveCommand(), a.jobCommand(), a.targetsCommand(),
 	)
 	root.AddCommand(a.keyCommands()...)
 	// `hpt FILE.toml` applies locally and `hpt --target NAME --ip HOST
@@ -255,7 +255,7 @@ func (a *app) client() (*rpc.Client, error) {
 		Addrs:      addrs,
 		Token:      a.setting(a.token, "HPT_TOKEN", file.Token),
 		ClusterKey: a.setting(a.clusterKey, "HPT_CLUSTER_KEY", file.ClusterKey),
-		Consistent: a.consistent,
+		Consistent: !a.stale,
 	})
 	if err != nil {
 		return nil, usageError{err}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,13 +14,18 @@ import (
 
 func (a *app) serveCommand() *cobra.Command {
 	var port int
-	var bind, labels string
+	var bind, labels, join, gossip, journal string
 	cmd := &cobra.Command{
 		Use:   "serve --keystore FILE [--port 6632]",
 		Short: "Run the agent: accept provisioning from trusted clients",
 		Long: `Runs the target agent. It accepts direct provisioning (hpt --target ...) on
 --port from clients whose key its keystore trusts. --port 0 picks a free
-port and prints it, so several agents can share a host.`,
+port and prints it, so several agents can share a host.
+
+With a keystore made by gen-target-keys against a cluster, the agent also
+joins the cluster: it gossips (--gossip, seeds from --join or the keystore),
+keeps one authenticated stream to a live node, and runs the jobs it is
+sent, each at most once (--journal records them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := a.setting(a.keystore, "HPT_KEYSTORE", "")
@@ -29,7 +36,10 @@ port and prints it, so several agents can share a host.`,
 			if err != nil {
 				return err
 			}
-			ag, err := agent.New(agent.Config{Keystore: path, Listen: fmt.Sprintf("%s:%d", bind, port), Labels: lbl, Logger: a.logger()})
+			ag, err := agent.New(agent.Config{
+				Keystore: path, Listen: net.JoinHostPort(bind, strconv.Itoa(port)), Labels: lbl, Logger: a.logger(),
+				Join: splitList(join), GossipListen: gossip, Journal: journal,
+			})
 			if err != nil {
 				return err
 			}
@@ -41,7 +51,10 @@ port and prints it, so several agents can share a host.`,
 	}
 	cmd.Flags().IntVar(&port, "port", agent.DefaultPort, "direct provisioning port (0 picks a free one)")
 	cmd.Flags().StringVar(&bind, "bind", "", "address to listen on (default all)")
-	cmd.Flags().StringVar(&labels, "labels", "", "target labels k=v,... (templates see .Target.Labels)")
+	cmd.Flags().StringVar(&labels, "labels", "", "target labels k=v,... (templates see .Target.Labels; jobs select on them)")
+	cmd.Flags().StringVar(&join, "join", "", "gossip addresses of cluster nodes, comma-separated (default: the keystore's seeds)")
+	cmd.Flags().StringVar(&gossip, "gossip", ":7402", "the agent's gossip address (port 0: a free one)")
+	cmd.Flags().StringVar(&journal, "journal", "", "file recording the jobs run here (default: KEYSTORE.journal)")
 	return cmd
 }
 

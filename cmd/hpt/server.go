@@ -18,7 +18,7 @@ import (
 )
 
 func (a *app) devCommand() *cobra.Command {
-	var nodes, port int
+	var nodes, port, agents int
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -42,7 +42,7 @@ its data (unless --dir was given).`,
 			ctx := cmd.Context()
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := devcluster.Start(startCtx, dir, devcluster.Options{Nodes: nodes, BasePort: port, Logger: a.logger()})
+			c, err := devcluster.Start(startCtx, dir, devcluster.Options{Nodes: nodes, BasePort: port, Agents: agents, Logger: a.logger()})
 			if err != nil {
 				if port != 0 {
 					return fmt.Errorf("%w (is another hpt running? --port 0 picks free ports)", err)
@@ -59,18 +59,23 @@ its data (unless --dir was given).`,
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
 	cmd.Flags().IntVar(&port, "port", node.DefaultPort, "API port of the first node; node i uses port+10*i, gossip one above (0: free ports)")
 	cmd.Flags().StringVar(&dir, "dir", "", "keep data in this directory instead of a temporary one")
+	cmd.Flags().IntVar(&agents, "agents", 2, "agents to run on this host (targets dev-1, dev-2, ...)")
 	return cmd
 }
 
 func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
 	w := a.stdout
 	leader, _ := c.Nodes[0].Leader()
-	fmt.Fprintf(w, "hpt dev: %d nodes on loopback, leader %s, data in %s\n\n", len(c.Nodes), leader, dir)
+	fmt.Fprintf(w, "hpt dev: %d nodes and %d agents on loopback, leader %s, data in %s\n\n", len(c.Nodes), len(c.Agents), leader, dir)
 	fmt.Fprintf(w, "  export HPT_ADDR=%s\n", strings.Join(c.Addrs(), ","))
 	fmt.Fprintf(w, "  export HPT_TOKEN=%s\n", c.Keys.Admin.Secret())
 	fmt.Fprintf(w, "  export HPT_CLUSTER_KEY=%s\n\n", c.Keys.Fingerprint())
 	fmt.Fprintln(w, "Then, in another shell:")
 	fmt.Fprintln(w, "  hpt cluster status")
+	if len(c.Agents) > 0 {
+		fmt.Fprintln(w, "  hpt targets list")
+		fmt.Fprintln(w, "  hpt job run examples/hello.toml --targets 'dev-*' --batch 1")
+	}
 	fmt.Fprintln(w, "  hpt users add alice@example.com && hpt users list")
 	fmt.Fprintln(w, "  hpt events --follow")
 	fmt.Fprintln(w, "  hpt bench write --clients 64 --count 20000 --size 256")

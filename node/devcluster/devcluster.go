@@ -11,10 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -67,8 +71,9 @@ func NodeConfig(k Keys, name, dir string, expect int, log *slog.Logger) node.Con
 
 // Cluster is a running in-process cluster.
 type Cluster struct {
-	Keys  Keys
-	Nodes []*node.Node
+	Keys   Keys
+	Nodes  []*node.Node
+	Agents []*agent.Agent
 }
 
 // Options shape a dev cluster.
@@ -79,7 +84,10 @@ type Options struct {
 	// gossip port one above it (7400, 7401; 7410, 7411; ...). 0 picks free
 	// ports.
 	BasePort int
-	Logger   *slog.Logger
+	// Agents to start on this host, named dev-1, dev-2, ... with label
+	// role=dev; they join through gossip like real ones.
+	Agents int
+	Logger *slog.Logger
 }
 
 // Start starts the nodes under dir, the first one seeding the others'
@@ -122,7 +130,76 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 		c.Shutdown()
 		return nil, err
 	}
+	if err := c.startAgents(ctx, dir, opts.Agents, log); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
 	return c, nil
+}
+
+func (c *Cluster) startAgents(ctx context.Context, dir string, n int, log *slog.Logger) error {
+	if n == 0 {
+		return nil
+	}
+	client, err := rpc.Dial(rpc.ClientConfig{Addrs: c.Addrs(), Token: c.Keys.Admin.Secret(), ClusterKey: c.Keys.Fingerprint()})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for i := range n {
+		name := fmt.Sprintf("dev-%d", i+1)
+		path, err := RegisterTarget(ctx, client, name, filepath.Join(dir, "agents"))
+		if err != nil {
+			return err
+		}
+		a, err := agent.New(agent.Config{
+			Keystore: path, Listen: "127.0.0.1:0", GossipListen: "127.0.0.1:0",
+			Labels: map[string]string{"role": "dev"}, Logger: log.With("agent", name),
+		})
+		if err != nil {
+			return fmt.Errorf("start agent %s: %w", name, err)
+		}
+		c.Agents = append(c.Agents, a)
+	}
+	return nil
+}
+
+// RegisterTarget does what `hpt gen-target-keys` does against a cluster:
+// it makes a keypair for target name, registers the public key, and writes
+// a target keystore under dir that trusts the cluster key and holds the
+// gossip key and seeds. It returns the keystore's path.
+func RegisterTarget(ctx context.Context, c *rpc.Client, name, dir string) (string, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	enr, err := c.Keys.Enrollment(ctx, &rpc.EnrollmentRequest{})
+	if err != nil {
+		return "", fmt.Errorf("enrollment: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name+".keystore.db")
+	ks, err := keystore.Create(path, keystore.KindTarget)
+	if err != nil {
+		return "", err
+	}
+	err = errors.Join(ks.SetIdentity(priv), ks.SetName(name),
+		ks.AddKey(keystore.Key{Name: "cluster", Role: keystore.RoleCluster, Public: enr.GetClusterPublicKey()}),
+		ks.SetGossipKey(enr.GetGossipKey()), ks.SetSeeds(enr.GetSeeds()))
+	if cerr := ks.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("write keystore for %s: %w", name, err)
+	}
+	if _, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub}); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("register %s: %w", name, err)
+	}
+	return path, nil
 }
 
 // WaitReady waits until every node knows the leader and has applied the
@@ -157,9 +234,14 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// Shutdown stops every node.
+// Shutdown stops every agent and node.
 func (c *Cluster) Shutdown() error {
 	var errs []error
+	for _, a := range c.Agents {
+		if err := a.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range c.Nodes {
 		if err := n.Shutdown(); err != nil {
 			errs = append(errs, err)

@@ -6,8 +6,6 @@ package nodetest
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/agent"
-	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
@@ -315,36 +312,17 @@ type AgentOptions struct {
 }
 
 // RegisterTarget registers a new target key with the cluster and writes its
-// keystore (trusting the cluster key, with the gossip key and seeds) into
-// dir, as `hpt gen-target-keys` does against a cluster.
+// keystore into dir, as `hpt gen-target-keys` does against a cluster.
 func (c *Cluster) RegisterTarget(name, dir string) string {
 	c.t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	admin := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
-	if _, err := admin.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub}); err != nil {
-		c.t.Fatalf("register %s: %v", name, err)
-	}
-	c.WaitApplied(admin.LastIndex())
-	path := filepath.Join(dir, name+".keystore.db")
-	ks, err := keystore.Create(path, keystore.KindTarget)
+	path, err := devcluster.RegisterTarget(ctx, admin, name, dir)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer ks.Close()
-	var seeds []string
-	for _, n := range c.Running() {
-		seeds = append(seeds, n.GossipAddr())
-	}
-	if err := errors.Join(ks.SetIdentity(priv), ks.SetName(name),
-		ks.AddKey(keystore.Key{Name: "cluster", Role: keystore.RoleCluster, Public: c.ClusterKey.Public().(ed25519.PublicKey)}),
-		ks.SetGossipKey(c.keys.Gossip), ks.SetSeeds(seeds)); err != nil {
-		c.t.Fatal(err)
-	}
+	c.WaitApplied(admin.LastIndex())
 	return path
 }
 

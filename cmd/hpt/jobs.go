@@ -1,0 +1,474 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc"
+)
+
+// Exit code of a job with unreachable targets (and none failed).
+const exitUnreachable = 2
+
+// jobTargetJSON and jobJSON are the stable JSON of job run/status.
+type jobTargetJSON struct {
+	Target   string                  `json:"target"`
+	Status   string                  `json:"status"`
+	Node     string                  `json:"node,omitempty"`
+	Error    string                  `json:"error,omitempty"`
+	Started  *time.Time              `json:"started,omitempty"`
+	Finished *time.Time              `json:"finished,omitempty"`
+	Blocks   []provision.BlockResult `json:"blocks"`
+}
+
+type jobJSON struct {
+	JobID       string            `json:"job_id"`
+	Name        string            `json:"name"`
+	Status      string            `json:"status"`
+	SubmittedBy string            `json:"submitted_by"`
+	Submitted   time.Time         `json:"submitted"`
+	Finished    *time.Time        `json:"finished,omitempty"`
+	DryRun      bool              `json:"dry_run"`
+	BatchSize   uint32            `json:"batch_size"`
+	MaxFailures int32             `json:"max_failures"`
+	Targets     []jobTargetJSON   `json:"targets,omitempty"`
+	Totals      map[string]uint32 `json:"totals"`
+}
+
+func toJobJSON(info *rpc.JobInfo) jobJSON {
+	out := jobJSON{
+		JobID: info.GetJobId(), Name: info.GetName(), Status: info.GetStatus(), SubmittedBy: info.GetSubmittedBy(),
+		Submitted: time.Unix(0, info.GetSubmittedUnixNano()).UTC(), Finished: timePtr(info.GetFinishedUnixNano()),
+		DryRun: info.GetDryRun(), BatchSize: info.GetBatchSize(), MaxFailures: info.GetMaxFailures(), Totals: info.GetCounts(),
+	}
+	if out.Totals == nil {
+		out.Totals = map[string]uint32{}
+	}
+	for _, t := range info.GetTargets() {
+		jt := jobTargetJSON{Target: t.GetTarget(), Status: t.GetStatus(), Node: t.GetNode(), Error: t.GetError(),
+			Started: timePtr(t.GetStartedUnixNano()), Finished: timePtr(t.GetFinishedUnixNano()), Blocks: []provision.BlockResult{}}
+		for _, b := range t.GetBlocks() {
+			jt.Blocks = append(jt.Blocks, agent.BlockFromEvent(b))
+		}
+		out.Targets = append(out.Targets, jt)
+	}
+	return out
+}
+
+// jobExit is the exit code a finished job's outcome calls for: 1 if any
+// target failed (or was refused), else 2 if any was unreachable.
+func jobExit(info *rpc.JobInfo) error {
+	c := info.GetCounts()
+	switch {
+	case c[fsm.TargetFailed]+c[fsm.TargetRefused] > 0:
+		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %d targets failed", info.GetJobId(), c[fsm.TargetFailed]+c[fsm.TargetRefused])}
+	case c[fsm.TargetUnreachable] > 0:
+		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %d targets unreachable", info.GetJobId(), c[fsm.TargetUnreachable])}
+	}
+	return nil
+}
+
+func (a *app) jobCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "job", Short: "Run provisioning jobs on targets in the cluster"}
+	cmd.AddCommand(a.jobRunCommand(), a.jobStatusCommand(), a.jobListCommand(), a.jobLogsCommand(), a.jobCancelCommand())
+	return cmd
+}
+
+func (a *app) jobRunCommand() *cobra.Command {
+	var (
+		glob, selector string
+		vars           []string
+		batch          uint32
+		maxFailures    int32
+		timeout        time.Duration
+		dryRun         bool
+		detach         bool
+		preview        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run FILE.toml",
+		Short: "Apply a config on the targets that match, in batches",
+		Long: `Resolves the targets (--targets glob over names, --selector labels) on the
+server, records the job, and shows progress per target until it ends, then
+a recap (ok / changed / failed / unreachable). At most --batch targets run
+at once (a sliding window); once more than --max-failures targets failed,
+no new ones start. Exit code 1 if any target failed, 2 if any was
+unreachable. --detach prints the job id and returns; --preview only shows
+the targets.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sel, err := parseLabels(selector)
+			if err != nil {
+				return err
+			}
+			vs, err := parseVars(vars)
+			if err != nil {
+				return err
+			}
+			if timeout < 0 || maxFailures < -1 {
+				return usagef("--timeout must be positive and --max-failures -1 or more")
+			}
+			bundle, err := provision.LoadBundle(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := provision.Parse(bundle); err != nil {
+				return err
+			}
+			return a.withClient(func(c *rpc.Client) error {
+				ctx := cmd.Context()
+				resp, err := c.Jobs.Submit(ctx, &rpc.SubmitJobRequest{
+					Name: bundle.Name, Config: bundle.Config, Files: bundle.Files, Targets: glob, Selector: sel,
+					BatchSize: batch, MaxFailures: maxFailures, TimeoutSeconds: int64(timeout / time.Second),
+					Vars: vs, DryRun: dryRun, Preview: preview,
+				})
+				if err != nil {
+					return err
+				}
+				if preview {
+					if a.json() {
+						return a.printJSON(map[string]any{"targets": resp.GetTargets()})
+					}
+					fmt.Fprintf(a.stdout, "%d targets: %s\n", len(resp.GetTargets()), strings.Join(resp.GetTargets(), " "))
+					return nil
+				}
+				if detach {
+					if a.json() {
+						return a.printJSON(map[string]any{"job_id": resp.GetJobId(), "index": resp.GetIndex(), "targets": resp.GetTargets()})
+					}
+					fmt.Fprintln(a.stdout, resp.GetJobId())
+					return nil
+				}
+				if !a.json() {
+					fmt.Fprintf(a.stderr, "job %s on %d targets (batch %d)\n", resp.GetJobId(), len(resp.GetTargets()), batchOr(batch, len(resp.GetTargets())))
+				}
+				return a.follow(ctx, c, resp.GetJobId())
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&glob, "targets", "", "glob over target names (default: all)")
+	f.StringVar(&selector, "selector", "", "labels the targets must have, k=v,...")
+	f.StringArrayVar(&vars, "vars", nil, "template variables k=v (repeat or comma-separate)")
+	f.Uint32Var(&batch, "batch", 0, "at most this many targets at once (0: all)")
+	f.Int32Var(&maxFailures, "max-failures", -1, "stop starting targets once more than this many failed (-1: never)")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "per target: time to answer and finish before it counts as unreachable")
+	f.BoolVar(&dryRun, "dry-run", false, "report what would change, change nothing")
+	f.BoolVar(&detach, "detach", false, "print the job id and return")
+	f.BoolVar(&preview, "preview", false, "only show which targets match")
+	return cmd
+}
+
+func batchOr(b uint32, n int) int {
+	if b == 0 || int(b) > n {
+		return n
+	}
+	return int(b)
+}
+
+// follow watches a job until it ends: a progress bar on a terminal, a line
+// per target transition otherwise; then the recap.
+func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
+	stream, err := c.Jobs.Watch(ctx, &rpc.GetJobRequest{JobId: id})
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(a.stdout) && !a.json()
+	seen := map[string]string{}
+	var last *rpc.JobInfo
+	for {
+		info, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(a.stderr, "\nstopped watching; the job goes on: hpt job status %s\n", id)
+				return exitError{code: exitFailure}
+			}
+			return err
+		}
+		last = info
+		if a.json() {
+			continue
+		}
+		if tty {
+			fmt.Fprintf(a.stdout, "\r%s", progressBar(info))
+			continue
+		}
+		for _, t := range info.GetTargets() {
+			if seen[t.GetTarget()] != t.GetStatus() {
+				seen[t.GetTarget()] = t.GetStatus()
+				line := fmt.Sprintf("%-24s %s", t.GetTarget(), t.GetStatus())
+				if t.GetNode() != "" && t.GetStatus() == fsm.TargetRunning {
+					line += " on " + t.GetNode()
+				}
+				if t.GetError() != "" {
+					line += ": " + t.GetError()
+				}
+				fmt.Fprintln(a.stdout, line)
+			}
+		}
+	}
+	if tty {
+		fmt.Fprintln(a.stdout)
+	}
+	if last == nil {
+		return fmt.Errorf("job %s: no status received", id)
+	}
+	// The watch carries no block results; fetch them for the recap.
+	full, err := c.Jobs.Get(ctx, &rpc.GetJobRequest{JobId: id, Blocks: true})
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		if err := a.printJSON(toJobJSON(full)); err != nil {
+			return err
+		}
+	} else {
+		a.printRecap(full)
+	}
+	return jobExit(full)
+}
+
+func progressBar(info *rpc.JobInfo) string {
+	c := info.GetCounts()
+	total := len(info.GetTargets())
+	done := 0
+	for _, st := range []string{fsm.TargetOK, fsm.TargetChanged, fsm.TargetFailed, fsm.TargetUnreachable, fsm.TargetRefused, fsm.TargetCancelled, fsm.TargetSkipped} {
+		done += int(c[st])
+	}
+	const width = 30
+	filled := 0
+	if total > 0 {
+		filled = done * width / total
+	}
+	return fmt.Sprintf("[%s%s] %d/%d  running %d  ok %d  changed %d  failed %d  unreachable %d ",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total,
+		c[fsm.TargetRunning]+c[fsm.TargetDispatched], c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed]+c[fsm.TargetRefused], c[fsm.TargetUnreachable])
+}
+
+// printRecap prints Ansible's play recap, per target, then the totals.
+func (a *app) printRecap(info *rpc.JobInfo) {
+	fmt.Fprintf(a.stdout, "\nRECAP job %s: %s\n", info.GetJobId(), info.GetStatus())
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TARGET\tSTATUS\tOK\tCHANGED\tFAILED\tSKIPPED\tNODE\tERROR")
+	for _, t := range info.GetTargets() {
+		var ok, changed, failed, skipped int
+		for _, b := range t.GetBlocks() {
+			switch provision.Outcome(b.GetOutcome()) {
+			case provision.OutcomeOK:
+				ok++
+			case provision.OutcomeChanged:
+				changed++
+			case provision.OutcomeFailed:
+				failed++
+			case provision.OutcomeSkipped:
+				skipped++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), t.GetStatus(), ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
+	}
+	tw.Flush()
+	c := info.GetCounts()
+	fmt.Fprintf(a.stdout, "\nok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
+		c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed], c[fsm.TargetUnreachable], c[fsm.TargetRefused], c[fsm.TargetSkipped], c[fsm.TargetCancelled])
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (a *app) jobStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status JOB",
+		Short: "A job's state, per target",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				info, err := c.Jobs.Get(cmd.Context(), &rpc.GetJobRequest{JobId: args[0], Blocks: true})
+				if err != nil {
+					return err
+				}
+				if a.json() {
+					return a.printJSON(toJobJSON(info))
+				}
+				a.printRecap(info)
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) jobListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "Jobs, newest last",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				resp, err := c.Jobs.List(cmd.Context(), &rpc.ListJobsRequest{})
+				if err != nil {
+					return err
+				}
+				out := []jobJSON{}
+				for _, j := range resp.GetJobs() {
+					out = append(out, toJobJSON(j))
+				}
+				if a.json() {
+					return a.printJSON(out)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tSUBMITTED\tBY\tTARGETS")
+				for _, j := range out {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Name, j.Status, j.Submitted.Format(time.RFC3339), j.SubmittedBy, countsLine(j.Totals))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func countsLine(c map[string]uint32) string {
+	var parts []string
+	for k, v := range c {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func (a *app) jobLogsCommand() *cobra.Command {
+	var target string
+	cmd := &cobra.Command{
+		Use:   "logs JOB [--target NAME]",
+		Short: "Each target's block results: changes, output, errors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				info, err := c.Jobs.Get(cmd.Context(), &rpc.GetJobRequest{JobId: args[0], Blocks: true})
+				if err != nil {
+					return err
+				}
+				j := toJobJSON(info)
+				var targets []jobTargetJSON
+				for _, t := range j.Targets {
+					if target == "" || t.Target == target {
+						targets = append(targets, t)
+					}
+				}
+				if target != "" && len(targets) == 0 {
+					return fmt.Errorf("job %s has no target %q", args[0], target)
+				}
+				if a.json() {
+					return a.printJSON(targets)
+				}
+				for _, t := range targets {
+					fmt.Fprintf(a.stdout, "== %s: %s", t.Target, t.Status)
+					if t.Error != "" {
+						fmt.Fprintf(a.stdout, " (%s)", t.Error)
+					}
+					fmt.Fprintln(a.stdout)
+					for _, b := range t.Blocks {
+						provision.WriteBlockText(a.stdout, b)
+					}
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&target, "target", "", "only this target")
+	return cmd
+}
+
+func (a *app) jobCancelCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel JOB",
+		Short: "Start no more targets and stop those running",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				w, err := c.Jobs.Cancel(cmd.Context(), &rpc.CancelJobRequest{JobId: args[0], Reason: reason})
+				if err != nil {
+					return err
+				}
+				return a.written(w, "cancelling job "+args[0])
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	return cmd
+}
+
+// targetJSON is the stable JSON of `hpt targets list` (SPEC section 10).
+type targetJSON struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels"`
+	Status      string            `json:"status"`
+	Node        string            `json:"node"`
+	Gossip      string            `json:"gossip"`
+	LastSeen    *time.Time        `json:"last_seen"`
+	Fingerprint string            `json:"fingerprint"`
+}
+
+func (a *app) targetsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "targets", Short: "Targets registered with the cluster"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "Name, labels, connection, gossip state, last seen",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				resp, err := c.Targets.List(cmd.Context(), &rpc.ListTargetsRequest{})
+				if err != nil {
+					return err
+				}
+				out := []targetJSON{}
+				for _, t := range resp.GetTargets() {
+					labels := t.GetLabels()
+					if labels == nil {
+						labels = map[string]string{}
+					}
+					out = append(out, targetJSON{Name: t.GetName(), Labels: labels, Status: t.GetStatus(), Node: t.GetNode(),
+						Gossip: t.GetGossip(), LastSeen: timePtr(t.GetLastSeenUnixNano()), Fingerprint: t.GetFingerprint()})
+				}
+				if a.json() {
+					return a.printJSON(out)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tLABELS\tSTATUS\tNODE\tGOSSIP\tLAST SEEN")
+				for _, t := range out {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(labelString(t.Labels)), t.Status, orDash(t.Node), t.Gossip, fmtTime(t.LastSeen, "-"))
+				}
+				return tw.Flush()
+			})
+		},
+	})
+	return cmd
+}
+
+func labelString(l map[string]string) string {
+	var parts []string
+	for k, v := range l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
