@@ -40,6 +40,9 @@ type Config struct {
 	// Listener, if set, is used instead of Listen (systemd socket
 	// activation hands one over).
 	Listener net.Listener
+	// NoDirect turns the direct provisioning port off: the agent takes jobs
+	// from the cluster only (many agents in one benchmark process).
+	NoDirect bool
 	// Labels describe the target to templates and, in cluster mode, to
 	// target selection.
 	Labels map[string]string
@@ -113,16 +116,33 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.ln = cfg.Listener
+	if !cfg.NoDirect {
+		if err := a.serveDirect(cert); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Join) > 0 || len(cfg.Servers) > 0 || (cluster.key != nil && len(cluster.seeds) > 0) {
+		if err := a.joinCluster(cert, cluster); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// serveDirect starts the direct provisioning port.
+func (a *Agent) serveDirect(cert tls.Certificate) error {
+	a.ln = a.cfg.Listener
 	if a.ln == nil {
-		if a.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		var err error
+		if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+			return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 		}
 	}
 	tlsCfg := pinned.ServerConfig(cert, a.verifyClient, pinned.ProtoGRPC)
 	a.grpc = grpc.NewServer(
 		grpc.Creds(pinned.ServerCredentials(tlsCfg)),
-		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxRecvMsgSize(a.cfg.MaxMessageSize),
 	)
 	rpc.RegisterAgentServer(a.grpc, &directServer{a: a})
 	a.wg.Add(1)
@@ -133,13 +153,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}()
 	a.log.Info("agent serving", "addr", a.ln.Addr().String(), "key", pinned.Fingerprint(a.pub))
-	if len(cfg.Join) > 0 || len(cfg.Servers) > 0 || (cluster.key != nil && len(cluster.seeds) > 0) {
-		if err := a.joinCluster(cert, cluster); err != nil {
-			a.Close()
-			return nil, err
-		}
-	}
-	return a, nil
+	return nil
 }
 
 // clusterSettings is what a target keystore holds for cluster mode.
@@ -259,8 +273,22 @@ func (a *Agent) verifyClient(pub ed25519.PublicKey, _ string) error {
 // Name is the target's name from its keystore.
 func (a *Agent) Name() string { return a.name }
 
-// Addr is the direct provisioning address.
-func (a *Agent) Addr() string { return a.ln.Addr().String() }
+// Addr is the direct provisioning address ("" with NoDirect).
+func (a *Agent) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// GossipMembers is the number of alive members this agent's gossip sees
+// (0 without gossip).
+func (a *Agent) GossipMembers() int {
+	if a.link == nil || a.link.gossip == nil {
+		return 0
+	}
+	return a.link.gossip.NumMembers()
+}
 
 // PublicKey is the target's key.
 func (a *Agent) PublicKey() ed25519.PublicKey { return a.pub }

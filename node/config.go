@@ -81,6 +81,10 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// MaxMessageSize bounds gRPC messages in both directions. Default 8 MiB.
 	MaxMessageSize int
+	// MetricsListen, if set, serves Prometheus /metrics and /debug/pprof/
+	// over plain HTTP on this address (keep it on loopback or a monitoring
+	// network). Default off.
+	MetricsListen string
 }
 
 // DefaultConfig returns a Config with every default filled in; callers set

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,20 +19,37 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// Agent stream timing. The node heartbeats every heartbeatEvery and drops
-// a stream that has been silent for three of them.
+// Agent stream timing. The node heartbeats every heartbeatEvery and cuts a
+// stream that has been silent for three of them.
 const (
 	heartbeatEvery = 10 * time.Second
 	helloTimeout   = 10 * time.Second
 )
 
-// session is one agent's stream on this node.
+// session is one agent's stream on this node. Its handler goroutine only
+// receives; anyone may send, one at a time (sendMu). Keeping an idle agent
+// down to the goroutines gRPC itself needs is what keeps a connected agent
+// cheap for the node.
 type session struct {
 	target string
-	send   chan *rpc.NodeMessage
-	cancel context.CancelFunc
+	// fp is the fingerprint of the agent's key, by which the mux can cut
+	// its connections.
+	fp     string
+	stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]
+
+	sendMu sync.Mutex
 	// lastSeen is the unix nano time of the last message from the agent.
 	lastSeen atomic.Int64
+	// beating is set while a heartbeat is being sent, so a stuck stream
+	// does not pile up heartbeat senders.
+	beating atomic.Bool
+}
+
+// send writes one message to the agent.
+func (s *session) send(m *rpc.NodeMessage) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.stream.Send(m)
 }
 
 // fleet holds the agent streams connected to this node.
@@ -59,24 +75,47 @@ func (f *fleet) count() int {
 	return len(f.sessions)
 }
 
-// close ends a target's stream on this node, if it has one.
-func (f *fleet) close(target string) {
-	if s := f.get(target); s != nil {
-		s.cancel()
-	}
-}
-
-// push queues a message for a target's agent.
-func (f *fleet) push(ctx context.Context, target string, m *rpc.NodeMessage) error {
+// push sends a message to a target's agent.
+func (f *fleet) push(target string, m *rpc.NodeMessage) error {
 	s := f.get(target)
 	if s == nil {
 		return status.Errorf(codes.NotFound, "target %s has no stream on node %s", target, f.n.cfg.Name)
 	}
-	select {
-	case s.send <- m:
-		return nil
-	case <-ctx.Done():
-		return status.Errorf(codes.DeadlineExceeded, "target %s: stream is not draining", target)
+	return s.send(m)
+}
+
+// heartbeatLoop sends every agent a heartbeat and cuts the connections of
+// agents that have been silent for three periods (gRPC keepalive catches
+// dead connections; this catches live connections to a stuck agent).
+func (f *fleet) heartbeatLoop(ctx context.Context) {
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			f.mu.Lock()
+			sessions := make([]*session, 0, len(f.sessions))
+			for _, s := range f.sessions {
+				sessions = append(sessions, s)
+			}
+			f.mu.Unlock()
+			hb := &rpc.NodeMessage{Msg: &rpc.NodeMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}}
+			for _, s := range sessions {
+				if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*heartbeatEvery {
+					f.n.log.Info("agent silent; cutting its connection", "target", s.target)
+					f.n.mux.closeKey(s.fp)
+					continue
+				}
+				if s.beating.CompareAndSwap(false, true) {
+					go func() {
+						defer s.beating.Store(false)
+						s.send(hb)
+					}()
+				}
+			}
+		}
 	}
 }
 
@@ -103,14 +142,13 @@ func (s *fleetServer) Connect(stream grpc.BidiStreamingServer[rpc.AgentMessage, 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	sess := &session{target: target, send: make(chan *rpc.NodeMessage, 16), cancel: cancel}
+	ctx := stream.Context()
+	sess := &session{target: target, fp: pinned.Fingerprint(key), stream: stream}
 	sess.lastSeen.Store(time.Now().UnixNano())
+	// A newer stream of the same target replaces an older one here; the
+	// older one's handler still ends on its own (its connection is gone or
+	// going) and then finds itself replaced.
 	n.fleet.mu.Lock()
-	if old := n.fleet.sessions[target]; old != nil {
-		old.cancel()
-	}
 	n.fleet.sessions[target] = sess
 	n.fleet.mu.Unlock()
 	defer func() {
@@ -132,7 +170,7 @@ func (s *fleetServer) Connect(stream grpc.BidiStreamingServer[rpc.AgentMessage, 
 		return status.Errorf(codes.Unavailable, "record connection: %v", err)
 	}
 	log.Info("agent connected", "labels", hello.GetLabels())
-	if err := stream.Send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
+	if err := sess.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
 		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(heartbeatEvery / time.Second),
 	}}}); err != nil {
 		return err
@@ -141,12 +179,8 @@ func (s *fleetServer) Connect(stream grpc.BidiStreamingServer[rpc.AgentMessage, 
 	// away; let it look again now that the target has a stream.
 	n.nudgeScheduler()
 
-	errc := make(chan error, 2)
-	go func() { errc <- sess.sendLoop(ctx, stream) }()
-	go func() { errc <- n.recvLoop(ctx, sess, stream) }()
-	err = <-errc
-	cancel()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	err = n.recvLoop(ctx, sess)
+	if err != nil && !errors.Is(err, context.Canceled) && status.Code(err) != codes.Canceled {
 		log.Info("agent stream ended", "err", err)
 	}
 	return nil
@@ -177,37 +211,13 @@ func recvHello(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage
 	}
 }
 
-// sendLoop writes queued messages and heartbeats, and ends the stream when
-// the agent has been silent too long.
-func (s *session) sendLoop(ctx context.Context, stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]) error {
-	tick := time.NewTicker(heartbeatEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m := <-s.send:
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		case now := <-tick.C:
-			if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*heartbeatEvery {
-				return fmt.Errorf("agent silent for %s", 3*heartbeatEvery)
-			}
-			if err := stream.Send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}}); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 // recvLoop handles what the agent sends: acknowledgements and results are
 // written to the log (idempotently: their request ids are derived from job
 // and target, so a result sent again after a reconnect is applied once).
-func (n *Node) recvLoop(ctx context.Context, s *session, stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]) error {
+func (n *Node) recvLoop(ctx context.Context, s *session) error {
 	actor := events.KindTarget + ":" + s.target
 	for {
-		m, err := stream.Recv()
+		m, err := s.stream.Recv()
 		if err != nil {
 			return err
 		}
@@ -234,10 +244,8 @@ func (n *Node) recvLoop(ctx context.Context, s *session, stream grpc.BidiStreami
 				n.log.Warn("record job result", "job", r.GetJobId(), "target", s.target, "err", err)
 				continue
 			}
-			select {
-			case s.send <- &rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}}:
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}}); err != nil {
+				return err
 			}
 		case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
 		default:

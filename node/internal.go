@@ -100,7 +100,7 @@ func (s *internalServer) Dispatch(ctx context.Context, req *rpc.DispatchRequest)
 }
 
 func (s *internalServer) CancelRun(ctx context.Context, req *rpc.DispatchRequest) (*rpc.DispatchResponse, error) {
-	err := s.n.fleet.push(ctx, req.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: req.GetJobId()}}})
+	err := s.n.fleet.push(req.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: req.GetJobId()}}})
 	if err != nil {
 		return nil, err
 	}

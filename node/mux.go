@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
 // mux owns the node's one TCP listener. It completes the TLS handshake of
@@ -26,6 +28,11 @@ type mux struct {
 
 	routes map[string]*chanListener
 
+	// byKey holds the open connections of each peer key (by fingerprint),
+	// so that a revoked key can be cut off at once, whatever it is doing.
+	keysMu sync.Mutex
+	byKey  map[string]map[*keyedConn]struct{}
+
 	wg       sync.WaitGroup
 	sem      chan struct{}
 	closing  chan struct{}
@@ -38,6 +45,7 @@ func newMux(ln net.Listener, cfg *tls.Config, log *slog.Logger, protos ...string
 	m := &mux{
 		ln: ln, tlsConfig: cfg, log: log, timeout: 10 * time.Second,
 		routes:  map[string]*chanListener{},
+		byKey:   map[string]map[*keyedConn]struct{}{},
 		sem:     make(chan struct{}, maxPendingHandshakes),
 		closing: make(chan struct{}),
 	}
@@ -97,9 +105,59 @@ func (m *mux) handshake(raw net.Conn) {
 		conn.Close()
 		return
 	}
-	if !route.deliver(conn) {
-		conn.Close()
+	var delivered net.Conn = conn
+	if pub := pinned.PeerKey(conn.ConnectionState()); pub != nil {
+		delivered = m.track(conn, pinned.Fingerprint(pub))
 	}
+	if !route.deliver(delivered) {
+		delivered.Close()
+	}
+}
+
+// keyedConn is a connection from a peer that presented a key.
+type keyedConn struct {
+	*tls.Conn
+	m    *mux
+	fp   string
+	once sync.Once
+}
+
+func (c *keyedConn) Close() error {
+	c.once.Do(func() {
+		c.m.keysMu.Lock()
+		delete(c.m.byKey[c.fp], c)
+		if len(c.m.byKey[c.fp]) == 0 {
+			delete(c.m.byKey, c.fp)
+		}
+		c.m.keysMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (m *mux) track(conn *tls.Conn, fp string) *keyedConn {
+	kc := &keyedConn{Conn: conn, m: m, fp: fp}
+	m.keysMu.Lock()
+	if m.byKey[fp] == nil {
+		m.byKey[fp] = map[*keyedConn]struct{}{}
+	}
+	m.byKey[fp][kc] = struct{}{}
+	m.keysMu.Unlock()
+	return kc
+}
+
+// closeKey closes every connection of the peer key with fingerprint fp and
+// reports how many there were.
+func (m *mux) closeKey(fp string) int {
+	m.keysMu.Lock()
+	conns := make([]*keyedConn, 0, len(m.byKey[fp]))
+	for c := range m.byKey[fp] {
+		conns = append(conns, c)
+	}
+	m.keysMu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
 }
 
 // close stops accepting, waits for handshakes in flight and closes the

@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -60,6 +60,9 @@ type Node struct {
 	peers  *peerPool
 	gossip *memberlist.Memberlist
 
+	httpServer  *http.Server
+	metricsAddr string
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -70,8 +73,10 @@ type Node struct {
 	scheduleCh chan struct{}
 	fleet      *fleet
 
-	// lastAuthSync is when an unknown token last made this node catch up.
-	lastAuthSync atomic.Int64
+	// authSyncMu serializes catching up for unknown tokens; authSyncStart
+	// is when the last successful catch-up started.
+	authSyncMu    sync.Mutex
+	authSyncStart time.Time
 
 	mu sync.Mutex
 	// leaderReady is true once this node, as leader, has applied everything
@@ -126,10 +131,17 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startGossip(); err != nil {
 		return nil, err
 	}
-	n.wg.Add(3)
+	if err := n.startMetrics(); err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	n.wg.Add(4)
 	go n.leaderLoop()
 	go n.reconcileLoop()
 	go n.tailLoop()
+	go func() {
+		defer n.wg.Done()
+		n.fleet.heartbeatLoop(n.ctx)
+	}()
 	n.log.Info("node started", "addr", n.addr, "gossip", n.GossipAddr())
 	return n, nil
 }
@@ -227,6 +239,11 @@ func (n *Node) startGRPC() {
 		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
 		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(n.cfg.MaxMessageSize),
+		// Most connections are agents' idle streams: borrow write buffers
+		// from a pool only while writing, and keep read buffers small, so a
+		// connected agent costs the node little memory.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(4<<10),
 		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor, n.consistencyUnary),
 		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.consistencyStream),
 		// Agents hold streams for days: allow their pings, and ping idle
@@ -246,29 +263,29 @@ func (n *Node) startGRPC() {
 
 // authState is the state as authorization sees it. A token this node does
 // not know may simply not have reached it yet (created a moment ago through
-// another node): before refusing it, catch up to the leader's commit index
-// once and look again. Catching up costs the leader a round of heartbeats,
-// so a node does it at most ten times a second: a flood of made-up tokens
-// cannot turn into a flood of leader round trips.
+// another node): before refusing it, the node catches up to the leader's
+// commit index and looks again. Catching up costs the leader a round of
+// heartbeats, so there is at most one catch-up at a time, and a request
+// whose token arrived before the last catch-up started relies on that one:
+// a flood of made-up tokens costs the leader one round trip at a time.
 type authState struct{ n *Node }
-
-const authSyncEvery = 100 * time.Millisecond
 
 func (s authState) Token(id string) (*fsm.Token, error) {
 	t, err := s.n.fsm.Token(id)
 	if !errors.Is(err, fsm.ErrNotFound) {
 		return t, err
 	}
-	now := time.Now().UnixNano()
-	last := s.n.lastAuthSync.Load()
-	if now-last < int64(authSyncEvery) || !s.n.lastAuthSync.CompareAndSwap(last, now) {
-		return t, err
+	arrived := time.Now()
+	s.n.authSyncMu.Lock()
+	if !s.n.authSyncStart.After(arrived) {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
+		if s.n.syncRead(ctx) == nil {
+			s.n.authSyncStart = start
+		}
+		cancel()
 	}
-	ctx, cancel := context.WithTimeout(s.n.ctx, 2*time.Second)
-	defer cancel()
-	if s.n.syncRead(ctx) != nil {
-		return t, err
-	}
+	s.n.authSyncMu.Unlock()
 	return s.n.fsm.Token(id)
 }
 
@@ -325,6 +342,9 @@ func (n *Node) Shutdown() error {
 	}
 	if n.grpc != nil {
 		stopGRPC(n.grpc, 2*time.Second)
+	}
+	if n.httpServer != nil {
+		n.httpServer.Close()
 	}
 	if n.peers != nil {
 		n.peers.close()

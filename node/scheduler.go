@@ -238,7 +238,7 @@ func (n *Node) dispatchLocal(ctx context.Context, jobID, target string) error {
 	if err != nil {
 		return err
 	}
-	return n.fleet.push(ctx, target, &rpc.NodeMessage{Msg: &rpc.NodeMessage_Dispatch{Dispatch: &rpc.JobDispatch{
+	return n.fleet.push(target, &rpc.NodeMessage{Msg: &rpc.NodeMessage_Dispatch{Dispatch: &rpc.JobDispatch{
 		JobId: j.GetId(), Name: j.GetName(), Config: j.GetConfig(), Files: j.GetFiles(),
 		Vars: j.GetVars(), DryRun: j.GetDryRun(), TimeoutNanos: j.GetTimeoutNanos(),
 	}}})

@@ -1,12 +1,10 @@
 package node
 
 import (
-	"context"
-	"time"
-
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
 // tailLoop follows the events this node applies and reacts to the ones
@@ -57,9 +55,13 @@ func (n *Node) react(ev *events.Event) {
 	}
 	switch p := p.(type) {
 	case *events.TargetKeyRevoked:
-		if n.fleet.get(p.GetTarget()) != nil {
-			n.log.Info("closing stream of revoked target", "target", p.GetTarget())
-			n.fleet.close(p.GetTarget())
+		// Cut every connection of the key, not only its stream: the
+		// handshake refuses it from now on, and nothing it opened before
+		// stays open.
+		if tk, err := n.fsm.TargetKey(p.GetTarget()); err == nil {
+			if cut := n.mux.closeKey(pinned.Fingerprint(tk.GetPublicKey())); cut > 0 {
+				n.log.Info("cut connections of revoked target", "target", p.GetTarget(), "connections", cut)
+			}
 		}
 		n.nudgeScheduler()
 	case *events.JobCancelled:
@@ -76,11 +78,9 @@ func (n *Node) cancelRuns(jobID string) {
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-	defer cancel()
 	for _, t := range targets {
 		if t.GetStatus() == fsm.TargetRunning || t.GetStatus() == fsm.TargetDispatched {
-			n.fleet.push(ctx, t.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: jobID}}})
+			n.fleet.push(t.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: jobID}}})
 		}
 	}
 }

@@ -195,6 +195,7 @@ existing cluster with --join and no --bootstrap-expect.`,
 	f.StringVar(&cfg.GossipAdvertise, "gossip-advertise", "", "gossip address others use (default: the gossip address)")
 	f.StringVar(&join, "join", "", "gossip addresses of other nodes, comma-separated")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
+	f.StringVar(&cfg.MetricsListen, "metrics", "", "serve Prometheus /metrics and /debug/pprof/ over plain HTTP here, e.g. 127.0.0.1:7480 (default off)")
 	return cmd
 }
 

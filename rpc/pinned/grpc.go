@@ -43,7 +43,7 @@ type creds struct {
 
 // ServerCredentials returns gRPC transport credentials for a server using
 // cfg (from ServerConfig). Connections that arrive already handshaken (a
-// *tls.Conn accepted by a protocol multiplexer) are passed through.
+// HandshakenConn from a protocol multiplexer) are passed through.
 func ServerCredentials(cfg *tls.Config) credentials.TransportCredentials {
 	return &creds{cfg: cfg, server: true}
 }
@@ -54,7 +54,14 @@ func ClientCredentials(cfg *tls.Config) credentials.TransportCredentials {
 	return &creds{cfg: cfg}
 }
 
-func authInfo(conn *tls.Conn) AuthInfo {
+// HandshakenConn is a connection whose TLS handshake is complete, such as
+// a *tls.Conn accepted by a multiplexer, or a wrapper around one.
+type HandshakenConn interface {
+	net.Conn
+	ConnectionState() tls.ConnectionState
+}
+
+func authInfo(conn HandshakenConn) AuthInfo {
 	cs := conn.ConnectionState()
 	return AuthInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
@@ -73,7 +80,7 @@ func (c *creds) ClientHandshake(ctx context.Context, _ string, raw net.Conn) (ne
 }
 
 func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if conn, ok := raw.(*tls.Conn); ok && conn.ConnectionState().HandshakeComplete {
+	if conn, ok := raw.(HandshakenConn); ok && conn.ConnectionState().HandshakeComplete {
 		return conn, authInfo(conn), nil
 	}
 	conn := tls.Server(raw, c.cfg)

@@ -1,0 +1,115 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// startMetrics serves Prometheus metrics (/metrics) and Go's profiler
+// (/debug/pprof/) on cfg.MetricsListen, a plain-HTTP address meant for
+// loopback or a monitoring network: it carries no secrets and needs no
+// token, so do not expose it further.
+func (n *Node) startMetrics() error {
+	if n.cfg.MetricsListen == "" {
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		n.metricsCollector(),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", n.cfg.MetricsListen)
+	if err != nil {
+		return err
+	}
+	n.metricsAddr = ln.Addr().String()
+	n.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MetricsAddr is the address of the metrics listener ("" if off).
+func (n *Node) MetricsAddr() string { return n.metricsAddr }
+
+// nodeCollector reads the node's figures at scrape time, so nothing on the
+// write path pays for metrics.
+type nodeCollector struct {
+	n                                              *Node
+	raftState, applied, commit, last, agents, term *prometheus.Desc
+	leader, lag                                    *prometheus.Desc
+}
+
+func (n *Node) metricsCollector() prometheus.Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("hpt_"+name, help, labels, nil)
+	}
+	return &nodeCollector{
+		n:         n,
+		raftState: d("raft_state", "1 for the node's current Raft state.", "state"),
+		leader:    d("raft_leader", "1 if this node is the leader."),
+		term:      d("raft_term", "Current Raft term."),
+		applied:   d("applied_index", "Last log index applied to the state."),
+		commit:    d("commit_index", "Last log index known committed."),
+		last:      d("last_index", "Last log index in the local Raft log."),
+		lag:       d("apply_lag", "Committed entries not yet applied to the state."),
+		agents:    d("agents_connected", "Agent streams connected to this node."),
+	}
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.raftState, c.leader, c.term, c.applied, c.commit, c.last, c.lag, c.agents} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	state := n.raft.State()
+	for _, s := range []raft.RaftState{raft.Follower, raft.Candidate, raft.Leader, raft.Shutdown} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.raftState, prometheus.GaugeValue, v, stateName(s))
+	}
+	leader := 0.0
+	if state == raft.Leader {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, leader)
+	if t, err := parseUint(n.raft.Stats()["term"]); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(t))
+	}
+	applied, commit := n.fsm.AppliedIndex(), n.raft.CommitIndex()
+	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(applied))
+	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(commit))
+	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(n.raft.LastIndex()))
+	lag := 0.0
+	if commit > applied {
+		lag = float64(commit - applied)
+	}
+	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag)
+	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(n.fleet.count()))
+}
