@@ -117,6 +117,7 @@ func fillMember(m, st *rpc.Member) {
 	m.LastIndex = st.GetLastIndex()
 	m.AppliedIndex = st.GetAppliedIndex()
 	m.CommitIndex = st.GetCommitIndex()
+	m.Export = st.GetExport()
 	m.Reachable = true
 }
 
@@ -127,7 +128,7 @@ func parseUint(s string) (uint64, error) {
 }
 
 func (n *Node) localStatus() *rpc.Member {
-	return &rpc.Member{
+	m := &rpc.Member{
 		Name:         n.cfg.Name,
 		Addr:         n.addr,
 		RaftState:    stateName(n.raft.State()),
@@ -136,6 +137,11 @@ func (n *Node) localStatus() *rpc.Member {
 		CommitIndex:  n.raft.CommitIndex(),
 		Reachable:    true,
 	}
+	if n.exporter != nil {
+		s := n.exporter.Status()
+		m.Export = &rpc.ExportStatus{Running: s.Running, Connected: s.Connected, ExportedIndex: s.Exported, Lag: s.Lag, Error: s.LastError}
+	}
+	return m
 }
 
 func stateName(s raft.RaftState) string {

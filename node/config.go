@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/node/export"
 )
 
 // Default ports (SPEC section 3).
@@ -85,6 +86,10 @@ type Config struct {
 	// over plain HTTP on this address (keep it on loopback or a monitoring
 	// network). Default off.
 	MetricsListen string
+	// Export, if set, makes the node publish every committed event to NATS
+	// JetStream while it is the leader (see package export). Its Logger
+	// defaults to the node's. Default off.
+	Export *export.Config
 }
 
 // DefaultConfig returns a Config with every default filled in; callers set
@@ -147,6 +152,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ApplyTimeout <= 0 {
 		errs = append(errs, errors.New("apply timeout: must be positive"))
+	}
+	if c.Export != nil {
+		if err := c.Export.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

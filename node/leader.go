@@ -17,8 +17,8 @@ import (
 // first applies everything committed before its term (Barrier), as Consul
 // does, so that nothing it does as leader acts on a state behind the log.
 //
-// Work that only the leader does (job scheduling) runs under a context that
-// ends when leadership does.
+// Work that only the leader does (job scheduling, event export) runs under a
+// context that ends when leadership does.
 func (n *Node) leaderLoop() {
 	defer n.wg.Done()
 	notify := n.raft.LeaderCh()
@@ -49,6 +49,15 @@ func (n *Node) leaderLoop() {
 				defer leading.Done()
 				n.runScheduler(ctx)
 			}()
+			if n.exporter != nil {
+				leading.Add(1)
+				go func() {
+					defer leading.Done()
+					// Run returns an error only when already running,
+					// which leading.Wait above rules out.
+					_ = n.exporter.Run(ctx)
+				}()
+			}
 		}
 	}
 }

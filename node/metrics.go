@@ -59,6 +59,7 @@ type nodeCollector struct {
 	n                                              *Node
 	raftState, applied, commit, last, agents, term *prometheus.Desc
 	leader, lag                                    *prometheus.Desc
+	exportLag, exported, exportConnected           *prometheus.Desc
 }
 
 func (n *Node) metricsCollector() prometheus.Collector {
@@ -75,11 +76,16 @@ func (n *Node) metricsCollector() prometheus.Collector {
 		last:      d("last_index", "Last log index in the local Raft log."),
 		lag:       d("apply_lag", "Committed entries not yet applied to the state."),
 		agents:    d("agents_connected", "Agent streams connected to this node."),
+
+		exportLag:       d("export_lag", "Applied log entries not yet known to be in the NATS stream (leader only)."),
+		exported:        d("export_index", "Highest event index known to be in the NATS stream."),
+		exportConnected: d("export_connected", "1 if the exporter holds a NATS connection (leader only)."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.raftState, c.leader, c.term, c.applied, c.commit, c.last, c.lag, c.agents} {
+	for _, d := range []*prometheus.Desc{c.raftState, c.leader, c.term, c.applied, c.commit, c.last, c.lag, c.agents,
+		c.exportLag, c.exported, c.exportConnected} {
 		ch <- d
 	}
 }
@@ -112,4 +118,16 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(n.fleet.count()))
+	if n.exporter != nil {
+		s := n.exporter.Status()
+		ch <- prometheus.MustNewConstMetric(c.exported, prometheus.GaugeValue, float64(s.Exported))
+		if s.Running {
+			connected := 0.0
+			if s.Connected {
+				connected = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.exportLag, prometheus.GaugeValue, float64(s.Lag))
+			ch <- prometheus.MustNewConstMetric(c.exportConnected, prometheus.GaugeValue, connected)
+		}
+	}
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -72,6 +73,8 @@ type Node struct {
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
 	fleet      *fleet
+	// exporter, if configured, runs while this node leads.
+	exporter *export.Exporter
 
 	// authSyncMu serializes catching up for unknown tokens; authSyncStart
 	// is when the last successful catch-up started.
@@ -119,6 +122,15 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state"), n.log.With("component", "state")); err != nil {
 		return nil, err
+	}
+	if cfg.Export != nil {
+		ecfg := *cfg.Export
+		if ecfg.Logger == nil {
+			ecfg.Logger = n.log
+		}
+		if n.exporter, err = export.New(ecfg, n.fsm); err != nil {
+			return nil, err
+		}
 	}
 	n.peers = newPeerPool(n.clientTLS(pinned.ProtoGRPC), cfg.MaxMessageSize)
 	if err := n.listen(); err != nil {

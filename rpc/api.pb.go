@@ -131,8 +131,10 @@ type Member struct {
 	AppliedIndex uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	CommitIndex  uint64                 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	// Whether the answering node could reach this member for its figures.
-	Reachable     bool   `protobuf:"varint,8,opt,name=reachable,proto3" json:"reachable,omitempty"`
-	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	Reachable bool   `protobuf:"varint,8,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	Error     string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// The member's NATS export; unset when the node exports nothing.
+	Export        *ExportStatus `protobuf:"bytes,10,opt,name=export,proto3" json:"export,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +232,95 @@ func (x *Member) GetError() string {
 	return ""
 }
 
+func (x *Member) GetExport() *ExportStatus {
+	if x != nil {
+		return x.Export
+	}
+	return nil
+}
+
+// ExportStatus is a node's progress exporting events to NATS JetStream.
+// Only the leader exports; the others report what they last knew.
+type ExportStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether this node's exporter is running (it is the leader).
+	Running bool `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	// Whether it holds a NATS connection and knows where the stream ends.
+	Connected bool `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	// The highest event index known to be in the stream.
+	ExportedIndex uint64 `protobuf:"varint,3,opt,name=exported_index,json=exportedIndex,proto3" json:"exported_index,omitempty"`
+	// Applied log entries not yet known to be exported.
+	Lag           uint64 `protobuf:"varint,4,opt,name=lag,proto3" json:"lag,omitempty"`
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportStatus) Reset() {
+	*x = ExportStatus{}
+	mi := &file_rpc_api_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportStatus) ProtoMessage() {}
+
+func (x *ExportStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportStatus.ProtoReflect.Descriptor instead.
+func (*ExportStatus) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExportStatus) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ExportStatus) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *ExportStatus) GetExportedIndex() uint64 {
+	if x != nil {
+		return x.ExportedIndex
+	}
+	return 0
+}
+
+func (x *ExportStatus) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *ExportStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type StatusResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Leader     string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
@@ -244,7 +335,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_rpc_api_proto_msgTypes[3]
+	mi := &file_rpc_api_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +347,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[3]
+	mi := &file_rpc_api_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +360,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{3}
+	return file_rpc_api_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusResponse) GetLeader() string {
@@ -316,7 +407,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_rpc_api_proto_msgTypes[4]
+	mi := &file_rpc_api_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +419,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[4]
+	mi := &file_rpc_api_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +432,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{4}
+	return file_rpc_api_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveNodeRequest) GetName() string {
@@ -359,7 +450,7 @@ type SnapshotSaveRequest struct {
 
 func (x *SnapshotSaveRequest) Reset() {
 	*x = SnapshotSaveRequest{}
-	mi := &file_rpc_api_proto_msgTypes[5]
+	mi := &file_rpc_api_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +462,7 @@ func (x *SnapshotSaveRequest) String() string {
 func (*SnapshotSaveRequest) ProtoMessage() {}
 
 func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[5]
+	mi := &file_rpc_api_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +475,7 @@ func (x *SnapshotSaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotSaveRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotSaveRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{5}
+	return file_rpc_api_proto_rawDescGZIP(), []int{6}
 }
 
 type SnapshotChunk struct {
@@ -398,7 +489,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rpc_api_proto_msgTypes[6]
+	mi := &file_rpc_api_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +501,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[6]
+	mi := &file_rpc_api_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +514,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{6}
+	return file_rpc_api_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -449,7 +540,7 @@ type SnapshotRestoreResponse struct {
 
 func (x *SnapshotRestoreResponse) Reset() {
 	*x = SnapshotRestoreResponse{}
-	mi := &file_rpc_api_proto_msgTypes[7]
+	mi := &file_rpc_api_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +552,7 @@ func (x *SnapshotRestoreResponse) String() string {
 func (*SnapshotRestoreResponse) ProtoMessage() {}
 
 func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[7]
+	mi := &file_rpc_api_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +565,7 @@ func (x *SnapshotRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestoreResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{7}
+	return file_rpc_api_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotRestoreResponse) GetIndex() uint64 {
@@ -492,7 +583,7 @@ type WhoamiRequest struct {
 
 func (x *WhoamiRequest) Reset() {
 	*x = WhoamiRequest{}
-	mi := &file_rpc_api_proto_msgTypes[8]
+	mi := &file_rpc_api_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +595,7 @@ func (x *WhoamiRequest) String() string {
 func (*WhoamiRequest) ProtoMessage() {}
 
 func (x *WhoamiRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[8]
+	mi := &file_rpc_api_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +608,7 @@ func (x *WhoamiRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoamiRequest.ProtoReflect.Descriptor instead.
 func (*WhoamiRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{8}
+	return file_rpc_api_proto_rawDescGZIP(), []int{9}
 }
 
 type WhoamiResponse struct {
@@ -531,7 +622,7 @@ type WhoamiResponse struct {
 
 func (x *WhoamiResponse) Reset() {
 	*x = WhoamiResponse{}
-	mi := &file_rpc_api_proto_msgTypes[9]
+	mi := &file_rpc_api_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +634,7 @@ func (x *WhoamiResponse) String() string {
 func (*WhoamiResponse) ProtoMessage() {}
 
 func (x *WhoamiResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[9]
+	mi := &file_rpc_api_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +647,7 @@ func (x *WhoamiResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoamiResponse.ProtoReflect.Descriptor instead.
 func (*WhoamiResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{9}
+	return file_rpc_api_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WhoamiResponse) GetSubject() string {
@@ -593,7 +684,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_rpc_api_proto_msgTypes[10]
+	mi := &file_rpc_api_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +696,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[10]
+	mi := &file_rpc_api_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +709,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{10}
+	return file_rpc_api_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEventsRequest) GetSince() uint64 {
@@ -669,7 +760,7 @@ type AddIdentityRequest struct {
 
 func (x *AddIdentityRequest) Reset() {
 	*x = AddIdentityRequest{}
-	mi := &file_rpc_api_proto_msgTypes[11]
+	mi := &file_rpc_api_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +772,7 @@ func (x *AddIdentityRequest) String() string {
 func (*AddIdentityRequest) ProtoMessage() {}
 
 func (x *AddIdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[11]
+	mi := &file_rpc_api_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +785,7 @@ func (x *AddIdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddIdentityRequest.ProtoReflect.Descriptor instead.
 func (*AddIdentityRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{11}
+	return file_rpc_api_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AddIdentityRequest) GetKind() string {
@@ -734,7 +825,7 @@ type ListIdentitiesRequest struct {
 
 func (x *ListIdentitiesRequest) Reset() {
 	*x = ListIdentitiesRequest{}
-	mi := &file_rpc_api_proto_msgTypes[12]
+	mi := &file_rpc_api_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +837,7 @@ func (x *ListIdentitiesRequest) String() string {
 func (*ListIdentitiesRequest) ProtoMessage() {}
 
 func (x *ListIdentitiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[12]
+	mi := &file_rpc_api_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +850,7 @@ func (x *ListIdentitiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentitiesRequest.ProtoReflect.Descriptor instead.
 func (*ListIdentitiesRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{12}
+	return file_rpc_api_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListIdentitiesRequest) GetKind() string {
@@ -786,7 +877,7 @@ type IdentityInfo struct {
 
 func (x *IdentityInfo) Reset() {
 	*x = IdentityInfo{}
-	mi := &file_rpc_api_proto_msgTypes[13]
+	mi := &file_rpc_api_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +889,7 @@ func (x *IdentityInfo) String() string {
 func (*IdentityInfo) ProtoMessage() {}
 
 func (x *IdentityInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[13]
+	mi := &file_rpc_api_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +902,7 @@ func (x *IdentityInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityInfo.ProtoReflect.Descriptor instead.
 func (*IdentityInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{13}
+	return file_rpc_api_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IdentityInfo) GetKind() string {
@@ -879,7 +970,7 @@ type ListIdentitiesResponse struct {
 
 func (x *ListIdentitiesResponse) Reset() {
 	*x = ListIdentitiesResponse{}
-	mi := &file_rpc_api_proto_msgTypes[14]
+	mi := &file_rpc_api_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +982,7 @@ func (x *ListIdentitiesResponse) String() string {
 func (*ListIdentitiesResponse) ProtoMessage() {}
 
 func (x *ListIdentitiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[14]
+	mi := &file_rpc_api_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +995,7 @@ func (x *ListIdentitiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentitiesResponse.ProtoReflect.Descriptor instead.
 func (*ListIdentitiesResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{14}
+	return file_rpc_api_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListIdentitiesResponse) GetIdentities() []*IdentityInfo {
@@ -924,7 +1015,7 @@ type RemoveIdentityRequest struct {
 
 func (x *RemoveIdentityRequest) Reset() {
 	*x = RemoveIdentityRequest{}
-	mi := &file_rpc_api_proto_msgTypes[15]
+	mi := &file_rpc_api_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1027,7 @@ func (x *RemoveIdentityRequest) String() string {
 func (*RemoveIdentityRequest) ProtoMessage() {}
 
 func (x *RemoveIdentityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[15]
+	mi := &file_rpc_api_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1040,7 @@ func (x *RemoveIdentityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveIdentityRequest.ProtoReflect.Descriptor instead.
 func (*RemoveIdentityRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{15}
+	return file_rpc_api_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveIdentityRequest) GetKind() string {
@@ -976,7 +1067,7 @@ type MemberRequest struct {
 
 func (x *MemberRequest) Reset() {
 	*x = MemberRequest{}
-	mi := &file_rpc_api_proto_msgTypes[16]
+	mi := &file_rpc_api_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1079,7 @@ func (x *MemberRequest) String() string {
 func (*MemberRequest) ProtoMessage() {}
 
 func (x *MemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[16]
+	mi := &file_rpc_api_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1092,7 @@ func (x *MemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRequest.ProtoReflect.Descriptor instead.
 func (*MemberRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{16}
+	return file_rpc_api_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberRequest) GetGroup() string {
@@ -1034,7 +1125,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_rpc_api_proto_msgTypes[17]
+	mi := &file_rpc_api_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1137,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[17]
+	mi := &file_rpc_api_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1150,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{17}
+	return file_rpc_api_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateTokenRequest) GetSubject() string {
@@ -1111,7 +1202,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_rpc_api_proto_msgTypes[18]
+	mi := &file_rpc_api_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1214,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[18]
+	mi := &file_rpc_api_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1227,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{18}
+	return file_rpc_api_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateTokenResponse) GetIndex() uint64 {
@@ -1183,7 +1274,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_rpc_api_proto_msgTypes[19]
+	mi := &file_rpc_api_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1286,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[19]
+	mi := &file_rpc_api_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1299,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{19}
+	return file_rpc_api_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTokensRequest) GetSubject() string {
@@ -1234,7 +1325,7 @@ type TokenInfo struct {
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_rpc_api_proto_msgTypes[20]
+	mi := &file_rpc_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1337,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[20]
+	mi := &file_rpc_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1350,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{20}
+	return file_rpc_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -1320,7 +1411,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_rpc_api_proto_msgTypes[21]
+	mi := &file_rpc_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1423,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[21]
+	mi := &file_rpc_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1436,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{21}
+	return file_rpc_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -1364,7 +1455,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_rpc_api_proto_msgTypes[22]
+	mi := &file_rpc_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1467,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[22]
+	mi := &file_rpc_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1480,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{22}
+	return file_rpc_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -1410,7 +1501,7 @@ type GrantRequest struct {
 
 func (x *GrantRequest) Reset() {
 	*x = GrantRequest{}
-	mi := &file_rpc_api_proto_msgTypes[23]
+	mi := &file_rpc_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1513,7 @@ func (x *GrantRequest) String() string {
 func (*GrantRequest) ProtoMessage() {}
 
 func (x *GrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[23]
+	mi := &file_rpc_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1526,7 @@ func (x *GrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRequest.ProtoReflect.Descriptor instead.
 func (*GrantRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{23}
+	return file_rpc_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GrantRequest) GetSubject() string {
@@ -1471,7 +1562,7 @@ type GrantInfo struct {
 
 func (x *GrantInfo) Reset() {
 	*x = GrantInfo{}
-	mi := &file_rpc_api_proto_msgTypes[24]
+	mi := &file_rpc_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1574,7 @@ func (x *GrantInfo) String() string {
 func (*GrantInfo) ProtoMessage() {}
 
 func (x *GrantInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[24]
+	mi := &file_rpc_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1587,7 @@ func (x *GrantInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantInfo.ProtoReflect.Descriptor instead.
 func (*GrantInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{24}
+	return file_rpc_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GrantInfo) GetSubject() string {
@@ -1536,7 +1627,7 @@ type ListGrantsRequest struct {
 
 func (x *ListGrantsRequest) Reset() {
 	*x = ListGrantsRequest{}
-	mi := &file_rpc_api_proto_msgTypes[25]
+	mi := &file_rpc_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1639,7 @@ func (x *ListGrantsRequest) String() string {
 func (*ListGrantsRequest) ProtoMessage() {}
 
 func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[25]
+	mi := &file_rpc_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1652,7 @@ func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
 func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{25}
+	return file_rpc_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListGrantsRequest) GetSubject() string {
@@ -1580,7 +1671,7 @@ type ListGrantsResponse struct {
 
 func (x *ListGrantsResponse) Reset() {
 	*x = ListGrantsResponse{}
-	mi := &file_rpc_api_proto_msgTypes[26]
+	mi := &file_rpc_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1683,7 @@ func (x *ListGrantsResponse) String() string {
 func (*ListGrantsResponse) ProtoMessage() {}
 
 func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[26]
+	mi := &file_rpc_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1696,7 @@ func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
 func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{26}
+	return file_rpc_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListGrantsResponse) GetGrants() []*GrantInfo {
@@ -1628,7 +1719,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_rpc_api_proto_msgTypes[27]
+	mi := &file_rpc_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1731,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[27]
+	mi := &file_rpc_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1744,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{27}
+	return file_rpc_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CheckResponse) GetAllowed() bool {
@@ -1695,7 +1786,7 @@ type RegisterKeyRequest struct {
 
 func (x *RegisterKeyRequest) Reset() {
 	*x = RegisterKeyRequest{}
-	mi := &file_rpc_api_proto_msgTypes[28]
+	mi := &file_rpc_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1798,7 @@ func (x *RegisterKeyRequest) String() string {
 func (*RegisterKeyRequest) ProtoMessage() {}
 
 func (x *RegisterKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[28]
+	mi := &file_rpc_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1811,7 @@ func (x *RegisterKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterKeyRequest.ProtoReflect.Descriptor instead.
 func (*RegisterKeyRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{28}
+	return file_rpc_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterKeyRequest) GetTarget() string {
@@ -1752,7 +1843,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_rpc_api_proto_msgTypes[29]
+	mi := &file_rpc_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1855,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[29]
+	mi := &file_rpc_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1868,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{29}
+	return file_rpc_api_proto_rawDescGZIP(), []int{30}
 }
 
 type KeyInfo struct {
@@ -1797,7 +1888,7 @@ type KeyInfo struct {
 
 func (x *KeyInfo) Reset() {
 	*x = KeyInfo{}
-	mi := &file_rpc_api_proto_msgTypes[30]
+	mi := &file_rpc_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1900,7 @@ func (x *KeyInfo) String() string {
 func (*KeyInfo) ProtoMessage() {}
 
 func (x *KeyInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[30]
+	mi := &file_rpc_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1913,7 @@ func (x *KeyInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyInfo.ProtoReflect.Descriptor instead.
 func (*KeyInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{30}
+	return file_rpc_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeyInfo) GetTarget() string {
@@ -1897,7 +1988,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_rpc_api_proto_msgTypes[31]
+	mi := &file_rpc_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2000,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[31]
+	mi := &file_rpc_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2013,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{31}
+	return file_rpc_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListKeysResponse) GetKeys() []*KeyInfo {
@@ -1941,7 +2032,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_rpc_api_proto_msgTypes[32]
+	mi := &file_rpc_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2044,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[32]
+	mi := &file_rpc_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2057,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{32}
+	return file_rpc_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeKeyRequest) GetTarget() string {
@@ -1984,7 +2075,7 @@ type EnrollmentRequest struct {
 
 func (x *EnrollmentRequest) Reset() {
 	*x = EnrollmentRequest{}
-	mi := &file_rpc_api_proto_msgTypes[33]
+	mi := &file_rpc_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2087,7 @@ func (x *EnrollmentRequest) String() string {
 func (*EnrollmentRequest) ProtoMessage() {}
 
 func (x *EnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[33]
+	mi := &file_rpc_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2100,7 @@ func (x *EnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*EnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{33}
+	return file_rpc_api_proto_rawDescGZIP(), []int{34}
 }
 
 type EnrollmentResponse struct {
@@ -2023,7 +2114,7 @@ type EnrollmentResponse struct {
 
 func (x *EnrollmentResponse) Reset() {
 	*x = EnrollmentResponse{}
-	mi := &file_rpc_api_proto_msgTypes[34]
+	mi := &file_rpc_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2126,7 @@ func (x *EnrollmentResponse) String() string {
 func (*EnrollmentResponse) ProtoMessage() {}
 
 func (x *EnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[34]
+	mi := &file_rpc_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2139,7 @@ func (x *EnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*EnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{34}
+	return file_rpc_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EnrollmentResponse) GetClusterPublicKey() []byte {
@@ -2094,7 +2185,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_rpc_api_proto_msgTypes[35]
+	mi := &file_rpc_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2197,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[35]
+	mi := &file_rpc_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2210,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{35}
+	return file_rpc_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubmitJobRequest) GetName() string {
@@ -2210,7 +2301,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_rpc_api_proto_msgTypes[36]
+	mi := &file_rpc_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2222,7 +2313,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[36]
+	mi := &file_rpc_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2235,7 +2326,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{36}
+	return file_rpc_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -2270,7 +2361,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_rpc_api_proto_msgTypes[37]
+	mi := &file_rpc_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2373,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[37]
+	mi := &file_rpc_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2386,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{37}
+	return file_rpc_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2328,7 +2419,7 @@ type JobTargetInfo struct {
 
 func (x *JobTargetInfo) Reset() {
 	*x = JobTargetInfo{}
-	mi := &file_rpc_api_proto_msgTypes[38]
+	mi := &file_rpc_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2431,7 @@ func (x *JobTargetInfo) String() string {
 func (*JobTargetInfo) ProtoMessage() {}
 
 func (x *JobTargetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[38]
+	mi := &file_rpc_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2444,7 @@ func (x *JobTargetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobTargetInfo.ProtoReflect.Descriptor instead.
 func (*JobTargetInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{38}
+	return file_rpc_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JobTargetInfo) GetTarget() string {
@@ -2435,7 +2526,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_rpc_api_proto_msgTypes[39]
+	mi := &file_rpc_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2538,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[39]
+	mi := &file_rpc_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2551,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{39}
+	return file_rpc_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JobInfo) GetJobId() string {
@@ -2576,7 +2667,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_rpc_api_proto_msgTypes[40]
+	mi := &file_rpc_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2679,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[40]
+	mi := &file_rpc_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2692,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{40}
+	return file_rpc_api_proto_rawDescGZIP(), []int{41}
 }
 
 type ListJobsResponse struct {
@@ -2613,7 +2704,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_rpc_api_proto_msgTypes[41]
+	mi := &file_rpc_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +2716,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[41]
+	mi := &file_rpc_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +2729,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{41}
+	return file_rpc_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobInfo {
@@ -2658,7 +2749,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_rpc_api_proto_msgTypes[42]
+	mi := &file_rpc_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2761,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[42]
+	mi := &file_rpc_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2774,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{42}
+	return file_rpc_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2708,7 +2799,7 @@ type ListTargetsRequest struct {
 
 func (x *ListTargetsRequest) Reset() {
 	*x = ListTargetsRequest{}
-	mi := &file_rpc_api_proto_msgTypes[43]
+	mi := &file_rpc_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2811,7 @@ func (x *ListTargetsRequest) String() string {
 func (*ListTargetsRequest) ProtoMessage() {}
 
 func (x *ListTargetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[43]
+	mi := &file_rpc_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2824,7 @@ func (x *ListTargetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTargetsRequest.ProtoReflect.Descriptor instead.
 func (*ListTargetsRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{43}
+	return file_rpc_api_proto_rawDescGZIP(), []int{44}
 }
 
 type TargetInfo struct {
@@ -2753,7 +2844,7 @@ type TargetInfo struct {
 
 func (x *TargetInfo) Reset() {
 	*x = TargetInfo{}
-	mi := &file_rpc_api_proto_msgTypes[44]
+	mi := &file_rpc_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2856,7 @@ func (x *TargetInfo) String() string {
 func (*TargetInfo) ProtoMessage() {}
 
 func (x *TargetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[44]
+	mi := &file_rpc_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2869,7 @@ func (x *TargetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetInfo.ProtoReflect.Descriptor instead.
 func (*TargetInfo) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{44}
+	return file_rpc_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TargetInfo) GetName() string {
@@ -2839,7 +2930,7 @@ type ListTargetsResponse struct {
 
 func (x *ListTargetsResponse) Reset() {
 	*x = ListTargetsResponse{}
-	mi := &file_rpc_api_proto_msgTypes[45]
+	mi := &file_rpc_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2942,7 @@ func (x *ListTargetsResponse) String() string {
 func (*ListTargetsResponse) ProtoMessage() {}
 
 func (x *ListTargetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[45]
+	mi := &file_rpc_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2955,7 @@ func (x *ListTargetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTargetsResponse.ProtoReflect.Descriptor instead.
 func (*ListTargetsResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{45}
+	return file_rpc_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListTargetsResponse) GetTargets() []*TargetInfo {
@@ -2883,7 +2974,7 @@ type BenchWriteRequest struct {
 
 func (x *BenchWriteRequest) Reset() {
 	*x = BenchWriteRequest{}
-	mi := &file_rpc_api_proto_msgTypes[46]
+	mi := &file_rpc_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +2986,7 @@ func (x *BenchWriteRequest) String() string {
 func (*BenchWriteRequest) ProtoMessage() {}
 
 func (x *BenchWriteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[46]
+	mi := &file_rpc_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +2999,7 @@ func (x *BenchWriteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BenchWriteRequest.ProtoReflect.Descriptor instead.
 func (*BenchWriteRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{46}
+	return file_rpc_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BenchWriteRequest) GetData() []byte {
@@ -2928,7 +3019,7 @@ type DispatchRequest struct {
 
 func (x *DispatchRequest) Reset() {
 	*x = DispatchRequest{}
-	mi := &file_rpc_api_proto_msgTypes[47]
+	mi := &file_rpc_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3031,7 @@ func (x *DispatchRequest) String() string {
 func (*DispatchRequest) ProtoMessage() {}
 
 func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[47]
+	mi := &file_rpc_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3044,7 @@ func (x *DispatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchRequest.ProtoReflect.Descriptor instead.
 func (*DispatchRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{47}
+	return file_rpc_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DispatchRequest) GetJobId() string {
@@ -2978,7 +3069,7 @@ type DispatchResponse struct {
 
 func (x *DispatchResponse) Reset() {
 	*x = DispatchResponse{}
-	mi := &file_rpc_api_proto_msgTypes[48]
+	mi := &file_rpc_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3081,7 @@ func (x *DispatchResponse) String() string {
 func (*DispatchResponse) ProtoMessage() {}
 
 func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[48]
+	mi := &file_rpc_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3094,7 @@ func (x *DispatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DispatchResponse.ProtoReflect.Descriptor instead.
 func (*DispatchResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{48}
+	return file_rpc_api_proto_rawDescGZIP(), []int{49}
 }
 
 type ApplyRequest struct {
@@ -3015,7 +3106,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_rpc_api_proto_msgTypes[49]
+	mi := &file_rpc_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3118,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[49]
+	mi := &file_rpc_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3131,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{49}
+	return file_rpc_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ApplyRequest) GetEvent() []byte {
@@ -3058,7 +3149,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_rpc_api_proto_msgTypes[50]
+	mi := &file_rpc_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3161,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[50]
+	mi := &file_rpc_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3174,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{50}
+	return file_rpc_api_proto_rawDescGZIP(), []int{51}
 }
 
 type ReadIndexResponse struct {
@@ -3095,7 +3186,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_rpc_api_proto_msgTypes[51]
+	mi := &file_rpc_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3198,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[51]
+	mi := &file_rpc_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3211,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{51}
+	return file_rpc_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -3138,7 +3229,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_rpc_api_proto_msgTypes[52]
+	mi := &file_rpc_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3241,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[52]
+	mi := &file_rpc_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3254,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{52}
+	return file_rpc_api_proto_rawDescGZIP(), []int{53}
 }
 
 var File_rpc_api_proto protoreflect.FileDescriptor
@@ -3174,7 +3265,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\rWriteResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x0f\n" +
-	"\rStatusRequest\"\x80\x02\n" +
+	"\rStatusRequest\"\xae\x02\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x1d\n" +
@@ -3186,7 +3277,15 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fcommit_index\x18\a \x01(\x04R\vcommitIndex\x12\x1c\n" +
 	"\treachable\x18\b \x01(\bR\treachable\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\x9b\x01\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12,\n" +
+	"\x06export\x18\n" +
+	" \x01(\v2\x14.hpt.v1.ExportStatusR\x06export\"\x95\x01\n" +
+	"\fExportStatus\x12\x18\n" +
+	"\arunning\x18\x01 \x01(\bR\arunning\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12%\n" +
+	"\x0eexported_index\x18\x03 \x01(\x04R\rexportedIndex\x12\x10\n" +
+	"\x03lag\x18\x04 \x01(\x04R\x03lag\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x9b\x01\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x1f\n" +
 	"\vleader_addr\x18\x02 \x01(\tR\n" +
@@ -3479,170 +3578,172 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 	return file_rpc_api_proto_rawDescData
 }
 
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_rpc_api_proto_goTypes = []any{
 	(*WriteResponse)(nil),           // 0: hpt.v1.WriteResponse
 	(*StatusRequest)(nil),           // 1: hpt.v1.StatusRequest
 	(*Member)(nil),                  // 2: hpt.v1.Member
-	(*StatusResponse)(nil),          // 3: hpt.v1.StatusResponse
-	(*RemoveNodeRequest)(nil),       // 4: hpt.v1.RemoveNodeRequest
-	(*SnapshotSaveRequest)(nil),     // 5: hpt.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),           // 6: hpt.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil), // 7: hpt.v1.SnapshotRestoreResponse
-	(*WhoamiRequest)(nil),           // 8: hpt.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),          // 9: hpt.v1.WhoamiResponse
-	(*ListEventsRequest)(nil),       // 10: hpt.v1.ListEventsRequest
-	(*AddIdentityRequest)(nil),      // 11: hpt.v1.AddIdentityRequest
-	(*ListIdentitiesRequest)(nil),   // 12: hpt.v1.ListIdentitiesRequest
-	(*IdentityInfo)(nil),            // 13: hpt.v1.IdentityInfo
-	(*ListIdentitiesResponse)(nil),  // 14: hpt.v1.ListIdentitiesResponse
-	(*RemoveIdentityRequest)(nil),   // 15: hpt.v1.RemoveIdentityRequest
-	(*MemberRequest)(nil),           // 16: hpt.v1.MemberRequest
-	(*CreateTokenRequest)(nil),      // 17: hpt.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),     // 18: hpt.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),       // 19: hpt.v1.ListTokensRequest
-	(*TokenInfo)(nil),               // 20: hpt.v1.TokenInfo
-	(*ListTokensResponse)(nil),      // 21: hpt.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),      // 22: hpt.v1.RevokeTokenRequest
-	(*GrantRequest)(nil),            // 23: hpt.v1.GrantRequest
-	(*GrantInfo)(nil),               // 24: hpt.v1.GrantInfo
-	(*ListGrantsRequest)(nil),       // 25: hpt.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),      // 26: hpt.v1.ListGrantsResponse
-	(*CheckResponse)(nil),           // 27: hpt.v1.CheckResponse
-	(*RegisterKeyRequest)(nil),      // 28: hpt.v1.RegisterKeyRequest
-	(*ListKeysRequest)(nil),         // 29: hpt.v1.ListKeysRequest
-	(*KeyInfo)(nil),                 // 30: hpt.v1.KeyInfo
-	(*ListKeysResponse)(nil),        // 31: hpt.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),        // 32: hpt.v1.RevokeKeyRequest
-	(*EnrollmentRequest)(nil),       // 33: hpt.v1.EnrollmentRequest
-	(*EnrollmentResponse)(nil),      // 34: hpt.v1.EnrollmentResponse
-	(*SubmitJobRequest)(nil),        // 35: hpt.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),       // 36: hpt.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),           // 37: hpt.v1.GetJobRequest
-	(*JobTargetInfo)(nil),           // 38: hpt.v1.JobTargetInfo
-	(*JobInfo)(nil),                 // 39: hpt.v1.JobInfo
-	(*ListJobsRequest)(nil),         // 40: hpt.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 41: hpt.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),        // 42: hpt.v1.CancelJobRequest
-	(*ListTargetsRequest)(nil),      // 43: hpt.v1.ListTargetsRequest
-	(*TargetInfo)(nil),              // 44: hpt.v1.TargetInfo
-	(*ListTargetsResponse)(nil),     // 45: hpt.v1.ListTargetsResponse
-	(*BenchWriteRequest)(nil),       // 46: hpt.v1.BenchWriteRequest
-	(*DispatchRequest)(nil),         // 47: hpt.v1.DispatchRequest
-	(*DispatchResponse)(nil),        // 48: hpt.v1.DispatchResponse
-	(*ApplyRequest)(nil),            // 49: hpt.v1.ApplyRequest
-	(*ReadIndexRequest)(nil),        // 50: hpt.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 51: hpt.v1.ReadIndexResponse
-	(*NodeStatusRequest)(nil),       // 52: hpt.v1.NodeStatusRequest
-	nil,                             // 53: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 54: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 55: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 56: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 57: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 58: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 59: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 60: hpt.v1.TargetInfo.LabelsEntry
-	(events.Type)(0),                // 61: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 62: hpt.events.v1.BlockResult
-	(*events.Event)(nil),            // 63: hpt.events.v1.Event
+	(*ExportStatus)(nil),            // 3: hpt.v1.ExportStatus
+	(*StatusResponse)(nil),          // 4: hpt.v1.StatusResponse
+	(*RemoveNodeRequest)(nil),       // 5: hpt.v1.RemoveNodeRequest
+	(*SnapshotSaveRequest)(nil),     // 6: hpt.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),           // 7: hpt.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil), // 8: hpt.v1.SnapshotRestoreResponse
+	(*WhoamiRequest)(nil),           // 9: hpt.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),          // 10: hpt.v1.WhoamiResponse
+	(*ListEventsRequest)(nil),       // 11: hpt.v1.ListEventsRequest
+	(*AddIdentityRequest)(nil),      // 12: hpt.v1.AddIdentityRequest
+	(*ListIdentitiesRequest)(nil),   // 13: hpt.v1.ListIdentitiesRequest
+	(*IdentityInfo)(nil),            // 14: hpt.v1.IdentityInfo
+	(*ListIdentitiesResponse)(nil),  // 15: hpt.v1.ListIdentitiesResponse
+	(*RemoveIdentityRequest)(nil),   // 16: hpt.v1.RemoveIdentityRequest
+	(*MemberRequest)(nil),           // 17: hpt.v1.MemberRequest
+	(*CreateTokenRequest)(nil),      // 18: hpt.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),     // 19: hpt.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),       // 20: hpt.v1.ListTokensRequest
+	(*TokenInfo)(nil),               // 21: hpt.v1.TokenInfo
+	(*ListTokensResponse)(nil),      // 22: hpt.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),      // 23: hpt.v1.RevokeTokenRequest
+	(*GrantRequest)(nil),            // 24: hpt.v1.GrantRequest
+	(*GrantInfo)(nil),               // 25: hpt.v1.GrantInfo
+	(*ListGrantsRequest)(nil),       // 26: hpt.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),      // 27: hpt.v1.ListGrantsResponse
+	(*CheckResponse)(nil),           // 28: hpt.v1.CheckResponse
+	(*RegisterKeyRequest)(nil),      // 29: hpt.v1.RegisterKeyRequest
+	(*ListKeysRequest)(nil),         // 30: hpt.v1.ListKeysRequest
+	(*KeyInfo)(nil),                 // 31: hpt.v1.KeyInfo
+	(*ListKeysResponse)(nil),        // 32: hpt.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),        // 33: hpt.v1.RevokeKeyRequest
+	(*EnrollmentRequest)(nil),       // 34: hpt.v1.EnrollmentRequest
+	(*EnrollmentResponse)(nil),      // 35: hpt.v1.EnrollmentResponse
+	(*SubmitJobRequest)(nil),        // 36: hpt.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),       // 37: hpt.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),           // 38: hpt.v1.GetJobRequest
+	(*JobTargetInfo)(nil),           // 39: hpt.v1.JobTargetInfo
+	(*JobInfo)(nil),                 // 40: hpt.v1.JobInfo
+	(*ListJobsRequest)(nil),         // 41: hpt.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 42: hpt.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),        // 43: hpt.v1.CancelJobRequest
+	(*ListTargetsRequest)(nil),      // 44: hpt.v1.ListTargetsRequest
+	(*TargetInfo)(nil),              // 45: hpt.v1.TargetInfo
+	(*ListTargetsResponse)(nil),     // 46: hpt.v1.ListTargetsResponse
+	(*BenchWriteRequest)(nil),       // 47: hpt.v1.BenchWriteRequest
+	(*DispatchRequest)(nil),         // 48: hpt.v1.DispatchRequest
+	(*DispatchResponse)(nil),        // 49: hpt.v1.DispatchResponse
+	(*ApplyRequest)(nil),            // 50: hpt.v1.ApplyRequest
+	(*ReadIndexRequest)(nil),        // 51: hpt.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 52: hpt.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),       // 53: hpt.v1.NodeStatusRequest
+	nil,                             // 54: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 55: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 56: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 57: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 58: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 59: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 60: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 61: hpt.v1.TargetInfo.LabelsEntry
+	(events.Type)(0),                // 62: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 63: hpt.events.v1.BlockResult
+	(*events.Event)(nil),            // 64: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
-	2,  // 0: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	61, // 1: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
-	13, // 2: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
-	20, // 3: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
-	24, // 4: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
-	24, // 5: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	53, // 6: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	54, // 7: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	30, // 8: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	55, // 9: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	56, // 10: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	57, // 11: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	62, // 12: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	58, // 13: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	38, // 14: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	59, // 15: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	39, // 16: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	60, // 17: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	44, // 18: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	1,  // 19: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	4,  // 20: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	5,  // 21: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	6,  // 22: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	8,  // 23: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	10, // 24: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	11, // 25: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	12, // 26: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	15, // 27: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	16, // 28: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	16, // 29: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	17, // 30: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	19, // 31: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	22, // 32: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	23, // 33: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	25, // 34: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	23, // 35: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	23, // 36: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	28, // 37: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	29, // 38: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	32, // 39: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	33, // 40: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	35, // 41: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	37, // 42: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	40, // 43: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	42, // 44: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	37, // 45: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	43, // 46: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	46, // 47: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	49, // 48: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	50, // 49: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	52, // 50: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	4,  // 51: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 52: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	47, // 53: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	47, // 54: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	3,  // 55: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 56: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	6,  // 57: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	7,  // 58: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	9,  // 59: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	63, // 60: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 61: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	14, // 62: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 63: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 64: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 65: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	18, // 66: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	21, // 67: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 68: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 69: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	26, // 70: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 71: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	27, // 72: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 73: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	31, // 74: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 75: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	34, // 76: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	36, // 77: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	39, // 78: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	41, // 79: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 80: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	39, // 81: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	45, // 82: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 83: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 84: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	51, // 85: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 86: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 87: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	7,  // 88: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	48, // 89: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	48, // 90: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	55, // [55:91] is the sub-list for method output_type
-	19, // [19:55] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
+	2,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
+	62, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	14, // 3: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
+	21, // 4: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
+	25, // 5: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
+	25, // 6: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
+	54, // 7: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	55, // 8: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	31, // 9: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
+	56, // 10: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	57, // 11: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	58, // 12: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	63, // 13: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	59, // 14: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	39, // 15: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	60, // 16: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	40, // 17: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	61, // 18: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	45, // 19: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	1,  // 20: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	5,  // 21: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 22: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	7,  // 23: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	9,  // 24: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	11, // 25: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	12, // 26: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	13, // 27: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	16, // 28: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	17, // 29: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	17, // 30: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	18, // 31: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	20, // 32: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	23, // 33: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	24, // 34: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	26, // 35: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	24, // 36: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	24, // 37: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	29, // 38: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	30, // 39: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	33, // 40: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	34, // 41: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	36, // 42: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	38, // 43: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	41, // 44: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	43, // 45: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	38, // 46: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	44, // 47: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	47, // 48: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	50, // 49: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	51, // 50: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	53, // 51: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	5,  // 52: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 53: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	48, // 54: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	48, // 55: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	4,  // 56: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 57: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	7,  // 58: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	8,  // 59: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	10, // 60: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	64, // 61: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 62: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	15, // 63: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 64: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 65: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 66: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	19, // 67: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	22, // 68: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 69: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 70: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	27, // 71: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 72: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	28, // 73: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 74: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	32, // 75: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 76: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	35, // 77: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	37, // 78: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	40, // 79: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	42, // 80: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 81: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	40, // 82: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	46, // 83: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 84: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 85: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	52, // 86: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 87: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 88: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	8,  // 89: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	49, // 90: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	49, // 91: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	56, // [56:92] is the sub-list for method output_type
+	20, // [20:56] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -3656,7 +3757,7 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

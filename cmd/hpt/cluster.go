@@ -122,6 +122,31 @@ type statusJSON struct {
 	Term       uint64       `json:"term"`
 	Node       string       `json:"node"`
 	Members    []memberJSON `json:"members"`
+	// Export is the leader's NATS export; absent when export is off.
+	Export *exportJSON `json:"export,omitempty"`
+}
+
+type exportJSON struct {
+	// Node is the member that exports (the leader).
+	Node          string `json:"node"`
+	Running       bool   `json:"running"`
+	Connected     bool   `json:"connected"`
+	ExportedIndex uint64 `json:"exported_index"`
+	Lag           uint64 `json:"lag"`
+	Error         string `json:"error,omitempty"`
+}
+
+// leaderExport picks the export figures of the leader: only it exports.
+func leaderExport(st *rpc.StatusResponse) *exportJSON {
+	for _, m := range st.GetMembers() {
+		e := m.GetExport()
+		if e == nil || m.GetName() != st.GetLeader() {
+			continue
+		}
+		return &exportJSON{Node: m.GetName(), Running: e.GetRunning(), Connected: e.GetConnected(),
+			ExportedIndex: e.GetExportedIndex(), Lag: e.GetLag(), Error: e.GetError()}
+	}
+	return nil
 }
 
 func (a *app) clusterStatusCommand() *cobra.Command {
@@ -135,7 +160,8 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out := statusJSON{Leader: st.GetLeader(), LeaderAddr: st.GetLeaderAddr(), Term: st.GetTerm(), Node: st.GetNode(), Members: []memberJSON{}}
+				out := statusJSON{Leader: st.GetLeader(), LeaderAddr: st.GetLeaderAddr(), Term: st.GetTerm(), Node: st.GetNode(), Members: []memberJSON{},
+					Export: leaderExport(st)}
 				for _, m := range st.GetMembers() {
 					out.Members = append(out.Members, memberJSON{
 						Name: m.GetName(), Addr: m.GetAddr(), RaftState: m.GetRaftState(), Voter: m.GetVoter(),
@@ -145,7 +171,18 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				if a.json() {
 					return a.printJSON(out)
 				}
-				fmt.Fprintf(a.stdout, "leader: %s (%s), term %d, answered by %s\n\n", orDash(out.Leader), orDash(out.LeaderAddr), out.Term, out.Node)
+				fmt.Fprintf(a.stdout, "leader: %s (%s), term %d, answered by %s\n", orDash(out.Leader), orDash(out.LeaderAddr), out.Term, out.Node)
+				if e := out.Export; e != nil {
+					state := "connected"
+					if !e.Connected {
+						state = "not connected"
+					}
+					if e.Error != "" {
+						state += ": " + e.Error
+					}
+					fmt.Fprintf(a.stdout, "export: NATS, through index %d, lag %d, %s\n", e.ExportedIndex, e.Lag, state)
+				}
+				fmt.Fprintln(a.stdout)
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tADDR\tSTATE\tVOTER\tLAST\tCOMMIT\tAPPLIED")
 				for _, m := range out.Members {

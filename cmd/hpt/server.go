@@ -147,6 +147,7 @@ func writeClusterKeystore(path string, keys devcluster.Keys) error {
 func (a *app) serverCommand() *cobra.Command {
 	cfg := node.DefaultConfig()
 	var join string
+	var nf natsFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a server node",
@@ -173,6 +174,10 @@ existing cluster with --join and no --bootstrap-expect.`,
 			}
 			cfg.Join = splitList(join)
 			cfg.Logger = a.logger()
+			var err error
+			if cfg.Export, err = nf.config(a); err != nil {
+				return err
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -196,6 +201,7 @@ existing cluster with --join and no --bootstrap-expect.`,
 	f.StringVar(&join, "join", "", "gossip addresses of other nodes, comma-separated")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
 	f.StringVar(&cfg.MetricsListen, "metrics", "", "serve Prometheus /metrics and /debug/pprof/ over plain HTTP here, e.g. 127.0.0.1:7480 (default off)")
+	nf.register(f)
 	return cmd
 }
 
