@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Committed-write throughput of hpt next to etcd, on this machine, in one run.
 #
-# Starts a 3-member etcd cluster (Debian's etcd-server) and a 3-node hpt
-# cluster (separate `hpt server` processes), each on loopback with data on
-# the same disk, and drives both with the same load shape and the same
-# measuring code (package bench): CLIENTS concurrent writers, 256-byte
-# values, spread over all members. Prints one JSON line per run and a
-# summary with hpt/etcd ratios.
+# Starts two 3-member etcd clusters (Debian's etcd-server): one on plain TCP,
+# as etcd is most often benchmarked, and one with TLS on client and peer
+# traffic and client certificates required, as hpt always runs; and a
+# 3-node hpt cluster (separate `hpt server` processes). All on loopback
+# with data on the same disk, driven one after the other with the same load
+# shape and the same measuring code (package bench): CLIENTS concurrent
+# writers, 256-byte values, spread over all members. Prints one JSON line
+# per run and a summary with hpt/etcd ratios.
 #
 #   bench/write-vs-etcd.sh [COUNT] [CLIENTS...]      (default: 20000 64 256)
 set -euo pipefail
@@ -25,17 +27,38 @@ trap cleanup EXIT
 go build -o "$work/hpt" ./cmd/hpt
 (cd bench/etcdload && go build -o "$work/etcdload" .)
 
-# etcd: 3 members.
-ecluster=e1=http://127.0.0.1:23011,e2=http://127.0.0.1:23021,e3=http://127.0.0.1:23031
+# Certificates for the TLS etcd: one CA, one certificate for members and
+# the load generator (ECDSA P-256, SAN 127.0.0.1).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+	-keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=etcd \
+	-keyout "$work/etcd.key" -out "$work/etcd.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$work/ext"
+openssl x509 -req -in "$work/etcd.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+	-extfile "$work/ext" -out "$work/etcd.crt" 2>/dev/null
+
+# etcd: 3 members, plain (base port 23000) and TLS (base port 23100).
+start_etcd() { # base scheme extra-flags...
+	local base=$1 scheme=$2
+	shift 2
+	local cluster=""
+	for i in 1 2 3; do cluster+="${cluster:+,}e$i=$scheme://127.0.0.1:$((base + i * 10 + 1))"; done
+	for i in 1 2 3; do
+		local p=$((base + i * 10))
+		etcd --name e$i --data-dir "$work/e$base-$i" \
+			--listen-client-urls $scheme://127.0.0.1:$p --advertise-client-urls $scheme://127.0.0.1:$p \
+			--listen-peer-urls $scheme://127.0.0.1:$((p + 1)) --initial-advertise-peer-urls $scheme://127.0.0.1:$((p + 1)) \
+			--initial-cluster "$cluster" --initial-cluster-state new --log-level error "$@" >"$work/e$base-$i.log" 2>&1 &
+		pids+=($!)
+	done
+}
+start_etcd 23000 http
+start_etcd 23100 https \
+	--cert-file "$work/etcd.crt" --key-file "$work/etcd.key" --client-cert-auth --trusted-ca-file "$work/ca.crt" \
+	--peer-cert-file "$work/etcd.crt" --peer-key-file "$work/etcd.key" --peer-client-cert-auth --peer-trusted-ca-file "$work/ca.crt"
 eps=127.0.0.1:23010,127.0.0.1:23020,127.0.0.1:23030
-for i in 1 2 3; do
-	p=$((23000 + i * 10))
-	etcd --name e$i --data-dir "$work/e$i" \
-		--listen-client-urls http://127.0.0.1:$p --advertise-client-urls http://127.0.0.1:$p \
-		--listen-peer-urls http://127.0.0.1:$((p + 1)) --initial-advertise-peer-urls http://127.0.0.1:$((p + 1)) \
-		--initial-cluster "$ecluster" --initial-cluster-state new --log-level error >"$work/e$i.log" 2>&1 &
-	pids+=($!)
-done
+teps=https://127.0.0.1:23110,https://127.0.0.1:23120,https://127.0.0.1:23130
+tlsflags=(-cacert "$work/ca.crt" -cert "$work/etcd.crt" -key "$work/etcd.key")
 
 # hpt: 3 server processes from one cluster keystore.
 eval "$("$work/hpt" init --out "$work/keys" 2>/dev/null)"
@@ -49,19 +72,24 @@ done
 export HPT_ADDR=127.0.0.1:24010,127.0.0.1:24020,127.0.0.1:24030
 
 for _ in $(seq 100); do
-	"$work/hpt" cluster status >/dev/null 2>&1 && ETCDCTL_API=3 etcdctl --endpoints $eps endpoint health >/dev/null 2>&1 && break
+	"$work/hpt" users list >/dev/null 2>&1 && ETCDCTL_API=3 etcdctl --endpoints $eps endpoint health >/dev/null 2>&1 &&
+		ETCDCTL_API=3 etcdctl --endpoints $teps --cacert "$work/ca.crt" --cert "$work/etcd.crt" --key "$work/etcd.key" endpoint health >/dev/null 2>&1 && break
 	sleep 0.2
 done
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; count=$count size=256"
 for c in "${clients[@]}"; do
 	e=$("$work/etcdload" -endpoints $eps -clients "$c" -count "$count" -size 256)
+	t=$("$work/etcdload" -endpoints $teps "${tlsflags[@]}" -clients "$c" -count "$count" -size 256)
 	h=$("$work/hpt" bench write --clients "$c" --count "$count" --size 256 -o json | tr -d ' \n')
-	echo "etcd $e"
-	echo "hpt  $h"
-	python3 - "$e" "$h" <<'PY'
+	echo "etcd     $e"
+	echo "etcd-tls $t"
+	echo "hpt      $h"
+	python3 - "$e" "$t" "$h" <<'PY'
 import json, sys
-e, h = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"clients={h['clients']}: hpt {h['rate']:.0f}/s p99 {h['p99_ms']:.1f} ms | etcd {e['rate']:.0f}/s p99 {e['p99_ms']:.1f} ms | rate ratio {h['rate']/e['rate']:.2f}x, p99 ratio {h['p99_ms']/e['p99_ms']:.2f}x")
+e, t, h = (json.loads(a) for a in sys.argv[1:4])
+print(f"clients={h['clients']}: hpt {h['rate']:.0f}/s p99 {h['p99_ms']:.1f} ms"
+      f" | etcd {e['rate']:.0f}/s p99 {e['p99_ms']:.1f} ms: ratio {h['rate']/e['rate']:.2f}x, p99 {h['p99_ms']/e['p99_ms']:.2f}x"
+      f" | etcd+TLS {t['rate']:.0f}/s p99 {t['p99_ms']:.1f} ms: ratio {h['rate']/t['rate']:.2f}x, p99 {h['p99_ms']/t['p99_ms']:.2f}x")
 PY
 done

@@ -18,6 +18,7 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
@@ -98,6 +100,8 @@ type FSM struct {
 
 	// snapshots that are still being persisted; Restore and Close wait.
 	persisting sync.WaitGroup
+
+	counts counters
 }
 
 // Key layout (one tag byte, then the rest):
@@ -264,7 +268,16 @@ func removeStale(dir, current string) error {
 }
 
 func openPebble(path string, log *slog.Logger) (*pebble.DB, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	opts := &pebble.Options{
+		Logger: pebbleLogger{log},
+		// Every write looks up its request id, and every call its token;
+		// most such keys do not exist (or are not in the memtable), and
+		// bloom filters answer that without reading each level's blocks.
+		CacheSize: 64 << 20,
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	db, err := pebble.Open(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -356,8 +369,11 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	applied := f.applied.Load()
 	b := f.db.NewIndexedBatch()
 	defer b.Close()
-	// Request ids seen in this batch; the indexed batch would find them too,
-	// but a map keeps the common no-duplicate case cheap.
+	reqs, err := f.newRequestLookup()
+	if err != nil {
+		panic(fmt.Sprintf("hpt: apply batch: %v", err))
+	}
+	defer reqs.close()
 	last := applied
 	for i, e := range entries {
 		results[i].Index = e.Index
@@ -374,7 +390,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
 		}
 		ev.Index = e.Index
-		results[i] = f.applyOne(b, ev)
+		results[i] = f.applyOne(b, reqs, ev)
 	}
 	if last == applied {
 		return results
@@ -391,10 +407,10 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	return results
 }
 
-func (f *FSM) applyOne(b *pebble.Batch, ev *events.Event) Result {
+func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event) Result {
 	res := Result{Index: ev.Index}
 	if id := ev.GetRequestId(); id != "" {
-		prev, err := readU64(b, key(tagRequest, id))
+		prev, err := reqs.find(id)
 		if err != nil {
 			panic(fmt.Sprintf("hpt: read request id: %v", err))
 		}
@@ -419,14 +435,66 @@ func (f *FSM) applyOne(b *pebble.Batch, ev *events.Event) Result {
 		panic(fmt.Sprintf("hpt: archive event %d: %v", ev.Index, err))
 	}
 	tx.set(eventKey(ev.Index), enc)
+	f.counts.record(ev, payload)
 	if id := ev.GetRequestId(); id != "" {
 		tx.set(key(tagRequest, id), u64(ev.Index))
+		reqs.add(id, ev.Index)
 	}
 	if tx.err != nil {
 		panic(fmt.Sprintf("hpt: apply event %d: %v", ev.Index, tx.err))
 	}
 	return res
 }
+
+// requestLookup answers whether a request id was applied before, for one
+// ApplyBatch. Almost every id is new, so the lookup that matters is the one
+// that finds nothing: a single iterator for the batch, reading bloom
+// filters on every level (Pebble's Get skips them on the bottom level,
+// where a small state keeps everything), answers it without reading data
+// blocks. Ids applied earlier in the same batch are not in the iterator's
+// view; the map has them.
+type requestLookup struct {
+	it    *pebble.Iterator
+	batch map[string]uint64
+}
+
+func (f *FSM) newRequestLookup() (*requestLookup, error) {
+	lower := []byte{tagRequest}
+	it, err := f.db.NewIter(&pebble.IterOptions{
+		LowerBound:   lower,
+		UpperBound:   []byte{tagRequest + 1},
+		UseL6Filters: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request id iterator: %w", err)
+	}
+	return &requestLookup{it: it}, nil
+}
+
+// find returns the index the request id was applied at, or 0.
+func (r *requestLookup) find(id string) (uint64, error) {
+	if idx, ok := r.batch[id]; ok {
+		return idx, nil
+	}
+	k := key(tagRequest, id)
+	if !r.it.SeekPrefixGE(k) || !bytes.Equal(r.it.Key(), k) {
+		return 0, r.it.Error()
+	}
+	v := r.it.Value()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("request id %q: %d bytes, want 8", id, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func (r *requestLookup) add(id string, index uint64) {
+	if r.batch == nil {
+		r.batch = make(map[string]uint64)
+	}
+	r.batch[id] = index
+}
+
+func (r *requestLookup) close() { r.it.Close() }
 
 type pebbleLogger struct{ log *slog.Logger }
 

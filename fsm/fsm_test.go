@@ -145,6 +145,14 @@ func TestDuplicateRequestAppliedOnce(t *testing.T) {
 	if rs[0].Rejected != nil || rs[0].Duplicate || !rs[1].Duplicate || rs[1].Index != rs[0].Index {
 		t.Fatalf("same-batch retry results = %+v", rs)
 	}
+	// Request ids compacted to the bottom level (where Pebble's Get would
+	// skip the bloom filters) are still found.
+	if err := f.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	if again := a.apply("req-2", &events.MachineAdded{Name: "ci"}); !again.Duplicate || again.Index != rs[0].Index {
+		t.Fatalf("retry after compaction = %+v, want duplicate of index %d", again, rs[0].Index)
+	}
 	var n int
 	f.Events(0, func(*events.Event) bool { n++; return true })
 	if n != 2 {

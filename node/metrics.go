@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -29,6 +30,7 @@ func (n *Node) startMetrics() error {
 	)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", n.serveHealth)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -50,6 +52,19 @@ func (n *Node) startMetrics() error {
 	return nil
 }
 
+// serveHealth answers 200 while the node is part of a cluster with a
+// leader, 503 otherwise: what a load balancer or a container health check
+// should ask. It says nothing about lag; watch hpt_apply_lag for that.
+func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	leader, _ := n.Leader()
+	state := n.raft.State()
+	if leader == "" || (state != raft.Leader && state != raft.Follower) {
+		http.Error(w, fmt.Sprintf("%s, no leader", stateName(state)), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ok: %s, leader %s\n", stateName(state), leader)
+}
+
 // MetricsAddr is the address of the metrics listener ("" if off).
 func (n *Node) MetricsAddr() string { return n.metricsAddr }
 
@@ -60,6 +75,7 @@ type nodeCollector struct {
 	raftState, applied, commit, last, agents, term *prometheus.Desc
 	leader, lag                                    *prometheus.Desc
 	exportLag, exported, exportConnected           *prometheus.Desc
+	eventsApplied, targetResults, jobsFinished     *prometheus.Desc
 }
 
 func (n *Node) metricsCollector() prometheus.Collector {
@@ -80,12 +96,16 @@ func (n *Node) metricsCollector() prometheus.Collector {
 		exportLag:       d("export_lag", "Applied log entries not yet known to be in the NATS stream (leader only)."),
 		exported:        d("export_index", "Highest event index known to be in the NATS stream."),
 		exportConnected: d("export_connected", "1 if the exporter holds a NATS connection (leader only)."),
+
+		eventsApplied: d("events_applied_total", "Events applied to the state by this process, by type.", "type"),
+		targetResults: d("job_target_results_total", "Per-target job results applied by this process, by status.", "status"),
+		jobsFinished:  d("jobs_finished_total", "Jobs finished, applied by this process, by status.", "status"),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.raftState, c.leader, c.term, c.applied, c.commit, c.last, c.lag, c.agents,
-		c.exportLag, c.exported, c.exportConnected} {
+		c.exportLag, c.exported, c.exportConnected, c.eventsApplied, c.targetResults, c.jobsFinished} {
 		ch <- d
 	}
 }
@@ -118,6 +138,15 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(n.fleet.count()))
+	counts := n.fsm.Counts()
+	for _, m := range []struct {
+		desc *prometheus.Desc
+		by   map[string]uint64
+	}{{c.eventsApplied, counts.Events}, {c.targetResults, counts.TargetResults}, {c.jobsFinished, counts.Jobs}} {
+		for label, v := range m.by {
+			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(v), label)
+		}
+	}
 	if n.exporter != nil {
 		s := n.exporter.Status()
 		ch <- prometheus.MustNewConstMetric(c.exported, prometheus.GaugeValue, float64(s.Exported))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/node/logs"
@@ -22,7 +23,19 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
 	var err error
-	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			// Fail instead of hanging when another process holds the log.
+			Timeout: 5 * time.Second,
+			// Writing the freelist on every commit costs a page per batch;
+			// without it bolt rebuilds the list by a scan at open, which is
+			// quick because the log is compacted to TrailingLogs (Consul's
+			// NoFreelistSync and etcd's default make the same trade).
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
@@ -73,12 +86,22 @@ func (n *Node) startRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
-	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm}, n.logStore, n.logStore, n.snaps, n.trans)
+	// Replication reads back the entries it just wrote; the cache serves
+	// them from memory instead of decoding them out of bolt again.
+	logs, err := raft.NewLogCache(logCacheSize, n.logStore)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, &raftFSM{f: n.fsm}, logs, n.logStore, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	return nil
 }
+
+// logCacheSize is how many recent log entries stay in memory for
+// replication: two full append batches.
+const logCacheSize = 1024
 
 // catchUpFromSnapshot restores the newest local snapshot if the state is
 // behind it. With NoSnapshotRestoreOnStart raft trusts the state to be at

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,21 +25,56 @@ func main() {
 	var opts bench.WriteOptions
 	endpoints := flag.String("endpoints", "127.0.0.1:2379", "etcd client endpoints, comma-separated")
 	conns := flag.Int("conns", 8, "connections shared by the writers")
+	var tlsFiles tlsFiles
+	flag.StringVar(&tlsFiles.ca, "cacert", "", "CA certificate: use TLS, verify the members with it")
+	flag.StringVar(&tlsFiles.cert, "cert", "", "client certificate (with -key)")
+	flag.StringVar(&tlsFiles.key, "key", "", "client key")
 	flag.IntVar(&opts.Clients, "clients", 64, "concurrent writers")
 	flag.IntVar(&opts.Count, "count", 20000, "total writes")
 	flag.IntVar(&opts.Size, "size", 256, "payload bytes")
 	flag.Parse()
-	if err := run(opts, strings.Split(*endpoints, ","), *conns); err != nil {
+	tlsCfg, err := tlsFiles.config()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etcdload:", err)
+		os.Exit(2)
+	}
+	if err := run(opts, strings.Split(*endpoints, ","), *conns, tlsCfg); err != nil {
 		fmt.Fprintln(os.Stderr, "etcdload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(opts bench.WriteOptions, endpoints []string, conns int) error {
+type tlsFiles struct{ ca, cert, key string }
+
+// config returns the client TLS configuration, or nil for plain TCP.
+func (f tlsFiles) config() (*tls.Config, error) {
+	if f.ca == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(f.ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", f.ca)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if f.cert != "" {
+		c, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return cfg, nil
+}
+
+func run(opts bench.WriteOptions, endpoints []string, conns int, tlsCfg *tls.Config) error {
 	conns = max(1, min(conns, opts.Clients))
 	clients := make([]*clientv3.Client, conns)
 	for i := range clients {
-		c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+		c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg})
 		if err != nil {
 			return err
 		}
