@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -53,10 +55,51 @@ func (s *internalServer) Apply(ctx context.Context, req *rpc.ApplyRequest) (*rpc
 		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
 	}
 	resp, err := s.n.applyLocal(ctx, req.GetEvent())
+	return resp, internalStatus(err)
+}
+
+// internalStatus gives a lost leadership the status a forwarding node
+// retries on.
+func internalStatus(err error) error {
 	if errors.Is(err, ErrNotLeader) {
+		return status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+	}
+	return err
+}
+
+// ApplyBatch proposes every event at once, so that Raft commits them
+// together, and then waits for each.
+func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequest) (*rpc.ApplyBatchResponse, error) {
+	if !s.n.IsLeader() {
 		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
 	}
-	return resp, err
+	timeout := s.n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	evs := req.GetEvents()
+	futures := make([]raft.ApplyFuture, len(evs))
+	results := make([]*rpc.ApplyResult, len(evs))
+	for i, data := range evs {
+		if _, err := events.Decode(data); err != nil {
+			results[i] = &rpc.ApplyResult{Code: uint32(codes.InvalidArgument), Message: err.Error()}
+			continue
+		}
+		futures[i] = s.n.raft.Apply(data, timeout)
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		resp, err := applyResult(f)
+		if err != nil {
+			st := status.Convert(internalStatus(err))
+			results[i] = &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
+			continue
+		}
+		results[i] = &rpc.ApplyResult{Index: resp.GetIndex(), Duplicate: resp.GetDuplicate()}
+	}
+	return &rpc.ApplyBatchResponse{Results: results}, nil
 }
 
 func (s *internalServer) ReadIndex(ctx context.Context, _ *rpc.ReadIndexRequest) (*rpc.ReadIndexResponse, error) {

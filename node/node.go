@@ -73,6 +73,8 @@ type Node struct {
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
 	fleet      *fleet
+	// fwd forwards writes to the leader while this node follows.
+	fwd *forwarder
 	// exporter, if configured, runs while this node leads.
 	exporter *export.Exporter
 
@@ -108,6 +110,7 @@ func New(cfg Config) (_ *Node, err error) {
 		scheduleCh:  make(chan struct{}, 1),
 	}
 	n.fleet = newFleet(n)
+	n.fwd = &forwarder{n: n}
 	// Undo whatever was started if a later step fails.
 	defer func() {
 		if err != nil {
@@ -358,6 +361,8 @@ func (n *Node) Shutdown() error {
 	if n.httpServer != nil {
 		n.httpServer.Close()
 	}
+	// The node context is cancelled, so batches in flight end at once.
+	n.fwd.close()
 	if n.peers != nil {
 		n.peers.close()
 	}

@@ -102,15 +102,7 @@ func (n *Node) applyOnce(ctx context.Context, data []byte) (*rpc.WriteResponse, 
 	if n.IsLeader() {
 		return n.applyLocal(ctx, data)
 	}
-	_, addr := n.Leader()
-	if addr == "" {
-		return nil, ErrNoLeader
-	}
-	conn, err := n.peers.get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return rpc.NewInternalClient(conn).Apply(ctx, &rpc.ApplyRequest{Event: data})
+	return n.fwd.forward(ctx, data)
 }
 
 // applyLocal proposes on this node, which must be the leader.
@@ -119,7 +111,12 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (*rpc.WriteResponse,
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := n.raft.Apply(data, timeout)
+	return applyResult(n.raft.Apply(data, timeout))
+}
+
+// applyResult waits for a proposal and turns its outcome into a response
+// or a gRPC status.
+func applyResult(f raft.ApplyFuture) (*rpc.WriteResponse, error) {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)

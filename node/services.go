@@ -117,6 +117,7 @@ func methodRules() map[string]auth.Rule {
 		fleet + "Connect": {Peer: auth.PeerTarget},
 
 		internal + "Apply":        node,
+		internal + "ApplyBatch":   node,
 		internal + "ReadIndex":    node,
 		internal + "NodeStatus":   node,
 		internal + "RemoveServer": node,

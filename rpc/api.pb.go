@@ -3141,6 +3141,165 @@ func (x *ApplyRequest) GetEvent() []byte {
 	return nil
 }
 
+type ApplyBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        [][]byte               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyBatchRequest) Reset() {
+	*x = ApplyBatchRequest{}
+	mi := &file_rpc_api_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyBatchRequest) ProtoMessage() {}
+
+func (x *ApplyBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyBatchRequest.ProtoReflect.Descriptor instead.
+func (*ApplyBatchRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ApplyBatchRequest) GetEvents() [][]byte {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// ApplyResult is the outcome of one event of a batch: a WriteResponse, or
+// the gRPC status Apply would have returned.
+type ApplyResult struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Index     uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Duplicate bool                   `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// 0 (OK) or a google.rpc.Code, with its message.
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResult) Reset() {
+	*x = ApplyResult{}
+	mi := &file_rpc_api_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResult) ProtoMessage() {}
+
+func (x *ApplyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
+func (*ApplyResult) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ApplyResult) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *ApplyResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ApplyBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ApplyResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyBatchResponse) Reset() {
+	*x = ApplyBatchResponse{}
+	mi := &file_rpc_api_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyBatchResponse) ProtoMessage() {}
+
+func (x *ApplyBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyBatchResponse.ProtoReflect.Descriptor instead.
+func (*ApplyBatchResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ApplyBatchResponse) GetResults() []*ApplyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type ReadIndexRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3149,7 +3308,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_rpc_api_proto_msgTypes[51]
+	mi := &file_rpc_api_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3320,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[51]
+	mi := &file_rpc_api_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3333,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{51}
+	return file_rpc_api_proto_rawDescGZIP(), []int{54}
 }
 
 type ReadIndexResponse struct {
@@ -3186,7 +3345,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_rpc_api_proto_msgTypes[52]
+	mi := &file_rpc_api_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3357,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[52]
+	mi := &file_rpc_api_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3370,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{52}
+	return file_rpc_api_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -3229,7 +3388,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_rpc_api_proto_msgTypes[53]
+	mi := &file_rpc_api_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3400,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[53]
+	mi := &file_rpc_api_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3413,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{53}
+	return file_rpc_api_proto_rawDescGZIP(), []int{56}
 }
 
 var File_rpc_api_proto protoreflect.FileDescriptor
@@ -3510,7 +3669,16 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\"\x12\n" +
 	"\x10DispatchResponse\"$\n" +
 	"\fApplyRequest\x12\x14\n" +
-	"\x05event\x18\x01 \x01(\fR\x05event\"\x12\n" +
+	"\x05event\x18\x01 \x01(\fR\x05event\"+\n" +
+	"\x11ApplyBatchRequest\x12\x16\n" +
+	"\x06events\x18\x01 \x03(\fR\x06events\"o\n" +
+	"\vApplyResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"C\n" +
+	"\x12ApplyBatchResponse\x12-\n" +
+	"\aresults\x18\x01 \x03(\v2\x13.hpt.v1.ApplyResultR\aresults\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
@@ -3555,9 +3723,11 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\aTargets\x12?\n" +
 	"\x04List\x12\x1a.hpt.v1.ListTargetsRequest\x1a\x1b.hpt.v1.ListTargetsResponse2B\n" +
 	"\x05Bench\x129\n" +
-	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\xc1\x03\n" +
+	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\x86\x04\n" +
 	"\bInternal\x124\n" +
-	"\x05Apply\x12\x14.hpt.v1.ApplyRequest\x1a\x15.hpt.v1.WriteResponse\x12@\n" +
+	"\x05Apply\x12\x14.hpt.v1.ApplyRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
+	"\n" +
+	"ApplyBatch\x12\x19.hpt.v1.ApplyBatchRequest\x1a\x1a.hpt.v1.ApplyBatchResponse\x12@\n" +
 	"\tReadIndex\x12\x18.hpt.v1.ReadIndexRequest\x1a\x19.hpt.v1.ReadIndexResponse\x127\n" +
 	"\n" +
 	"NodeStatus\x12\x19.hpt.v1.NodeStatusRequest\x1a\x0e.hpt.v1.Member\x12@\n" +
@@ -3578,7 +3748,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 	return file_rpc_api_proto_rawDescData
 }
 
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_rpc_api_proto_goTypes = []any{
 	(*WriteResponse)(nil),           // 0: hpt.v1.WriteResponse
 	(*StatusRequest)(nil),           // 1: hpt.v1.StatusRequest
@@ -3631,119 +3801,125 @@ var file_rpc_api_proto_goTypes = []any{
 	(*DispatchRequest)(nil),         // 48: hpt.v1.DispatchRequest
 	(*DispatchResponse)(nil),        // 49: hpt.v1.DispatchResponse
 	(*ApplyRequest)(nil),            // 50: hpt.v1.ApplyRequest
-	(*ReadIndexRequest)(nil),        // 51: hpt.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 52: hpt.v1.ReadIndexResponse
-	(*NodeStatusRequest)(nil),       // 53: hpt.v1.NodeStatusRequest
-	nil,                             // 54: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 55: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 56: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 57: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 58: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 59: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 60: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 61: hpt.v1.TargetInfo.LabelsEntry
-	(events.Type)(0),                // 62: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 63: hpt.events.v1.BlockResult
-	(*events.Event)(nil),            // 64: hpt.events.v1.Event
+	(*ApplyBatchRequest)(nil),       // 51: hpt.v1.ApplyBatchRequest
+	(*ApplyResult)(nil),             // 52: hpt.v1.ApplyResult
+	(*ApplyBatchResponse)(nil),      // 53: hpt.v1.ApplyBatchResponse
+	(*ReadIndexRequest)(nil),        // 54: hpt.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 55: hpt.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),       // 56: hpt.v1.NodeStatusRequest
+	nil,                             // 57: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 58: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 59: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 60: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 61: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 62: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 63: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 64: hpt.v1.TargetInfo.LabelsEntry
+	(events.Type)(0),                // 65: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 66: hpt.events.v1.BlockResult
+	(*events.Event)(nil),            // 67: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	2,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	62, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	65, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	14, // 3: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	21, // 4: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	25, // 5: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	25, // 6: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	54, // 7: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	55, // 8: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	57, // 7: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	58, // 8: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
 	31, // 9: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	56, // 10: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	57, // 11: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	58, // 12: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	63, // 13: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	59, // 14: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	59, // 10: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	60, // 11: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	61, // 12: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	66, // 13: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	62, // 14: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
 	39, // 15: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	60, // 16: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	63, // 16: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
 	40, // 17: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	61, // 18: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	64, // 18: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
 	45, // 19: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	1,  // 20: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	5,  // 21: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 22: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	7,  // 23: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	9,  // 24: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	11, // 25: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	12, // 26: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	13, // 27: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	16, // 28: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	17, // 29: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	17, // 30: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	18, // 31: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	20, // 32: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	23, // 33: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	24, // 34: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	26, // 35: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	24, // 36: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	24, // 37: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	29, // 38: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	30, // 39: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	33, // 40: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	34, // 41: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	36, // 42: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	38, // 43: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	41, // 44: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	43, // 45: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	38, // 46: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	44, // 47: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	47, // 48: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	50, // 49: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	51, // 50: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	53, // 51: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	5,  // 52: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 53: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	48, // 54: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	48, // 55: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	4,  // 56: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 57: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	7,  // 58: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	8,  // 59: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	10, // 60: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	64, // 61: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 62: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	15, // 63: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 64: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 65: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 66: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	19, // 67: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	22, // 68: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 69: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 70: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	27, // 71: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 72: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	28, // 73: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 74: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	32, // 75: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 76: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	35, // 77: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	37, // 78: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	40, // 79: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	42, // 80: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 81: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	40, // 82: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	46, // 83: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 84: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 85: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	52, // 86: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 87: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 88: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	8,  // 89: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	49, // 90: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	49, // 91: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	56, // [56:92] is the sub-list for method output_type
-	20, // [20:56] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	52, // 20: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	1,  // 21: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	5,  // 22: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 23: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	7,  // 24: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	9,  // 25: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	11, // 26: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	12, // 27: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	13, // 28: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	16, // 29: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	17, // 30: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	17, // 31: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	18, // 32: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	20, // 33: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	23, // 34: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	24, // 35: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	26, // 36: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	24, // 37: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	24, // 38: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	29, // 39: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	30, // 40: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	33, // 41: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	34, // 42: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	36, // 43: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	38, // 44: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	41, // 45: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	43, // 46: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	38, // 47: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	44, // 48: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	47, // 49: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	50, // 50: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	51, // 51: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	54, // 52: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	56, // 53: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	5,  // 54: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 55: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	48, // 56: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	48, // 57: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	4,  // 58: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 59: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	7,  // 60: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	8,  // 61: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	10, // 62: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	67, // 63: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 64: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	15, // 65: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 66: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 67: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 68: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	19, // 69: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	22, // 70: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 71: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 72: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	27, // 73: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 74: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	28, // 75: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 76: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	32, // 77: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 78: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	35, // 79: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	37, // 80: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	40, // 81: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	42, // 82: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 83: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	40, // 84: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	46, // 85: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 86: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 87: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	53, // 88: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	55, // 89: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 90: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 91: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	8,  // 92: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	49, // 93: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	49, // 94: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	58, // [58:95] is the sub-list for method output_type
+	21, // [21:58] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -3757,7 +3933,7 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

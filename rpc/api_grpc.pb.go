@@ -1725,6 +1725,7 @@ var Bench_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	Internal_Apply_FullMethodName        = "/hpt.v1.Internal/Apply"
+	Internal_ApplyBatch_FullMethodName   = "/hpt.v1.Internal/ApplyBatch"
 	Internal_ReadIndex_FullMethodName    = "/hpt.v1.Internal/ReadIndex"
 	Internal_NodeStatus_FullMethodName   = "/hpt.v1.Internal/NodeStatus"
 	Internal_RemoveServer_FullMethodName = "/hpt.v1.Internal/RemoveServer"
@@ -1743,6 +1744,9 @@ type InternalClient interface {
 	// Apply proposes an event on the leader. The event is fully formed by the
 	// forwarding node (actor, time, request id), which has authorized it.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// ApplyBatch is Apply for many events: a follower forwards the writes it
+	// receives in batches, so that they share the cost of the round trip.
+	ApplyBatch(ctx context.Context, in *ApplyBatchRequest, opts ...grpc.CallOption) (*ApplyBatchResponse, error)
 	// ReadIndex returns an index that the leader has verified is committed
 	// while it is still leader; a follower that has applied it may answer a
 	// consistent read locally.
@@ -1770,6 +1774,16 @@ func (c *internalClient) Apply(ctx context.Context, in *ApplyRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WriteResponse)
 	err := c.cc.Invoke(ctx, Internal_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) ApplyBatch(ctx context.Context, in *ApplyBatchRequest, opts ...grpc.CallOption) (*ApplyBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyBatchResponse)
+	err := c.cc.Invoke(ctx, Internal_ApplyBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1849,6 +1863,9 @@ type InternalServer interface {
 	// Apply proposes an event on the leader. The event is fully formed by the
 	// forwarding node (actor, time, request id), which has authorized it.
 	Apply(context.Context, *ApplyRequest) (*WriteResponse, error)
+	// ApplyBatch is Apply for many events: a follower forwards the writes it
+	// receives in batches, so that they share the cost of the round trip.
+	ApplyBatch(context.Context, *ApplyBatchRequest) (*ApplyBatchResponse, error)
 	// ReadIndex returns an index that the leader has verified is committed
 	// while it is still leader; a follower that has applied it may answer a
 	// consistent read locally.
@@ -1874,6 +1891,9 @@ type UnimplementedInternalServer struct{}
 
 func (UnimplementedInternalServer) Apply(context.Context, *ApplyRequest) (*WriteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedInternalServer) ApplyBatch(context.Context, *ApplyBatchRequest) (*ApplyBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyBatch not implemented")
 }
 func (UnimplementedInternalServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -1928,6 +1948,24 @@ func _Internal_Apply_Handler(srv interface{}, ctx context.Context, dec func(inte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InternalServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_ApplyBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).ApplyBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_ApplyBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).ApplyBatch(ctx, req.(*ApplyBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -2039,6 +2077,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Apply",
 			Handler:    _Internal_Apply_Handler,
+		},
+		{
+			MethodName: "ApplyBatch",
+			Handler:    _Internal_ApplyBatch_Handler,
 		},
 		{
 			MethodName: "ReadIndex",
