@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -86,6 +87,10 @@ type Config struct {
 	// over plain HTTP on this address (keep it on loopback or a monitoring
 	// network). Default off.
 	MetricsListen string
+	// Dial opens every connection this node makes to another node (Raft,
+	// forwarded writes, status). Default: a net.Dialer. Tests inject
+	// network faults through it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Export, if set, makes the node publish every committed event to NATS
 	// JetStream while it is the leader (see package export). Its Logger
 	// defaults to the node's. Default off.

@@ -221,13 +221,22 @@ type raftLayer struct {
 	*chanListener
 	advertise net.Addr
 	tlsConfig *tls.Config
+	dial      func(context.Context, string) (net.Conn, error)
 }
 
 func (r *raftLayer) Addr() net.Addr { return r.advertise }
 
 func (r *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: r.tlsConfig}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return d.DialContext(ctx, "tcp", string(address))
+	raw, err := r.dial(ctx, string(address))
+	if err != nil {
+		return nil, err
+	}
+	conn := tls.Client(raw, r.tlsConfig)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return conn, nil
 }

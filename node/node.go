@@ -135,7 +135,7 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	n.peers = newPeerPool(n.clientTLS(pinned.ProtoGRPC), cfg.MaxMessageSize)
+	n.peers = newPeerPool(n.clientTLS(pinned.ProtoGRPC), cfg.MaxMessageSize, n.dial)
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -307,6 +307,15 @@ func (s authState) Token(id string) (*fsm.Token, error) {
 func (s authState) GroupsOf(subject string) ([]string, error) { return s.n.fsm.GroupsOf(subject) }
 
 func (s authState) Grants(subject string) ([]*fsm.Grant, error) { return s.n.fsm.Grants(subject) }
+
+// dial opens a TCP connection to another node.
+func (n *Node) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if n.cfg.Dial != nil {
+		return n.cfg.Dial(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -253,13 +254,14 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 type peerPool struct {
 	tls     *tls.Config
 	maxSize int
+	dial    func(context.Context, string) (net.Conn, error)
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerPool(cfg *tls.Config, maxSize int) *peerPool {
-	return &peerPool{tls: cfg, maxSize: maxSize, conns: map[string]*grpc.ClientConn{}}
+func newPeerPool(cfg *tls.Config, maxSize int, dial func(context.Context, string) (net.Conn, error)) *peerPool {
+	return &peerPool{tls: cfg, maxSize: maxSize, dial: dial, conns: map[string]*grpc.ClientConn{}}
 }
 
 func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
@@ -273,6 +275,7 @@ func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(pinned.ClientCredentials(p.tls)),
+		grpc.WithContextDialer(p.dial),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxSize), grpc.MaxCallSendMsgSize(p.maxSize)),
 	)
 	if err != nil {

@@ -59,6 +59,7 @@ func (n *Node) startRaft() error {
 		chanListener: n.mux.listener(pinned.ProtoRaft),
 		advertise:    advertise,
 		tlsConfig:    n.clientTLS(pinned.ProtoRaft),
+		dial:         n.dial,
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
