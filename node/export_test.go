@@ -3,124 +3,26 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/export"
+	"github.com/hpt-dev/hpt/node/export/exporttest"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
-
-// jetStream is a real nats-server with JetStream in this process, on a
-// loopback port it keeps across restarts, storing into one directory.
-type jetStream struct {
-	t    *testing.T
-	dir  string
-	port int
-	s    *server.Server
-}
-
-func startJetStream(t *testing.T) *jetStream {
-	j := &jetStream{t: t, dir: t.TempDir(), port: -1}
-	j.start()
-	t.Cleanup(j.stop)
-	return j
-}
-
-func (j *jetStream) start() {
-	j.t.Helper()
-	s, err := server.NewServer(&server.Options{
-		ServerName: "hpt-node-test", Host: "127.0.0.1", Port: j.port,
-		NoLog: true, NoSigs: true, JetStream: true, StoreDir: j.dir,
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30,
-	})
-	if err != nil {
-		j.t.Fatalf("nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		j.t.Fatal("nats server not ready after 10s")
-	}
-	j.port = s.Addr().(*net.TCPAddr).Port
-	j.s = s
-}
-
-func (j *jetStream) stop() {
-	if j.s != nil {
-		j.s.Shutdown()
-		j.s.WaitForShutdown()
-		j.s = nil
-	}
-}
-
-func (j *jetStream) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", j.port) }
-
-// streamIDs returns the Nats-Msg-Id of every message in the stream, in
-// stream order.
-func (j *jetStream) streamIDs(ctx context.Context) ([]uint64, error) {
-	nc, err := nats.Connect(j.url())
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	st, err := js.Stream(ctx, export.DefaultStream)
-	if err != nil {
-		return nil, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, err := js.OrderedConsumer(ctx, export.DefaultStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return nil, err
-	}
-	var ids []uint64
-	for uint64(len(ids)) < info.State.Msgs {
-		batch, err := c.Fetch(min(int(info.State.Msgs)-len(ids), 500), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		before := len(ids)
-		for m := range batch.Messages() {
-			id, err := strconv.ParseUint(m.Headers().Get(jetstream.MsgIDHeader), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("message %d: Nats-Msg-Id: %w", len(ids)+1, err)
-			}
-			ids = append(ids, id)
-		}
-		if err := batch.Error(); err != nil {
-			return nil, err
-		}
-		if len(ids) == before {
-			return nil, fmt.Errorf("read %d of %d messages, then nothing", before, info.State.Msgs)
-		}
-	}
-	return ids, nil
-}
 
 // TestExportAcrossLeaderAndNATSFailures writes through a leader kill and a
 // NATS restart, and then the stream must hold every committed event exactly
 // once, in index order, and cluster status must show the export caught up.
 func TestExportAcrossLeaderAndNATSFailures(t *testing.T) {
-	js := startJetStream(t)
+	js := exporttest.Start(t)
 	c := nodetest.Start(t, 3, nodetest.Options{Configure: func(_ int, cfg *node.Config) {
-		cfg.Export = &export.Config{URL: js.url()}
+		cfg.Export = &export.Config{URL: js.URL()}
 	}})
 	ctx := ctxT(t)
 	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
@@ -162,10 +64,10 @@ func TestExportAcrossLeaderAndNATSFailures(t *testing.T) {
 	waitAcked(60)
 	c.Kill(c.WaitLeader())
 	waitAcked(acked.Load() + 60)
-	js.stop()
+	js.Stop()
 	// Writes go on while NATS is down: export must never hold them up.
 	waitAcked(acked.Load() + 60)
-	js.start()
+	js.Start()
 	waitAcked(acked.Load() + 60)
 	stopWriters()
 
@@ -200,7 +102,7 @@ func TestExportAcrossLeaderAndNATSFailures(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := js.streamIDs(ctx)
+	got, err := js.StreamIDs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

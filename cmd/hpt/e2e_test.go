@@ -119,8 +119,9 @@ func (s *server) kill() {
 	}
 }
 
-// startServers inits a cluster keystore and starts n server processes.
-func startServers(t *testing.T, n int) (env, []*server) {
+// startServers inits a cluster keystore and starts n server processes,
+// each with the extra flags.
+func startServers(t *testing.T, n int, extra ...string) (env, []*server) {
 	t.Helper()
 	dir := t.TempDir()
 	e := env{"HOME": dir}
@@ -146,6 +147,7 @@ func startServers(t *testing.T, n int) (env, []*server) {
 		s.args = []string{"server", "--name", s.name, "--keystore", filepath.Join(dir, "keys", clusterKeystoreName),
 			"--data-dir", s.dataDir, "--listen", s.addr, "--gossip", s.gossip, "--join", servers[0].gossip,
 			"--bootstrap-expect", fmt.Sprint(n), "--log-level", "warn"}
+		s.args = append(s.args, extra...)
 		var err error
 		if s.log, err = os.Create(filepath.Join(dir, s.name+".log")); err != nil {
 			t.Fatal(err)
