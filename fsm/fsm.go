@@ -93,7 +93,8 @@ type FSM struct {
 	db     *pebble.DB
 	closed bool
 
-	applied atomic.Uint64
+	applied   atomic.Uint64
+	accessGen atomic.Uint64
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
@@ -375,6 +376,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	}
 	defer reqs.close()
 	last := applied
+	accessChanged := false
 	for i, e := range entries {
 		results[i].Index = e.Index
 		if e.Index <= applied {
@@ -391,6 +393,9 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 		}
 		ev.Index = e.Index
 		results[i] = f.applyOne(b, reqs, ev)
+		if !leavesAccessAlone(ev.GetType()) {
+			accessChanged = true
+		}
 	}
 	if last == applied {
 		return results
@@ -402,6 +407,9 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 		// The state store failing under us is not something a replica can
 		// recover from on its own; continuing would diverge.
 		panic(fmt.Sprintf("hpt: commit state batch at index %d: %v", last, err))
+	}
+	if accessChanged {
+		f.accessGen.Add(1)
 	}
 	f.setApplied(last)
 	return results

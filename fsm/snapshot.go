@@ -206,6 +206,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	old := f.db
 	f.db = db
+	f.accessGen.Add(1)
 	f.mu.Unlock()
 
 	if err := old.Close(); err != nil {

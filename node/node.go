@@ -58,6 +58,7 @@ type Node struct {
 	addr   string // advertised address of the shared port
 	grpc   *grpc.Server
 	authz  *auth.Authorizer
+	access *accessCache
 	peers  *peerPool
 	gossip *memberlist.Memberlist
 
@@ -249,6 +250,7 @@ func (n *Node) clientTLS(proto string) *tls.Config {
 }
 
 func (n *Node) startGRPC() {
+	n.access = newAccessCache(n.fsm)
 	n.authz = auth.NewAuthorizer(authState{n}, n.clusterPub, methodRules())
 	n.grpc = grpc.NewServer(
 		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
@@ -286,7 +288,7 @@ func (n *Node) startGRPC() {
 type authState struct{ n *Node }
 
 func (s authState) Token(id string) (*fsm.Token, error) {
-	t, err := s.n.fsm.Token(id)
+	t, err := s.n.access.token(id)
 	if !errors.Is(err, fsm.ErrNotFound) {
 		return t, err
 	}
@@ -304,9 +306,9 @@ func (s authState) Token(id string) (*fsm.Token, error) {
 	return s.n.fsm.Token(id)
 }
 
-func (s authState) GroupsOf(subject string) ([]string, error) { return s.n.fsm.GroupsOf(subject) }
+func (s authState) GroupsOf(subject string) ([]string, error) { return s.n.access.groupsOf(subject) }
 
-func (s authState) Grants(subject string) ([]*fsm.Grant, error) { return s.n.fsm.Grants(subject) }
+func (s authState) Grants(subject string) ([]*fsm.Grant, error) { return s.n.access.grantsOf(subject) }
 
 // dial opens a TCP connection to another node.
 func (n *Node) dial(ctx context.Context, addr string) (net.Conn, error) {
