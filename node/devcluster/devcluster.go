@@ -111,7 +111,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	c := &Cluster{Keys: keys}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
-		cfg := NodeConfig(keys, name, dir, n, log.With("node", name))
+		cfg := NodeConfig(keys, name, dir, n, log)
 		if opts.BasePort != 0 {
 			cfg.Listen = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+10*i)
 			cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", opts.BasePort+10*i+1)
