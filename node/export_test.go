@@ -102,7 +102,7 @@ func TestExportAcrossLeaderAndNATSFailures(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := js.StreamIDs(ctx)
+	got, err := js.StreamIDs(ctx, export.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/node/export/exporttest"
 )
 
@@ -53,7 +54,7 @@ func TestExportProcesses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	got, err := js.StreamIDs(ctx)
+	got, err := js.StreamIDs(ctx, export.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}

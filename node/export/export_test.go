@@ -234,7 +234,7 @@ func TestNATSRestartMidStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("export did not reach event %d", stopAt)
 	}
-	n.stop()
+	n.Stop()
 	close(stopped)
 	waitFor(t, 5*time.Second, func() error {
 		if s := e.Status(); s.Connected || s.LastError == "" {
@@ -259,7 +259,7 @@ func TestNATSRestartMidStream(t *testing.T) {
 		t.Errorf("status %+v after 200 more entries with NATS down (before: %+v): want lag up by 200, nothing exported", s, before)
 	}
 
-	n.start()
+	n.Start()
 	waitCaughtUp(t, e, src)
 	checkStream(t, n, src, FormatProtobuf)
 	if d := watched.longestRead(); d > 500*time.Millisecond {
@@ -271,7 +271,7 @@ func TestNATSRestartMidStream(t *testing.T) {
 // appears.
 func TestNATSDownAtStart(t *testing.T) {
 	n := startNATS(t)
-	n.stop()
+	n.Stop()
 	h := newHistory(t, 1)
 	src := h.replicas[0]
 	h.add(100)
@@ -283,7 +283,7 @@ func TestNATSDownAtStart(t *testing.T) {
 		}
 		return nil
 	})
-	n.start()
+	n.Start()
 	waitCaughtUp(t, e, src)
 	checkStream(t, n, src, FormatJSON)
 }
@@ -292,7 +292,7 @@ func TestNATSDownAtStart(t *testing.T) {
 // reported, not silently used.
 func TestExistingStreamWithOtherSubjects(t *testing.T) {
 	n := startNATS(t)
-	js, closeJS := n.js(t)
+	js, closeJS := jsOf(t, n)
 	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -410,7 +410,7 @@ func TestConsumingAsDocumented(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect(n.url())
+	nc, err := nats.Connect(n.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,81 +12,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/node/export/exporttest"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// natsServer is a real nats-server with JetStream, in this process, on a
-// loopback port, storing into a directory that survives restarts.
-type natsServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	mu   sync.Mutex
-	s    *server.Server
-}
+// natsServer is a real nats-server with JetStream in this process.
+type natsServer = exporttest.Server
 
-func startNATS(t *testing.T) *natsServer {
+func startNATS(t *testing.T) *natsServer { return exporttest.Start(t) }
+
+// jsOf returns a JetStream client of the test's own and its closer.
+func jsOf(t *testing.T, n *natsServer) (jetstream.JetStream, func()) {
 	t.Helper()
-	n := &natsServer{t: t, dir: t.TempDir(), port: -1}
-	n.start()
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	opts := &server.Options{
-		ServerName:         "hpt-export-test",
-		Host:               "127.0.0.1",
-		Port:               n.port,
-		NoLog:              true,
-		NoSigs:             true,
-		JetStream:          true,
-		StoreDir:           n.dir,
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  1 << 30,
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		n.t.Fatalf("nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		n.t.Fatal("nats server not ready after 10s")
-	}
-	n.port = s.Addr().(*net.TCPAddr).Port
-	n.mu.Lock()
-	n.s = s
-	n.mu.Unlock()
-}
-
-// stop shuts the server down, keeping its port and store for a restart.
-func (n *natsServer) stop() {
-	n.mu.Lock()
-	s := n.s
-	n.s = nil
-	n.mu.Unlock()
-	if s != nil {
-		s.Shutdown()
-		s.WaitForShutdown()
-	}
-}
-
-func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
-
-// js returns a JetStream client of the test's own and its closer.
-func (n *natsServer) js(t *testing.T) (jetstream.JetStream, func()) {
-	t.Helper()
-	nc, err := nats.Connect(n.url())
+	nc, err := nats.Connect(n.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +191,7 @@ func archived(t *testing.T, f *fsm.FSM) []*events.Event {
 func newExporter(t *testing.T, n *natsServer, src Source, format string) *Exporter {
 	t.Helper()
 	e, err := New(Config{
-		URL:    n.url(),
+		URL:    n.URL(),
 		Format: format,
 		Options: []nats.Option{
 			nats.ReconnectWait(20 * time.Millisecond),
@@ -375,7 +319,7 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) []jetstream
 func checkStream(t *testing.T, n *natsServer, src *fsm.FSM, format string) {
 	t.Helper()
 	want := archived(t, src)
-	js, closeJS := n.js(t)
+	js, closeJS := jsOf(t, n)
 	got := readStream(t, js, DefaultStream)
 	closeJS()
 	if len(got) != len(want) {

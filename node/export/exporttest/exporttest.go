@@ -13,8 +13,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/hpt-dev/hpt/node/export"
 )
 
 // Server is a real nats-server with JetStream in this process, on a
@@ -66,9 +64,9 @@ func (j *Server) Stop() {
 // URL is the server's client URL.
 func (j *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", j.port) }
 
-// StreamIDs returns the Nats-Msg-Id of every message in the stream
-// export.DefaultStream, in stream order.
-func (j *Server) StreamIDs(ctx context.Context) ([]uint64, error) {
+// StreamIDs returns the Nats-Msg-Id of every message in stream, in stream
+// order.
+func (j *Server) StreamIDs(ctx context.Context, stream string) ([]uint64, error) {
 	nc, err := nats.Connect(j.URL())
 	if err != nil {
 		return nil, err
@@ -78,7 +76,7 @@ func (j *Server) StreamIDs(ctx context.Context) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := js.Stream(ctx, export.DefaultStream)
+	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +84,7 @@ func (j *Server) StreamIDs(ctx context.Context) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := js.OrderedConsumer(ctx, export.DefaultStream, jetstream.OrderedConsumerConfig{})
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, err
 	}
