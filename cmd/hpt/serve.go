@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/internal/sdactivation"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
@@ -20,7 +21,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the agent: accept provisioning from trusted clients",
 		Long: `Runs the target agent. It accepts direct provisioning (hpt --target ...) on
 --port from clients whose key its keystore trusts. --port 0 picks a free
-port and prints it, so several agents can share a host.
+port and prints it, so several agents can share a host. Started by systemd
+socket activation (hpt unit-file agent-socket), it uses the passed socket.
 
 With a keystore made by gen-target-keys against a cluster, the agent also
 joins the cluster: it gossips (--gossip, seeds from --join or the keystore),
@@ -36,8 +38,14 @@ sent, each at most once (--journal records them).`,
 			if err != nil {
 				return err
 			}
+			// Under systemd socket activation (hpt-agent.socket) the
+			// direct port is the socket systemd passed; --port is ignored.
+			ln, err := sdactivation.Listener()
+			if err != nil {
+				return err
+			}
 			ag, err := agent.New(agent.Config{
-				Keystore: path, Listen: net.JoinHostPort(bind, strconv.Itoa(port)), Labels: lbl, Logger: a.logger(),
+				Keystore: path, Listen: net.JoinHostPort(bind, strconv.Itoa(port)), Listener: ln, Labels: lbl, Logger: a.logger(),
 				Join: splitList(join), GossipListen: gossip, Journal: journal,
 			})
 			if err != nil {

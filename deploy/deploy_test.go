@@ -1,0 +1,48 @@
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestUnits(t *testing.T) {
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var files []string
+	for _, name := range UnitNames() {
+		file, text, err := Unit(name, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(text), DefaultBinary) {
+			t.Errorf("%s still names %s after --bin %s", file, DefaultBinary, bin)
+		}
+		if strings.HasSuffix(file, ".service") && !strings.Contains(string(text), "ExecStart="+bin+" ") {
+			t.Errorf("%s: no ExecStart with %s", file, bin)
+		}
+		p := filepath.Join(dir, file)
+		if err := os.WriteFile(p, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	if _, _, err := Unit("nope", ""); err == nil || !strings.Contains(err.Error(), "agent, agent-socket, server") {
+		t.Errorf("unknown unit: %v", err)
+	}
+
+	// systemd-analyze verify reports unknown keys and bad values as
+	// warnings with exit status 0: any output is a failure.
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed: units not verified")
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
