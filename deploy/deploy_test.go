@@ -46,3 +46,15 @@ func TestUnits(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestDockerCompose validates the top-level docker-compose.yml with
+// Debian's docker-compose, which needs no engine for `config`.
+func TestDockerCompose(t *testing.T) {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Skip("docker-compose not installed (apt-get install docker-compose)")
+	}
+	out, err := exec.Command("docker-compose", "-f", filepath.Join("..", "docker-compose.yml"), "config", "-q").CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+}
