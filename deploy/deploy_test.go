@@ -41,6 +41,15 @@ func TestUnits(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
 		t.Skip("systemd-analyze not installed: units not verified")
 	}
+	// A machine where systemd-analyze complains about a trivial unit (no
+	// systemd state to read, say) cannot judge ours.
+	probe := filepath.Join(dir, "probe.service")
+	if err := os.WriteFile(probe, []byte("[Service]\nExecStart="+bin+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("systemd-analyze", "verify", "--man=no", probe).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Skipf("systemd-analyze cannot verify units here: %v %s", err, out)
+	}
 	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
