@@ -33,6 +33,10 @@ type mux struct {
 	keysMu sync.Mutex
 	byKey  map[string]map[*keyedConn]struct{}
 
+	// serving tracks the accept loop, wg the handshakes it starts: close
+	// waits for the loop to end before it waits for them, because the loop
+	// adds to wg.
+	serving  sync.WaitGroup
 	wg       sync.WaitGroup
 	sem      chan struct{}
 	closing  chan struct{}
@@ -59,6 +63,15 @@ func newMux(ln net.Listener, cfg *tls.Config, log *slog.Logger, protos ...string
 func (m *mux) listener(proto string) *chanListener { return m.routes[proto] }
 
 // serve accepts until the listener is closed.
+// start runs the accept loop until close.
+func (m *mux) start() {
+	m.serving.Add(1)
+	go func() {
+		defer m.serving.Done()
+		m.serve()
+	}()
+}
+
 func (m *mux) serve() {
 	for {
 		conn, err := m.ln.Accept()
@@ -167,6 +180,7 @@ func (m *mux) close() error {
 	m.closeErr.Do(func() {
 		close(m.closing)
 		err = m.ln.Close()
+		m.serving.Wait()
 		m.wg.Wait()
 	})
 	return err

@@ -176,11 +176,7 @@ func (n *Node) listen() error {
 	n.addr = addr
 	tlsCfg := pinned.ServerConfig(n.cert, n.verifyPeer, pinned.ProtoGRPC, pinned.ProtoRaft)
 	n.mux = newMux(ln, tlsCfg, n.log.With("component", "mux"), pinned.ProtoGRPC, pinned.ProtoRaft)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.mux.serve()
-	}()
+	n.mux.start()
 	return nil
 }
 
