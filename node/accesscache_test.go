@@ -11,6 +11,30 @@ import (
 	"github.com/hpt-dev/hpt/fsm"
 )
 
+// applyEvents applies payloads to f as one batch of consecutive log
+// entries after *index, by user:admin, and fails on a rejection.
+func applyEvents(tb testing.TB, f *fsm.FSM, index *uint64, payloads ...proto.Message) {
+	tb.Helper()
+	entries := make([]fsm.Entry, len(payloads))
+	for i, p := range payloads {
+		ev, err := events.New("user:admin", "", time.Unix(1, 0), p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		data, err := events.Encode(ev)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		*index++
+		entries[i] = fsm.Entry{Index: *index, Data: data}
+	}
+	for i, r := range f.ApplyBatch(entries) {
+		if r.Rejected != nil {
+			tb.Fatalf("apply %T at %d: %v", payloads[i], entries[i].Index, r.Rejected)
+		}
+	}
+}
+
 // TestAccessCacheFollowsTheState applies changes to a real state between
 // lookups: each is visible to the next lookup, and events that do not touch
 // access leave the cache alone.
@@ -21,21 +45,7 @@ func TestAccessCacheFollowsTheState(t *testing.T) {
 	}
 	defer f.Close()
 	var index uint64
-	apply := func(p proto.Message) {
-		t.Helper()
-		ev, err := events.New("user:admin", "", time.Unix(1, 0), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := events.Encode(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index++
-		if r := f.ApplyBatch([]fsm.Entry{{Index: index, Data: data}})[0]; r.Rejected != nil {
-			t.Fatalf("apply %T: %v", p, r.Rejected)
-		}
-	}
+	apply := func(p proto.Message) { applyEvents(t, f, &index, p) }
 	c := newAccessCache(f)
 	secret := sha256.Sum256([]byte("s"))
 	apply(&events.UserAdded{Name: "alice"})

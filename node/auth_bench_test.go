@@ -42,28 +42,14 @@ func benchAccessState(b *testing.B) (*fsm.FSM, []auth.Token) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
-	var batch []fsm.Entry
 	var index uint64
+	var batch []proto.Message
 	flush := func() {
-		for i, r := range f.ApplyBatch(batch) {
-			if r.Rejected != nil {
-				b.Fatalf("entry %d: %v", batch[i].Index, r.Rejected)
-			}
-		}
+		applyEvents(b, f, &index, batch...)
 		batch = batch[:0]
 	}
 	add := func(p proto.Message) {
-		ev, err := events.New("user:admin", "", time.Unix(1, 0), p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		data, err := events.Encode(ev)
-		if err != nil {
-			b.Fatal(err)
-		}
-		index++
-		batch = append(batch, fsm.Entry{Index: index, Data: data})
-		if len(batch) == 512 {
+		if batch = append(batch, p); len(batch) == 512 {
 			flush()
 		}
 	}

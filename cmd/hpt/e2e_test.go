@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -280,23 +281,12 @@ func TestDirectProvisioning(t *testing.T) {
 	if out := mustHPT(t, e, "list-target-keys", "-o", "json"); !strings.Contains(out, `"name": "web-1"`) {
 		t.Fatalf("list-target-keys: %s", out)
 	}
-	serve := exec.Command(hptBin, "serve", "--keystore", filepath.Join(dir, "web-1.db"), "--port", "0", "--bind", "127.0.0.1", "--labels", "role=web")
-	serve.Env = []string{"PATH=" + os.Getenv("PATH")}
-	stdout, err := serve.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
-	line := make([]byte, 512)
-	n, _ := stdout.Read(line)
-	m := regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+)`).FindSubmatch(line[:n])
+	line := startServe(t, exec.Command(hptBin, "serve", "--keystore", filepath.Join(dir, "web-1.db"), "--port", "0", "--bind", "127.0.0.1", "--labels", "role=web"))
+	m := regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
 	if m == nil {
-		t.Fatalf("serve printed %q", line[:n])
+		t.Fatalf("serve printed %q", line)
 	}
-	port := string(m[1])
+	port := m[1]
 
 	target := filepath.Join(dir, "out.txt")
 	cfg := filepath.Join(dir, "c.toml")
@@ -324,6 +314,23 @@ func TestDirectProvisioning(t *testing.T) {
 	if _, err := os.Stat(target); err == nil {
 		t.Fatal("a refused client provisioned the target")
 	}
+}
+
+// startServe starts an `hpt serve` command, stopped when the test ends, and
+// returns the first line it prints (its address and key).
+func startServe(t *testing.T, serve *exec.Cmd) string {
+	t.Helper()
+	serve.Env = []string{"PATH=" + os.Getenv("PATH")}
+	stdout, err := serve.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	return line
 }
 
 // agentProc is one `hpt serve` process.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"net"
 	"os"
 	"os/exec"
@@ -35,17 +34,8 @@ func TestSocketActivation(t *testing.T) {
 	// after fork.
 	serve := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, hptBin,
 		"serve", "--keystore", ks, "--port", "1", "--gossip", "127.0.0.1:0")
-	serve.Env = []string{"PATH=" + os.Getenv("PATH")}
 	serve.ExtraFiles = []*os.File{f}
-	stdout, err := serve.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	line := startServe(t, serve)
 	addr := ln.Addr().String()
 	if !strings.Contains(line, "listening on "+addr) {
 		t.Fatalf("serve printed %q, want it listening on the passed socket %s", line, addr)
