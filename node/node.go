@@ -253,10 +253,12 @@ func (n *Node) startGRPC() {
 		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(n.cfg.MaxMessageSize),
 		// Most connections are agents' idle streams: borrow write buffers
-		// from a pool only while writing, and keep read buffers small, so a
-		// connected agent costs the node little memory.
+		// from a pool only while writing, and read without a buffer of
+		// grpc's own (the TLS connection underneath already holds each
+		// decrypted record), so a connected agent costs the node little
+		// memory.
 		grpc.SharedWriteBuffer(true),
-		grpc.ReadBufferSize(4<<10),
+		grpc.ReadBufferSize(0),
 		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor, n.consistencyUnary),
 		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.consistencyStream),
 		// Agents hold streams for days: allow their pings, and ping idle
