@@ -240,13 +240,18 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	if err != nil || len(names) != 100 {
 		t.Fatalf("new node has %d machines (%v), want 100", len(names), err)
 	}
-	st, err := c.Client(i).Cluster.Status(ctx, &rpc.StatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.GetMembers()) != 4 {
-		t.Fatalf("status lists %d members, want 4: %v", len(st.GetMembers()), st)
-	}
+	// The new node learns the configuration that includes it from the log
+	// too, possibly after the writes above.
+	c.Eventually(10*time.Second, func() error {
+		st, err := c.Client(i).Cluster.Status(ctx, &rpc.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		if len(st.GetMembers()) != 4 {
+			return fmt.Errorf("status lists %d members, want 4: %v", len(st.GetMembers()), st)
+		}
+		return nil
+	})
 }
 
 func TestClientPinningOtherClusterKeyRefused(t *testing.T) {
