@@ -21,21 +21,26 @@ import (
 func (a *app) devCommand() *cobra.Command {
 	var nodes, port, agents int
 	var dir string
+	var nf natsFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a whole cluster in this process on loopback, for trying hpt out",
 		Long: `Runs a cluster in this process: real TLS, Raft, Pebble and gossip on
 loopback ports, fresh keys and an admin token. Ctrl-C stops it and removes
-its data (unless --dir was given).`,
+its data (unless --dir was given). With --nats-url the nodes export events
+to NATS JetStream, as servers do.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes < 1 || nodes > 9 {
 				return usagef("--nodes %d: want 1 to 9", nodes)
 			}
+			exp, err := nf.config(a)
+			if err != nil {
+				return err
+			}
 			tuneGC(a.getenv)
 			keep := dir != ""
 			if !keep {
-				var err error
 				if dir, err = os.MkdirTemp("", "hpt-dev-"); err != nil {
 					return err
 				}
@@ -44,7 +49,7 @@ its data (unless --dir was given).`,
 			ctx := cmd.Context()
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := devcluster.Start(startCtx, dir, devcluster.Options{Nodes: nodes, BasePort: port, Agents: agents, Logger: a.logger()})
+			c, err := devcluster.Start(startCtx, dir, devcluster.Options{Nodes: nodes, BasePort: port, Agents: agents, Export: exp, Logger: a.logger()})
 			if err != nil {
 				if port != 0 {
 					return fmt.Errorf("%w (is another hpt running? --port 0 picks free ports)", err)
@@ -62,6 +67,7 @@ its data (unless --dir was given).`,
 	cmd.Flags().IntVar(&port, "port", node.DefaultPort, "API port of the first node; node i uses port+10*i, gossip one above (0: free ports)")
 	cmd.Flags().StringVar(&dir, "dir", "", "keep data in this directory instead of a temporary one")
 	cmd.Flags().IntVar(&agents, "agents", 2, "agents to run on this host (targets dev-1, dev-2, ...)")
+	nf.register(cmd.Flags())
 	return cmd
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/node"
+	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
@@ -87,6 +88,8 @@ type Options struct {
 	// Agents to start on this host, named dev-1, dev-2, ... with label
 	// role=dev; they join through gossip like real ones.
 	Agents int
+	// Export, if set, is every node's NATS export configuration.
+	Export *export.Config
 	Logger *slog.Logger
 }
 
@@ -119,6 +122,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 		if i > 0 {
 			cfg.Join = []string{c.Nodes[0].GossipAddr()}
 		}
+		cfg.Export = opts.Export
 		nd, err := node.New(cfg)
 		if err != nil {
 			c.Shutdown()
