@@ -11,6 +11,9 @@
 # per run and a summary with hpt/etcd ratios.
 #
 #   bench/write-vs-etcd.sh [COUNT] [CLIENTS...]      (default: 20000 64 256)
+#
+# HPT_GOGC, if set, is passed to the hpt servers alone as GOGC (etcd keeps
+# its default), to compare garbage-collector settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-20000}
@@ -64,7 +67,7 @@ tlsflags=(-cacert "$work/ca.crt" -cert "$work/etcd.crt" -key "$work/etcd.key")
 eval "$("$work/hpt" init --out "$work/keys" 2>/dev/null)"
 for i in 1 2 3; do
 	p=$((24000 + i * 10))
-	"$work/hpt" server --name n$i --keystore "$work/keys/cluster.keystore.db" --data-dir "$work/n$i" \
+	env ${HPT_GOGC:+GOGC=$HPT_GOGC} "$work/hpt" server --name n$i --keystore "$work/keys/cluster.keystore.db" --data-dir "$work/n$i" \
 		--listen 127.0.0.1:$p --gossip 127.0.0.1:$((p + 1)) --join 127.0.0.1:24011 \
 		--bootstrap-expect 3 --log-level warn >"$work/n$i.log" 2>&1 &
 	pids+=($!)

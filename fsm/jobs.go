@@ -146,12 +146,12 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 	}
 	j := &Job{
 		Id: p.GetJobId(), Name: p.GetName(), Submitted: t.origin(), Config: p.GetConfig(), Files: p.GetFiles(),
-		Targets: p.GetTargets(), TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
+		TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
 		MaxFailures: p.GetMaxFailures(), TimeoutNanos: p.GetTimeoutNanos(), Vars: p.GetVars(), DryRun: p.GetDryRun(),
 		Status: JobRunning, Counts: map[string]uint32{TargetPending: uint32(len(p.GetTargets()))},
 	}
-	for _, name := range p.GetTargets() {
-		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: TargetPending})
+	for i, name := range p.GetTargets() {
+		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: TargetPending, Position: uint32(i)})
 	}
 	t.put(key(tagJob, j.Id), j)
 	return nil
@@ -313,4 +313,9 @@ func (f *FSM) Jobs() ([]*Job, error) {
 // JobTargets lists a job's targets in name order.
 func (f *FSM) JobTargets(id string) ([]*JobTarget, error) {
 	return scanRecords[JobTarget](f, key(tagJobTarget, id, ""))
+}
+
+// SortBySubmission orders a job's targets as they were submitted.
+func SortBySubmission(targets []*JobTarget) {
+	slices.SortStableFunc(targets, func(a, b *JobTarget) int { return cmp.Compare(a.GetPosition(), b.GetPosition()) })
 }

@@ -442,20 +442,26 @@ func (x *Grant) GetCreated() *Origin {
 }
 
 type Job struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Submitted    *Origin                `protobuf:"bytes,3,opt,name=submitted,proto3" json:"submitted,omitempty"`
-	Config       []byte                 `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
-	Files        map[string][]byte      `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Targets      []string               `protobuf:"bytes,6,rep,name=targets,proto3" json:"targets,omitempty"`
-	TargetGlob   string                 `protobuf:"bytes,7,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
-	Selector     map[string]string      `protobuf:"bytes,8,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	BatchSize    uint32                 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	MaxFailures  int32                  `protobuf:"varint,10,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	TimeoutNanos int64                  `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
-	Vars         map[string]string      `protobuf:"bytes,12,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	DryRun       bool                   `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Submitted *Origin                `protobuf:"bytes,3,opt,name=submitted,proto3" json:"submitted,omitempty"`
+	Config    []byte                 `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	Files     map[string][]byte      `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Only in records written before JobTarget.position existed. The job's
+	// targets live in its JobTarget records alone: a list here would be
+	// decoded and rewritten with every per-target event, quadratic in the
+	// number of targets.
+	//
+	// Deprecated: Marked as deprecated in fsm/state.proto.
+	Targets      []string          `protobuf:"bytes,6,rep,name=targets,proto3" json:"targets,omitempty"`
+	TargetGlob   string            `protobuf:"bytes,7,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector     map[string]string `protobuf:"bytes,8,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BatchSize    uint32            `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures  int32             `protobuf:"varint,10,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutNanos int64             `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	Vars         map[string]string `protobuf:"bytes,12,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun       bool              `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// running | cancelling | done | failed | stopped | cancelled
 	Status string `protobuf:"bytes,14,opt,name=status,proto3" json:"status,omitempty"`
 	// Batches released so far.
@@ -533,6 +539,7 @@ func (x *Job) GetFiles() map[string][]byte {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in fsm/state.proto.
 func (x *Job) GetTargets() []string {
 	if x != nil {
 		return x.Targets
@@ -639,8 +646,12 @@ type JobTarget struct {
 	FinishedUnixNano int64                 `protobuf:"varint,8,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
 	Blocks           []*events.BlockResult `protobuf:"bytes,9,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	Error            string                `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Place in the submitted target list, the order batches release in.
+	// Records written before this field existed all hold 0; their jobs were
+	// submitted in name order, which is the order they are stored in.
+	Position      uint32 `protobuf:"varint,11,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobTarget) Reset() {
@@ -743,6 +754,13 @@ func (x *JobTarget) GetError() string {
 	return ""
 }
 
+func (x *JobTarget) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 var File_fsm_state_proto protoreflect.FileDescriptor
 
 const file_fsm_state_proto_rawDesc = "" +
@@ -788,14 +806,14 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xf1\x06\n" +
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xf5\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
 	"\tsubmitted\x18\x03 \x01(\v2\x12.hpt.fsm.v1.OriginR\tsubmitted\x12\x16\n" +
 	"\x06config\x18\x04 \x01(\fR\x06config\x120\n" +
-	"\x05files\x18\x05 \x03(\v2\x1a.hpt.fsm.v1.Job.FilesEntryR\x05files\x12\x18\n" +
-	"\atargets\x18\x06 \x03(\tR\atargets\x12\x1f\n" +
+	"\x05files\x18\x05 \x03(\v2\x1a.hpt.fsm.v1.Job.FilesEntryR\x05files\x12\x1c\n" +
+	"\atargets\x18\x06 \x03(\tB\x02\x18\x01R\atargets\x12\x1f\n" +
 	"\vtarget_glob\x18\a \x01(\tR\n" +
 	"targetGlob\x129\n" +
 	"\bselector\x18\b \x03(\v2\x1d.hpt.fsm.v1.Job.SelectorEntryR\bselector\x12\x1d\n" +
@@ -823,7 +841,7 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xce\x02\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xea\x02\n" +
 	"\tJobTarget\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
@@ -835,7 +853,8 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x12finished_unix_nano\x18\b \x01(\x03R\x10finishedUnixNano\x122\n" +
 	"\x06blocks\x18\t \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
 	"\x05error\x18\n" +
-	" \x01(\tR\x05errorB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
+	" \x01(\tR\x05error\x12\x1a\n" +
+	"\bposition\x18\v \x01(\rR\bpositionB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
 
 var (
 	file_fsm_state_proto_rawDescOnce sync.Once

@@ -192,8 +192,12 @@ func (a *jobsAPI) Cancel(ctx context.Context, req *rpc.CancelJobRequest) (*rpc.W
 	if err != nil {
 		return nil, stateErr(err)
 	}
-	for _, t := range j.GetTargets() {
-		if err := a.n.authz.Require(ctx, events.PrivProvision, "targets/"+t); err != nil {
+	targets, err := a.n.fsm.JobTargets(j.GetId())
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	for _, t := range targets {
+		if err := a.n.authz.Require(ctx, events.PrivProvision, "targets/"+t.GetTarget()); err != nil {
 			return nil, err
 		}
 	}

@@ -85,10 +85,6 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 	if err != nil {
 		return err
 	}
-	byName := make(map[string]*fsm.JobTarget, len(targets))
-	for _, t := range targets {
-		byName[t.GetTarget()] = t
-	}
 	now := time.Now()
 	var inFlight, failures, pending int
 	for _, t := range targets {
@@ -122,13 +118,14 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 	stopped := j.GetMaxFailures() >= 0 && failures > int(j.GetMaxFailures())
 	if !stopped && pending > 0 && inFlight < int(j.GetBatchSize()) {
 		// Release the next targets in submission order, up to the window.
+		fsm.SortBySubmission(targets)
 		var release []string
-		for _, name := range j.GetTargets() {
+		for _, t := range targets {
 			if len(release)+inFlight >= int(j.GetBatchSize()) {
 				break
 			}
-			if t := byName[name]; t != nil && t.GetStatus() == fsm.TargetPending {
-				release = append(release, name)
+			if t.GetStatus() == fsm.TargetPending {
+				release = append(release, t.GetTarget())
 			}
 		}
 		batch := j.GetBatches() + 1

@@ -43,7 +43,9 @@ func main() {
 	hpt := flag.String("hpt", "hpt", "the hpt binary to run servers with")
 	mode := flag.String("mode", "fanout", "fanout or gossip")
 	n := flag.Int("agents", 1000, "number of agents")
-	flag.StringVar(&heapProfile, "heap-profile", "", "with the agents connected, save server n1's heap profile here")
+	flag.StringVar(&heapProfile, "heap-profile", "", "with the agents connected, save server n1's heap profile here (and its goroutines next to it)")
+	flag.StringVar(&journalDir, "journal-dir", "", "keep the agents' journals here instead of next to the servers' data (e.g. /dev/shm: a thousand hosts' fsyncs queued on the servers' one disk is not what a fleet looks like)")
+	flag.StringVar(&cpuProfile, "cpu-profile", "", "save each server's CPU profile of the job's first 3 s to this path + \".\" + server name")
 	flag.Parse()
 	if err := run(*hpt, *mode, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -51,7 +53,9 @@ func main() {
 	}
 }
 
-var heapProfile string
+var heapProfile, cpuProfile, journalDir string
+
+var gcRounds = 5
 
 type server struct {
 	name, addr, gossip, metrics string
@@ -149,10 +153,11 @@ type Result struct {
 	Mode   string `json:"mode"`
 	Agents int    `json:"agents"`
 	// fanout
-	ConnectSeconds     float64 `json:"connect_s,omitempty"`
-	AllStartedSeconds  float64 `json:"all_started_s,omitempty"`
-	AllFinishedSeconds float64 `json:"all_finished_s,omitempty"`
-	NodeRSSPerAgentKiB float64 `json:"node_rss_per_agent_kib,omitempty"`
+	ConnectSeconds      float64 `json:"connect_s,omitempty"`
+	AllStartedSeconds   float64 `json:"all_started_s,omitempty"`
+	AllFinishedSeconds  float64 `json:"all_finished_s,omitempty"`
+	FirstStartedSeconds float64 `json:"first_started_s,omitempty"`
+	NodeRSSPerAgentKiB  float64 `json:"node_rss_per_agent_kib,omitempty"`
 	// NodeGoPerAgentKiB is the servers' Go heap and stacks in use (after a
 	// GC) per agent: what the agents cost without allocator slack.
 	NodeGoPerAgentKiB float64 `json:"node_go_inuse_per_agent_kib,omitempty"`
@@ -236,8 +241,15 @@ func run(hpt, mode string, n int) error {
 	quiet := slog.New(slog.DiscardHandler)
 	agents := make([]*agent.Agent, n)
 	start := time.Now()
+	journals := filepath.Join(dir, "agents")
+	if journalDir != "" {
+		if journals, err = os.MkdirTemp(journalDir, "hpt-fleet-journals-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(journals)
+	}
 	for i, p := range paths {
-		cfg := agent.Config{Keystore: p, NoDirect: true, Logger: quiet, Journal: p + ".journal"}
+		cfg := agent.Config{Keystore: p, NoDirect: true, Logger: quiet, Journal: filepath.Join(journals, filepath.Base(p)+".journal")}
 		if mode == "gossip" {
 			cfg.Join = gossipAddrs
 			cfg.GossipListen = "127.0.0.1:0"
@@ -311,7 +323,10 @@ func run(hpt, mode string, n int) error {
 	}
 	res.NodeGoPerAgentKiB = float64(goAfter-goBefore) / float64(n)
 	if heapProfile != "" {
-		if err := saveHeapProfile(servers[0].metrics, heapProfile); err != nil {
+		if err := saveProfile(servers[0].metrics, "heap?gc=1", heapProfile); err != nil {
+			return err
+		}
+		if err := saveProfile(servers[0].metrics, "goroutine?debug=1", heapProfile+".goroutines"); err != nil {
 			return err
 		}
 	}
@@ -332,6 +347,17 @@ func run(hpt, mode string, n int) error {
 	if err != nil {
 		return err
 	}
+	var profiles sync.WaitGroup
+	defer profiles.Wait()
+	if cpuProfile != "" {
+		for _, s := range servers {
+			profiles.Go(func() {
+				if err := saveProfile(s.metrics, "profile?seconds=3", cpuProfile+"."+s.name); err != nil {
+					fmt.Fprintln(os.Stderr, "fleet: cpu profile:", err)
+				}
+			})
+		}
+	}
 	submitted := time.Now()
 	job, err := c.Jobs.Submit(ctx, &rpc.SubmitJobRequest{Name: "noop.toml", Config: []byte("# no blocks\n"), MaxFailures: -1})
 	if err != nil {
@@ -347,7 +373,10 @@ func run(hpt, mode string, n int) error {
 		switch p := p.(type) {
 		case *events.JobTargetDispatched:
 			if p.GetJobId() == job.GetJobId() {
-				if startedN++; startedN == n {
+				if startedN++; startedN == 1 {
+					res.FirstStartedSeconds = time.Since(submitted).Seconds()
+				}
+				if startedN == n {
 					res.AllStartedSeconds = time.Since(submitted).Seconds()
 				}
 			}
@@ -412,8 +441,9 @@ func measureGossip(ctx context.Context, res *Result, servers []*server, agents [
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
-func saveHeapProfile(addr, path string) error {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+// saveProfile saves one of a server's pprof profiles.
+func saveProfile(addr, profile, path string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + profile)
 	if err != nil {
 		return err
 	}
@@ -430,13 +460,15 @@ func saveHeapProfile(addr, path string) error {
 // goInuseKiB collects garbage on a server (through its profiler) and reads
 // its Go heap and stack in use from /metrics.
 func goInuseKiB(addr string) (int, error) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
-	if err != nil {
-		return 0, err
+	for range gcRounds {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	resp, err = http.Get("http://" + addr + "/metrics")
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,90 @@
+package fsm
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hpt-dev/hpt/events"
+)
+
+func registerTargets(t *testing.T, a *applier, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.mustApply(&events.TargetKeyRegistered{Target: name, PublicKey: pub})
+	}
+}
+
+func targetNames(jts []*JobTarget) []string {
+	var out []string
+	for _, jt := range jts {
+		out = append(out, jt.GetTarget())
+	}
+	return out
+}
+
+// The submitted order (which batches release in) is kept in the targets'
+// own records, and the job record stays the same size however many targets
+// the job has: every per-target event rewrites it.
+func TestJobKeepsSubmissionOrderOutsideTheJobRecord(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	registerTargets(t, a, "web-c", "web-a", "web-b")
+	a.mustApply(&events.JobSubmitted{JobId: "j1", Name: "site.toml", Config: []byte("x"),
+		Targets: []string{"web-c", "web-a", "web-b"}, BatchSize: 1, TimeoutNanos: int64(time.Minute)})
+
+	j, err := f.Job("j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := j.GetTargets(); len(got) != 0 { //nolint:staticcheck // checking the deprecated field stays empty
+		t.Fatalf("job record lists its targets: %v", got)
+	}
+	if j.GetCounts()[TargetPending] != 3 {
+		t.Fatalf("counts = %v, want 3 pending", j.GetCounts())
+	}
+	jts, err := f.JobTargets("j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := targetNames(jts); !slices.Equal(got, []string{"web-a", "web-b", "web-c"}) {
+		t.Fatalf("JobTargets = %v, want name order", got)
+	}
+	SortBySubmission(jts)
+	if got := targetNames(jts); !slices.Equal(got, []string{"web-c", "web-a", "web-b"}) {
+		t.Fatalf("by submission = %v, want web-c web-a web-b", got)
+	}
+
+	size := proto.Size(j)
+	a.mustApply(&events.JobBatchStarted{JobId: "j1", Batch: 1, Targets: []string{"web-c"}})
+	a.mustApply(&events.JobTargetDispatched{JobId: "j1", Target: "web-c", Node: "n1"})
+	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "web-c", Status: TargetOK})
+	if j, err = f.Job("j1"); err != nil {
+		t.Fatal(err)
+	}
+	if j.GetCounts()[TargetOK] != 1 || j.GetCounts()[TargetPending] != 2 {
+		t.Fatalf("counts = %v, want 1 ok, 2 pending", j.GetCounts())
+	}
+	if grown := proto.Size(j) - size; grown > 16 {
+		t.Fatalf("job record grew by %d bytes over one target's run", grown)
+	}
+}
+
+// Records written before JobTarget.position existed all hold position 0:
+// they keep the order they are stored in, by name, which is how jobs were
+// submitted then.
+func TestSortBySubmissionKeepsStoredOrderOfOldRecords(t *testing.T) {
+	jts := []*JobTarget{{Target: "a"}, {Target: "b"}, {Target: "c"}}
+	SortBySubmission(jts)
+	if got := targetNames(jts); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("order = %v", got)
+	}
+}
