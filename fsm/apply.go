@@ -22,6 +22,9 @@ type txn struct {
 	ev    *events.Event
 	wrote bool
 	err   error // first storage error; fatal, reported by the caller
+	// jobs collects jobs becoming active or not, for the in-memory set
+	// once the batch is committed.
+	jobs *[]jobChange
 }
 
 func (t *txn) origin() *Origin {

@@ -103,6 +103,7 @@ type FSM struct {
 	persisting sync.WaitGroup
 
 	counts counters
+	active activeJobs
 }
 
 // Key layout (one tag byte, then the rest):
@@ -204,6 +205,12 @@ func Open(dir string, log *slog.Logger) (*FSM, error) {
 		return nil, fmt.Errorf("open state: applied index: %w", err)
 	}
 	f.applied.Store(idx)
+	active, err := activeJobsIn(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	f.active.reset(active)
 	return f, nil
 }
 
@@ -377,6 +384,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	defer reqs.close()
 	last := applied
 	accessChanged := false
+	var jobs []jobChange
 	for i, e := range entries {
 		results[i].Index = e.Index
 		if e.Index <= applied {
@@ -392,7 +400,7 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
 		}
 		ev.Index = e.Index
-		results[i] = f.applyOne(b, reqs, ev)
+		results[i] = f.applyOne(b, reqs, ev, &jobs)
 		if !leavesAccessAlone(ev.GetType()) {
 			accessChanged = true
 		}
@@ -411,11 +419,12 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	if accessChanged {
 		f.accessGen.Add(1)
 	}
+	f.active.apply(jobs)
 	f.setApplied(last)
 	return results
 }
 
-func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event) Result {
+func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event, jobs *[]jobChange) Result {
 	res := Result{Index: ev.Index}
 	if id := ev.GetRequestId(); id != "" {
 		prev, err := reqs.find(id)
@@ -430,7 +439,7 @@ func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event) R
 	if err != nil {
 		panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v", ev.Index, err))
 	}
-	tx := &txn{b: b, ev: ev}
+	tx := &txn{b: b, ev: ev, jobs: jobs}
 	if rej := tx.apply(payload); rej != nil {
 		res.Rejected = rej
 		return res

@@ -154,7 +154,15 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: TargetPending, Position: uint32(i)})
 	}
 	t.put(key(tagJob, j.Id), j)
+	t.jobActive(j.Id, true)
 	return nil
+}
+
+// jobActive notes a job entering or leaving the active set.
+func (t *txn) jobActive(id string, active bool) {
+	if t.jobs != nil {
+		*t.jobs = append(*t.jobs, jobChange{id: id, active: active})
+	}
 }
 
 func (t *txn) releaseTargets(p *events.JobBatchStarted) *Rejection {
@@ -262,6 +270,7 @@ func (t *txn) finishJob(p *events.JobFinished) *Rejection {
 	j.Status = p.GetStatus()
 	j.Finished = t.origin()
 	t.put(key(tagJob, j.Id), j)
+	t.jobActive(j.Id, false)
 	return nil
 }
 
@@ -304,10 +313,15 @@ func (f *FSM) Jobs() ([]*Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	sortJobs(jobs)
+	return jobs, nil
+}
+
+// sortJobs orders jobs oldest first.
+func sortJobs(jobs []*Job) {
 	slices.SortFunc(jobs, func(a, b *Job) int {
 		return cmp.Compare(a.GetSubmitted().GetIndex(), b.GetSubmitted().GetIndex())
 	})
-	return jobs, nil
 }
 
 // JobTargets lists a job's targets in name order.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"slices"
@@ -86,5 +87,72 @@ func TestSortBySubmissionKeepsStoredOrderOfOldRecords(t *testing.T) {
 	SortBySubmission(jts)
 	if got := targetNames(jts); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("order = %v", got)
+	}
+}
+
+func activeIDs(t *testing.T, f *FSM) []string {
+	t.Helper()
+	jobs, err := f.ActiveJobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, j := range jobs {
+		out = append(out, j.GetId())
+	}
+	return out
+}
+
+// The scheduler reads only the active jobs; the set must follow applied
+// events, survive a reopen and come with a restored snapshot.
+func TestActiveJobsFollowTheState(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{t: t, f: f}
+	registerTargets(t, a, "web-1")
+	for _, id := range []string{"j2", "j1", "j3"} {
+		a.mustApply(&events.JobSubmitted{JobId: id, Config: []byte("x"), Targets: []string{"web-1"}, TimeoutNanos: int64(time.Minute)})
+	}
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j1", "j3"}) {
+		t.Fatalf("active = %v, want submission order j2 j1 j3", got)
+	}
+	a.mustApply(&events.JobFinished{JobId: "j1", Status: JobStopped})
+	a.mustApply(&events.JobCancelled{JobId: "j3"})
+	if r := a.apply("", &events.JobFinished{JobId: "j1", Status: JobDone}); r.Rejected == nil {
+		t.Fatal("finishing a finished job was not rejected")
+	}
+	// Cancelling is still active: the scheduler finishes it.
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j3"}) {
+		t.Fatalf("active = %v, want j2 j3", got)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j3"}) {
+		t.Fatalf("active = %v, want j3", got)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = openTest(t, dir)
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j3"}) {
+		t.Fatalf("after reopening: active = %v, want j3", got)
+	}
+	if err := f.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j3"}) {
+		t.Fatalf("after restoring the snapshot: active = %v, want j2 j3", got)
 	}
 }

@@ -191,6 +191,10 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err == nil {
 		err = db.Flush()
 	}
+	var active map[string]struct{}
+	if err == nil {
+		active, err = activeJobsIn(db)
+	}
 	if err != nil {
 		db.Close()
 		os.RemoveAll(newPath)
@@ -207,6 +211,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	old := f.db
 	f.db = db
 	f.accessGen.Add(1)
+	f.active.reset(active)
 	f.mu.Unlock()
 
 	if err := old.Close(); err != nil {

@@ -64,12 +64,13 @@ func (n *Node) runScheduler(ctx context.Context) {
 }
 
 func (s *scheduler) pass(ctx context.Context) error {
-	jobs, err := s.n.fsm.Jobs()
+	jobs, err := s.n.fsm.ActiveJobs()
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
 		if !fsm.JobActive(j.GetStatus()) {
+			// Finished after the list was taken.
 			continue
 		}
 		if err := s.schedule(ctx, j); err != nil {
