@@ -81,6 +81,10 @@ type Config struct {
 
 	// ApplyTimeout bounds a write from proposal to commit. Default 10s.
 	ApplyTimeout time.Duration
+	// AgentHeartbeat is how often the node sends each connected agent a
+	// heartbeat; an agent silent for three of them is cut off. Agents learn
+	// it in whole seconds and heartbeat back at the same rate. Default 10s.
+	AgentHeartbeat time.Duration
 	// MaxMessageSize bounds gRPC messages in both directions. Default 8 MiB.
 	MaxMessageSize int
 	// MetricsListen, if set, serves Prometheus /metrics and /debug/pprof/
@@ -120,6 +124,7 @@ func DefaultConfig() Config {
 			SnapshotsRetained:  2,
 		},
 		ApplyTimeout:   10 * time.Second,
+		AgentHeartbeat: 10 * time.Second,
 		MaxMessageSize: 8 << 20,
 	}
 }
@@ -157,6 +162,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ApplyTimeout <= 0 {
 		errs = append(errs, errors.New("apply timeout: must be positive"))
+	}
+	if c.AgentHeartbeat < time.Second || c.AgentHeartbeat%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("agent heartbeat %s: want whole seconds, at least 1s", c.AgentHeartbeat))
 	}
 	if c.Export != nil {
 		if err := c.Export.Validate(); err != nil {

@@ -19,12 +19,8 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// Agent stream timing. The node heartbeats every heartbeatEvery and cuts a
-// stream that has been silent for three of them.
-const (
-	heartbeatEvery = 10 * time.Second
-	helloTimeout   = 10 * time.Second
-)
+// helloTimeout bounds the wait for an agent's first message.
+const helloTimeout = 10 * time.Second
 
 // session is one agent's stream on this node. Its handler goroutine only
 // receives; anyone may send, one at a time (sendMu). Keeping an idle agent
@@ -84,39 +80,67 @@ func (f *fleet) push(target string, m *rpc.NodeMessage) error {
 	return s.send(m)
 }
 
-// heartbeatLoop sends every agent a heartbeat and cuts the connections of
-// agents that have been silent for three periods (gRPC keepalive catches
-// dead connections; this catches live connections to a stuck agent).
+// heartbeatLoop sends every agent a heartbeat each period and cuts the
+// connections of agents that have been silent for three periods (gRPC
+// keepalive catches dead connections; this catches live connections to a
+// stuck agent).
+//
+// A period's heartbeats are spread over its first half rather than sent at
+// once: each send wakes the stream's connection writer, which takes a
+// 32 KiB buffer from gRPC's shared pool and yields before it flushes, so a
+// thousand streams woken together hold a thousand buffers at the same
+// moment, and the node keeps those pages long after.
 func (f *fleet) heartbeatLoop(ctx context.Context) {
-	tick := time.NewTicker(heartbeatEvery)
+	every := f.n.cfg.AgentHeartbeat
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	pace := time.NewTimer(0)
+	defer pace.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			f.mu.Lock()
-			sessions := make([]*session, 0, len(f.sessions))
-			for _, s := range f.sessions {
-				sessions = append(sessions, s)
-			}
-			f.mu.Unlock()
-			hb := &rpc.NodeMessage{Msg: &rpc.NodeMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}}
-			for _, s := range sessions {
-				if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*heartbeatEvery {
-					f.n.log.Info("agent silent; cutting its connection", "target", s.target)
-					f.n.mux.closeKey(s.fp)
-					continue
-				}
-				if s.beating.CompareAndSwap(false, true) {
-					go func() {
-						defer s.beating.Store(false)
-						s.send(hb)
-					}()
-				}
+		case <-tick.C:
+		}
+		f.mu.Lock()
+		sessions := make([]*session, 0, len(f.sessions))
+		for _, s := range f.sessions {
+			sessions = append(sessions, s)
+		}
+		f.mu.Unlock()
+		if len(sessions) == 0 {
+			continue
+		}
+		gap := every / 2 / time.Duration(len(sessions))
+		for _, s := range sessions {
+			f.beat(s)
+			pace.Reset(gap)
+			select {
+			case <-ctx.Done():
+				return
+			case <-pace.C:
 			}
 		}
 	}
+}
+
+// beat sends one agent its heartbeat, or cuts its connection if it has been
+// silent too long. The send runs on its own goroutine so that a stuck
+// stream holds up only itself, and at most one per session at a time.
+func (f *fleet) beat(s *session) {
+	now := time.Now()
+	if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*f.n.cfg.AgentHeartbeat {
+		f.n.log.Info("agent silent; cutting its connection", "target", s.target)
+		f.n.mux.closeKey(s.fp)
+		return
+	}
+	if !s.beating.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.beating.Store(false)
+		s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}})
+	}()
 }
 
 // fleetServer serves rpc.Fleet: the agents' streams.
@@ -125,24 +149,64 @@ type fleetServer struct {
 	n *Node
 }
 
+// Connect serves one agent's stream for as long as the agent stays
+// connected. The handler goroutine does nothing but wait in Recv; every
+// step with a deep call chain (state reads, proposals, log lines, sends)
+// runs through offStack, which keeps this long-lived goroutine's stack at
+// the size its idle wait needs.
 func (s *fleetServer) Connect(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]) error {
 	n := s.n
-	key := pinned.PeerKeyFromContext(stream.Context())
-	if key == nil {
-		return status.Error(codes.PermissionDenied, "agents connect with their target key")
-	}
-	tk, err := n.fsm.TargetByKey(key)
-	if err != nil || tk.GetRevoked() {
-		return status.Errorf(codes.PermissionDenied, "key %s is not a registered target key", pinned.Fingerprint(key))
-	}
-	target := tk.GetTarget()
-	log := n.log.With("target", target)
-
-	hello, err := recvHello(stream)
+	var sess *session
+	var err error
+	offStack(func() { sess, err = n.openSession(stream) })
 	if err != nil {
 		return err
 	}
-	ctx := stream.Context()
+	defer n.closeSession(sess)
+	err = n.recvLoop(stream.Context(), sess)
+	if err != nil && !errors.Is(err, context.Canceled) && status.Code(err) != codes.Canceled {
+		n.log.Info("agent stream ended", "target", sess.target, "err", err)
+	}
+	return nil
+}
+
+// offStack runs f on a goroutine of its own and waits for it.
+//
+// An agent's stream handler lives as long as the agent is connected, so its
+// stack is paid for once per connected agent. Go keeps a goroutine's stack
+// at its high-water mark unless the goroutine comes to use less than a
+// quarter of it, and the idle handler, parked in gRPC's frames, uses more
+// than a quarter of 16 KiB: one deep call made on it (a Pebble read, a
+// proposal forwarded through gRPC, a log line) would cost every connected
+// agent 16 KiB of stack instead of 8 for as long as it stays connected.
+// The goroutine started here takes the depth and returns its stack.
+func offStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+// openSession authenticates an agent's stream by its key, waits for its
+// hello, registers the session (replacing an older one of the same target)
+// and records the connection in the log.
+func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]) (*session, error) {
+	key := pinned.PeerKeyFromContext(stream.Context())
+	if key == nil {
+		return nil, status.Error(codes.PermissionDenied, "agents connect with their target key")
+	}
+	tk, err := n.fsm.TargetByKey(key)
+	if err != nil || tk.GetRevoked() {
+		return nil, status.Errorf(codes.PermissionDenied, "key %s is not a registered target key", pinned.Fingerprint(key))
+	}
+	target := tk.GetTarget()
+
+	hello, err := recvHello(stream)
+	if err != nil {
+		return nil, err
+	}
 	sess := &session{target: target, fp: pinned.Fingerprint(key), stream: stream}
 	sess.lastSeen.Store(time.Now().UnixNano())
 	// A newer stream of the same target replaces an older one here; the
@@ -151,39 +215,39 @@ func (s *fleetServer) Connect(stream grpc.BidiStreamingServer[rpc.AgentMessage, 
 	n.fleet.mu.Lock()
 	n.fleet.sessions[target] = sess
 	n.fleet.mu.Unlock()
-	defer func() {
-		n.fleet.mu.Lock()
-		current := n.fleet.sessions[target] == sess
-		if current {
-			delete(n.fleet.sessions, target)
-		}
-		n.fleet.mu.Unlock()
-		if current {
-			n.recordDisconnect(target)
-		}
-	}()
 
-	pctx, pcancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	pctx, pcancel := context.WithTimeout(stream.Context(), n.cfg.ApplyTimeout)
 	_, err = n.proposeAs(pctx, events.KindTarget+":"+target, "", &events.TargetConnected{Target: target, Node: n.cfg.Name, Labels: hello.GetLabels()})
 	pcancel()
 	if err != nil {
-		return status.Errorf(codes.Unavailable, "record connection: %v", err)
+		n.closeSession(sess)
+		return nil, status.Errorf(codes.Unavailable, "record connection: %v", err)
 	}
-	log.Info("agent connected", "labels", hello.GetLabels())
+	n.log.Info("agent connected", "target", target, "labels", hello.GetLabels())
 	if err := sess.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
-		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(heartbeatEvery / time.Second),
+		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(n.cfg.AgentHeartbeat / time.Second),
 	}}}); err != nil {
-		return err
+		n.closeSession(sess)
+		return nil, err
 	}
 	// The scheduler may have released work for this target while it was
 	// away; let it look again now that the target has a stream.
 	n.nudgeScheduler()
+	return sess, nil
+}
 
-	err = n.recvLoop(ctx, sess)
-	if err != nil && !errors.Is(err, context.Canceled) && status.Code(err) != codes.Canceled {
-		log.Info("agent stream ended", "err", err)
+// closeSession unregisters a session and records the disconnection, unless
+// a newer stream of the same target has replaced it.
+func (n *Node) closeSession(sess *session) {
+	n.fleet.mu.Lock()
+	current := n.fleet.sessions[sess.target] == sess
+	if current {
+		delete(n.fleet.sessions, sess.target)
 	}
-	return nil
+	n.fleet.mu.Unlock()
+	if current {
+		n.recordDisconnect(sess.target)
+	}
 }
 
 func recvHello(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage]) (*rpc.AgentHello, error) {
@@ -211,47 +275,54 @@ func recvHello(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc.NodeMessage
 	}
 }
 
-// recvLoop handles what the agent sends: acknowledgements and results are
-// written to the log (idempotently: their request ids are derived from job
-// and target, so a result sent again after a reconnect is applied once).
+// recvLoop receives what the agent sends until the stream ends.
 func (n *Node) recvLoop(ctx context.Context, s *session) error {
-	actor := events.KindTarget + ":" + s.target
 	for {
 		m, err := s.stream.Recv()
 		if err != nil {
 			return err
 		}
 		s.lastSeen.Store(time.Now().UnixNano())
-		switch msg := m.GetMsg().(type) {
-		case *rpc.AgentMessage_Ack:
-			job := msg.Ack.GetJobId()
-			_, err := n.proposeTolerant(ctx, actor, "ack/"+job+"/"+s.target,
-				&events.JobTargetDispatched{JobId: job, Target: s.target, Node: n.cfg.Name})
-			if err != nil {
-				n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
-			}
-		case *rpc.AgentMessage_Result:
-			r := msg.Result
-			st := r.GetStatus()
-			if st != fsm.TargetOK && st != fsm.TargetChanged && st != fsm.TargetFailed {
-				st = fsm.TargetFailed
-			}
-			_, err := n.proposeTolerant(ctx, actor, "result/"+r.GetJobId()+"/"+s.target, &events.JobTargetFinished{
-				JobId: r.GetJobId(), Target: s.target, Status: st, Blocks: r.GetBlocks(), Error: r.GetError(),
-			})
-			if err != nil {
-				// Not acknowledged: the agent sends it again later.
-				n.log.Warn("record job result", "job", r.GetJobId(), "target", s.target, "err", err)
-				continue
-			}
-			if err := s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}}); err != nil {
-				return err
-			}
-		case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
-		default:
-			return status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
+		offStack(func() { err = n.handleAgentMessage(ctx, s, m) })
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// handleAgentMessage writes acknowledgements and results to the log
+// (idempotently: their request ids are derived from job and target, so a
+// result sent again after a reconnect is applied once).
+func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentMessage) error {
+	actor := events.KindTarget + ":" + s.target
+	switch msg := m.GetMsg().(type) {
+	case *rpc.AgentMessage_Ack:
+		job := msg.Ack.GetJobId()
+		_, err := n.proposeTolerant(ctx, actor, "ack/"+job+"/"+s.target,
+			&events.JobTargetDispatched{JobId: job, Target: s.target, Node: n.cfg.Name})
+		if err != nil {
+			n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
+		}
+	case *rpc.AgentMessage_Result:
+		r := msg.Result
+		st := r.GetStatus()
+		if st != fsm.TargetOK && st != fsm.TargetChanged && st != fsm.TargetFailed {
+			st = fsm.TargetFailed
+		}
+		_, err := n.proposeTolerant(ctx, actor, "result/"+r.GetJobId()+"/"+s.target, &events.JobTargetFinished{
+			JobId: r.GetJobId(), Target: s.target, Status: st, Blocks: r.GetBlocks(), Error: r.GetError(),
+		})
+		if err != nil {
+			// Not acknowledged: the agent sends it again later.
+			n.log.Warn("record job result", "job", r.GetJobId(), "target", s.target, "err", err)
+			return nil
+		}
+		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}})
+	case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
+	default:
+		return status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
+	}
+	return nil
 }
 
 // proposeTolerant writes an event whose rejection as a conflict (the state

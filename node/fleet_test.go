@@ -1,6 +1,8 @@
 package node_test
 
 import (
+	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,10 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
 // countingConfig appends one line per run to DIR/<target>.runs, so tests
@@ -252,5 +259,86 @@ func TestUnreachableTargetTimesOut(t *testing.T) {
 	info := waitJob(t, c, cl, resp.GetJobId(), 15*time.Second)
 	if st := targetStatuses(info); st["ghost"] != fsm.TargetUnreachable || info.GetStatus() != fsm.JobFailed {
 		t.Fatalf("job %s, targets %v; want ghost unreachable", info.GetStatus(), st)
+	}
+}
+
+// An agent stream that stays open but silent is cut after three heartbeat
+// periods and recorded as disconnected, while a live agent beside it, which
+// heartbeats at the rate the node announces, stays connected.
+func TestSilentAgentIsCutOff(t *testing.T) {
+	c := nodetest.Start(t, 1, nodetest.Options{Configure: func(_ int, cfg *node.Config) {
+		cfg.AgentHeartbeat = time.Second
+	}})
+	c.StartAgent("live", nodetest.AgentOptions{})
+	c.WaitConnected("live")
+
+	ks, err := keystore.Open(c.RegisterTarget("mute", t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ks.Identity()
+	ks.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pinned.Certificate(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterFP := pinned.Fingerprint(c.ClusterKey.Public().(ed25519.PublicKey))
+	conn, err := grpc.NewClient("passthrough:///"+c.Node(0).Addr(), grpc.WithTransportCredentials(
+		pinned.ClientCredentials(pinned.ClientConfig(&cert, pinned.Pin("cluster", clusterFP), pinned.ProtoGRPC))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := rpc.NewFleetClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{}}}); err != nil {
+		t.Fatal(err)
+	}
+	welcome, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := welcome.GetWelcome().GetHeartbeatSeconds(); got != 1 {
+		t.Fatalf("welcome announces a heartbeat of %ds, want 1", got)
+	}
+	quiet := time.Now()
+	beats := 0
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		if m.GetHeartbeat() != nil {
+			beats++
+		}
+	}
+	cut := time.Since(quiet)
+	// Cut at the first heartbeat round after three silent periods.
+	if cut < 3*time.Second || cut > 6*time.Second {
+		t.Errorf("silent stream cut after %s, want between 3s and 6s", cut)
+	}
+	if beats < 2 {
+		t.Errorf("%d heartbeats before the cut, want at least 2", beats)
+	}
+	c.Eventually(5*time.Second, func() error {
+		tk, err := c.Node(0).State().TargetKey("mute")
+		if err != nil {
+			return err
+		}
+		if tk.GetConnected() {
+			return fmt.Errorf("mute still recorded as connected")
+		}
+		return nil
+	})
+	tk, err := c.Node(0).State().TargetKey("live")
+	if err != nil || !tk.GetConnected() {
+		t.Fatalf("live agent: connected=%v (%v), want still connected", tk.GetConnected(), err)
 	}
 }

@@ -161,9 +161,11 @@ type Result struct {
 	// NodeGoPerAgentKiB is the servers' Go heap and stacks in use (after a
 	// GC) per agent: what the agents cost without allocator slack.
 	NodeGoPerAgentKiB float64 `json:"node_go_inuse_per_agent_kib,omitempty"`
-	NodeRSSBeforeKiB  []int   `json:"node_rss_before_kib,omitempty"`
-	NodeRSSAfterKiB   []int   `json:"node_rss_after_kib,omitempty"`
-	AgentsPerNode     []int   `json:"agents_per_node,omitempty"`
+	// NodeStackPerAgentKiB is the stack part of NodeGoPerAgentKiB.
+	NodeStackPerAgentKiB float64 `json:"node_stack_per_agent_kib,omitempty"`
+	NodeRSSBeforeKiB     []int   `json:"node_rss_before_kib,omitempty"`
+	NodeRSSAfterKiB      []int   `json:"node_rss_after_kib,omitempty"`
+	AgentsPerNode        []int   `json:"agents_per_node,omitempty"`
 	// gossip
 	ServersSeeAllSeconds float64 `json:"servers_see_all_s,omitempty"`
 	AgentsSeeAllSeconds  float64 `json:"agents_see_all_s,omitempty"`
@@ -220,7 +222,7 @@ func run(hpt, mode string, n int) error {
 	}
 
 	res := Result{Mode: mode, Agents: n}
-	goBefore := 0
+	var goBefore goInuse
 	for _, s := range servers {
 		rss, err := s.rssKiB()
 		if err != nil {
@@ -231,7 +233,7 @@ func run(hpt, mode string, n int) error {
 		if err != nil {
 			return err
 		}
-		goBefore += inuse
+		goBefore.add(inuse)
 	}
 	var nodeAddrs, gossipAddrs []string
 	for _, s := range servers {
@@ -313,15 +315,16 @@ func run(hpt, mode string, n int) error {
 		total += rss - res.NodeRSSBeforeKiB[i]
 	}
 	res.NodeRSSPerAgentKiB = float64(total) / float64(n)
-	goAfter := 0
+	var goAfter goInuse
 	for _, s := range servers {
 		inuse, err := goInuseKiB(s.metrics)
 		if err != nil {
 			return err
 		}
-		goAfter += inuse
+		goAfter.add(inuse)
 	}
-	res.NodeGoPerAgentKiB = float64(goAfter-goBefore) / float64(n)
+	res.NodeGoPerAgentKiB = float64(goAfter.heap+goAfter.stack-goBefore.heap-goBefore.stack) / float64(n)
+	res.NodeStackPerAgentKiB = float64(goAfter.stack-goBefore.stack) / float64(n)
 	if heapProfile != "" {
 		if err := saveProfile(servers[0].metrics, "heap?gc=1", heapProfile); err != nil {
 			return err
@@ -457,36 +460,48 @@ func saveProfile(addr, profile, path string) error {
 	return err
 }
 
+// goInuse is Go memory in use, in KiB.
+type goInuse struct{ heap, stack int }
+
+func (g *goInuse) add(o goInuse) { g.heap += o.heap; g.stack += o.stack }
+
 // goInuseKiB collects garbage on a server (through its profiler) and reads
 // its Go heap and stack in use from /metrics.
-func goInuseKiB(addr string) (int, error) {
+func goInuseKiB(addr string) (goInuse, error) {
 	for range gcRounds {
 		resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
 		if err != nil {
-			return 0, err
+			return goInuse{}, err
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return goInuse{}, err
 	}
 	defer resp.Body.Close()
-	total := 0.0
+	var heap, stack float64
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && os.Getenv("FLEET_DEBUG") != "" && (strings.HasPrefix(f[0], "go_memstats_") || f[0] == "go_goroutines") {
-			fmt.Fprintln(os.Stderr, addr, f[0], f[1])
+		if len(f) != 2 {
+			continue
 		}
-		if len(f) == 2 && (f[0] == "go_memstats_heap_inuse_bytes" || f[0] == "go_memstats_stack_inuse_bytes") {
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				return 0, err
-			}
-			total += v
+		var into *float64
+		switch f[0] {
+		case "go_memstats_heap_inuse_bytes":
+			into = &heap
+		case "go_memstats_stack_inuse_bytes":
+			into = &stack
+		default:
+			continue
 		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return goInuse{}, err
+		}
+		*into = v
 	}
-	return int(total / 1024), sc.Err()
+	return goInuse{heap: int(heap / 1024), stack: int(stack / 1024)}, sc.Err()
 }
