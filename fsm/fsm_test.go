@@ -193,28 +193,35 @@ func TestRestartKeepsStateAndSkipsReplay(t *testing.T) {
 	}
 }
 
+// snapshotBytes takes a snapshot of f and streams it into memory.
+func snapshotBytes(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 func TestSnapshotRestore(t *testing.T) {
 	src := openTest(t, t.TempDir())
 	a := &applier{t: t, f: src}
 	a.mustApply(&events.UserAdded{Name: "alice"})
 	a.mustApply(&events.TargetKeyRegistered{Target: "web-1", PublicKey: bytes.Repeat([]byte{7}, 32), Labels: map[string]string{"role": "web"}})
 	a.mustApply(&events.BenchWrite{Data: bytes.Repeat([]byte{1}, 256)})
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	snap := snapshotBytes(t, src)
 	// Changes after the snapshot must not be in it.
 	a.mustApply(&events.UserAdded{Name: "late"})
 
 	dst := openTest(t, t.TempDir())
 	b := &applier{t: t, f: dst}
 	b.mustApply(&events.UserAdded{Name: "replaced"})
-	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := dst.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 	if dst.AppliedIndex() != 3 {
@@ -234,11 +241,7 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatalf("restored archive has %d events, want 3", n)
 	}
 	// Same state, same bytes: snapshots are deterministic.
-	again, _ := dst.Snapshot()
-	var buf2 bytes.Buffer
-	again.WriteTo(&buf2)
-	again.Release()
-	if !bytes.Equal(buf.Bytes(), buf2.Bytes()) {
+	if !bytes.Equal(snap, snapshotBytes(t, dst)) {
 		t.Fatal("snapshot of restored state differs from the original snapshot")
 	}
 }
@@ -247,11 +250,7 @@ func TestRestoreRefusesBadSnapshot(t *testing.T) {
 	src := openTest(t, t.TempDir())
 	a := &applier{t: t, f: src}
 	a.mustApply(&events.UserAdded{Name: "alice"})
-	snap, _ := src.Snapshot()
-	var buf bytes.Buffer
-	snap.WriteTo(&buf)
-	snap.Release()
-	good := buf.Bytes()
+	good := snapshotBytes(t, src)
 
 	corrupt := append([]byte(nil), good...)
 	corrupt[len(corrupt)-5] ^= 0xff

@@ -129,15 +129,7 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 		t.Fatalf("active = %v, want j2 j3", got)
 	}
 
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := snap.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	snap.Release()
+	snap := snapshotBytes(t, f)
 	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j3"}) {
 		t.Fatalf("active = %v, want j3", got)
@@ -149,7 +141,7 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j3"}) {
 		t.Fatalf("after reopening: active = %v, want j3", got)
 	}
-	if err := f.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := f.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j3"}) {
