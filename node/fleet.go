@@ -128,6 +128,11 @@ func (f *fleet) heartbeatLoop(ctx context.Context) {
 // silent too long. The send runs on its own goroutine so that a stuck
 // stream holds up only itself, and at most one per session at a time.
 func (f *fleet) beat(s *session) {
+	if f.get(s.target) != s {
+		// Ended or replaced since the round began: cutting by key now
+		// would cut the agent's new connection.
+		return
+	}
 	now := time.Now()
 	if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*f.n.cfg.AgentHeartbeat {
 		f.n.log.Info("agent silent; cutting its connection", "target", s.target)
