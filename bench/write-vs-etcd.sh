@@ -56,9 +56,11 @@ start_etcd() { # base scheme extra-flags...
 	done
 }
 start_etcd 23000 http
+epids=("${pids[@]: -3}")
 start_etcd 23100 https \
 	--cert-file "$work/etcd.crt" --key-file "$work/etcd.key" --client-cert-auth --trusted-ca-file "$work/ca.crt" \
 	--peer-cert-file "$work/etcd.crt" --peer-key-file "$work/etcd.key" --peer-client-cert-auth --peer-trusted-ca-file "$work/ca.crt"
+tpids=("${pids[@]: -3}")
 eps=127.0.0.1:23010,127.0.0.1:23020,127.0.0.1:23030
 teps=https://127.0.0.1:23110,https://127.0.0.1:23120,https://127.0.0.1:23130
 tlsflags=(-cacert "$work/ca.crt" -cert "$work/etcd.crt" -key "$work/etcd.key")
@@ -72,19 +74,39 @@ for i in 1 2 3; do
 		--bootstrap-expect 3 --log-level warn >"$work/n$i.log" 2>&1 &
 	pids+=($!)
 done
+hpids=("${pids[@]: -3}")
 export HPT_ADDR=127.0.0.1:24010,127.0.0.1:24020,127.0.0.1:24030
 
-for _ in $(seq 100); do
-	"$work/hpt" users list >/dev/null 2>&1 && ETCDCTL_API=3 etcdctl --endpoints $eps endpoint health >/dev/null 2>&1 &&
-		ETCDCTL_API=3 etcdctl --endpoints $teps --cacert "$work/ca.crt" --cert "$work/etcd.crt" --key "$work/etcd.key" endpoint health >/dev/null 2>&1 && break
-	sleep 0.2
-done
+# cpu_seconds PID...: CPU time (user and system) the processes have used.
+hz=$(getconf CLK_TCK)
+cpu_seconds() {
+	local ticks=0 p
+	for p; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	awk -v t="$ticks" -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}'
+}
+# load VAR PID... -- COMMAND...: runs a load generator and stores its
+# one-line JSON result in VAR with server_cpu_s added: the CPU the given
+# servers used meanwhile.
+load() {
+	local var=$1 before after out
+	shift
+	local -a servers=()
+	while [ "$1" != -- ]; do
+		servers+=("$1")
+		shift
+	done
+	shift
+	before=$(cpu_seconds "${servers[@]}")
+	out=$("$@" | tr -d ' \n')
+	after=$(cpu_seconds "${servers[@]}")
+	printf -v "$var" '%s,"server_cpu_s":%s}' "${out%\}}" "$(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.2f", a - b}')"
+}
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; count=$count size=256"
 for c in "${clients[@]}"; do
-	e=$("$work/etcdload" -endpoints $eps -clients "$c" -count "$count" -size 256)
-	t=$("$work/etcdload" -endpoints $teps "${tlsflags[@]}" -clients "$c" -count "$count" -size 256)
-	h=$("$work/hpt" bench write --clients "$c" --count "$count" --size 256 -o json | tr -d ' \n')
+	load e "${epids[@]}" -- "$work/etcdload" -endpoints $eps -clients "$c" -count "$count" -size 256
+	load t "${tpids[@]}" -- "$work/etcdload" -endpoints $teps "${tlsflags[@]}" -clients "$c" -count "$count" -size 256
+	load h "${hpids[@]}" -- "$work/hpt" bench write --clients "$c" --count "$count" --size 256 -o json
 	echo "etcd     $e"
 	echo "etcd-tls $t"
 	echo "hpt      $h"
@@ -94,5 +116,12 @@ e, t, h = (json.loads(a) for a in sys.argv[1:4])
 print(f"clients={h['clients']}: hpt {h['rate']:.0f}/s p99 {h['p99_ms']:.1f} ms"
       f" | etcd {e['rate']:.0f}/s p99 {e['p99_ms']:.1f} ms: ratio {h['rate']/e['rate']:.2f}x, p99 {h['p99_ms']/e['p99_ms']:.2f}x"
       f" | etcd+TLS {t['rate']:.0f}/s p99 {t['p99_ms']:.1f} ms: ratio {h['rate']/t['rate']:.2f}x, p99 {h['p99_ms']/t['p99_ms']:.2f}x")
+def cpu(r):  # µs of CPU per committed write: servers (all three) + client
+    n = r['count'] - r['errors']
+    return r['server_cpu_s'] / n * 1e6, r.get('client_cpu_s', 0) / n * 1e6
+(hs, hc), (es, ec), (ts, tc) = cpu(h), cpu(e), cpu(t)
+print(f"  CPU per write: hpt servers {hs:.0f} µs + client {hc:.0f} µs"
+      f" | etcd {es:.0f} + {ec:.0f} µs: servers {hs/es:.2f}x"
+      f" | etcd+TLS {ts:.0f} + {tc:.0f} µs: servers {hs/ts:.2f}x")
 PY
 done

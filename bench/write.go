@@ -48,6 +48,10 @@ type Result struct {
 	P99ms    float64 `json:"p99_ms"`
 	Errors   int     `json:"errors"`
 	Duration float64 `json:"duration_s"`
+	// ClientCPU is the CPU time (user and system) the writing process
+	// spent during the run, in seconds: with the servers' on the same
+	// machine, the CPU a write costs. Empty where it is not measured.
+	ClientCPU float64 `json:"client_cpu_s,omitempty"`
 }
 
 // WriteFunc performs one committed write of payload; writer identifies the
@@ -71,6 +75,7 @@ func Write(ctx context.Context, opts WriteOptions, write WriteFunc) (Result, err
 	lat := make([][]time.Duration, opts.Clients)
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpuStart := processCPU()
 	for w := range opts.Clients {
 		wg.Add(1)
 		go func() {
@@ -93,15 +98,17 @@ func Write(ctx context.Context, opts WriteOptions, write WriteFunc) (Result, err
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpuStart
 
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	res := Result{
-		Clients:  opts.Clients,
-		Count:    opts.Count,
-		Size:     opts.Size,
-		Errors:   int(failed.Load()),
-		Duration: elapsed.Seconds(),
+		Clients:   opts.Clients,
+		Count:     opts.Count,
+		Size:      opts.Size,
+		Errors:    int(failed.Load()),
+		Duration:  elapsed.Seconds(),
+		ClientCPU: cpu.Seconds(),
 	}
 	if len(all) > 0 {
 		res.Rate = float64(len(all)) / elapsed.Seconds()
