@@ -1,11 +1,9 @@
 package fsm
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 )
 
 // activeJobs is the set of jobs the scheduler still has work for, kept in
@@ -58,27 +56,17 @@ func (a *activeJobs) list() []string {
 
 // activeJobsIn reads which jobs of a state are active.
 func activeJobsIn(db *pebble.DB) (map[string]struct{}, error) {
-	lower := []byte{tagJob}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	jobs, err := recordsIn[Job](db, []byte{tagJob})
 	if err != nil {
 		return nil, err
 	}
-	defer it.Close()
 	ids := map[string]struct{}{}
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, err
-		}
-		var j Job
-		if err := proto.Unmarshal(v, &j); err != nil {
-			return nil, fmt.Errorf("decode job %q: %w", it.Key(), err)
-		}
+	for _, j := range jobs {
 		if JobActive(j.GetStatus()) {
 			ids[j.GetId()] = struct{}{}
 		}
 	}
-	return ids, it.Error()
+	return ids, nil
 }
 
 // ActiveJobs lists the jobs that are running or being cancelled, oldest

@@ -33,27 +33,31 @@ func (f *FSM) getRecord(k []byte, m proto.Message) (bool, error) {
 // scan calls fn for every key and value under prefix, in key order, until
 // fn returns false. The slices are only valid during the call.
 func (f *FSM) scan(lower, upper []byte, fn func(k, v []byte) (bool, error)) error {
-	return f.read(func(db *pebble.DB) error {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	return f.read(func(db *pebble.DB) error { return scanDB(db, lower, upper, fn) })
+}
+
+// scanDB is scan on a given database, for the state being opened or
+// restored before the FSM serves it.
+func scanDB(db *pebble.DB, lower, upper []byte, fn func(k, v []byte) (bool, error)) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			more, err := fn(it.Key(), v)
-			if err != nil {
-				return err
-			}
-			if !more {
-				break
-			}
+		more, err := fn(it.Key(), v)
+		if err != nil {
+			return err
 		}
-		return it.Error()
-	})
+		if !more {
+			break
+		}
+	}
+	return it.Error()
 }
 
 func scanRecords[T any, P interface {
@@ -61,7 +65,21 @@ func scanRecords[T any, P interface {
 	proto.Message
 }](f *FSM, prefix []byte) ([]*T, error) {
 	var out []*T
-	err := f.scan(prefix, prefixEnd(prefix), func(k, v []byte) (bool, error) {
+	err := f.read(func(db *pebble.DB) error {
+		var err error
+		out, err = recordsIn[T, P](db, prefix)
+		return err
+	})
+	return out, err
+}
+
+// recordsIn decodes every record under prefix in db.
+func recordsIn[T any, P interface {
+	*T
+	proto.Message
+}](db *pebble.DB, prefix []byte) ([]*T, error) {
+	var out []*T
+	err := scanDB(db, prefix, prefixEnd(prefix), func(k, v []byte) (bool, error) {
 		m := P(new(T))
 		if err := proto.Unmarshal(v, m); err != nil {
 			return false, fmt.Errorf("decode record %q: %w", k, err)
