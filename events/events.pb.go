@@ -162,8 +162,58 @@ func (Type) EnumDescriptor() ([]byte, []int) {
 	return file_events_events_proto_rawDescGZIP(), []int{0}
 }
 
-// Event is the envelope of every log entry. The proposer fills everything but
-// index; the index is the Raft log index, known only once committed.
+// Batch is what one Raft log entry carries: the events a node proposed
+// together (the writes it gathered while its previous batch was being
+// committed). The i-th event (from 0) of the entry at Raft index e has index
+// e*1000+i.
+type Batch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each an encoded Event.
+	Events        [][]byte `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Batch) Reset() {
+	*x = Batch{}
+	mi := &file_events_events_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Batch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Batch) ProtoMessage() {}
+
+func (x *Batch) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Batch.ProtoReflect.Descriptor instead.
+func (*Batch) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Batch) GetEvents() [][]byte {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// Event is the envelope of every event. The proposer fills everything but
+// index; the index follows from the Raft log entry that carries the event
+// (see Batch), known only once committed.
 type Event struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -184,7 +234,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_events_events_proto_msgTypes[0]
+	mi := &file_events_events_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +246,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[0]
+	mi := &file_events_events_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +259,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{0}
+	return file_events_events_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Event) GetVersion() uint32 {
@@ -272,7 +322,7 @@ type ClusterBootstrapped struct {
 
 func (x *ClusterBootstrapped) Reset() {
 	*x = ClusterBootstrapped{}
-	mi := &file_events_events_proto_msgTypes[1]
+	mi := &file_events_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +334,7 @@ func (x *ClusterBootstrapped) String() string {
 func (*ClusterBootstrapped) ProtoMessage() {}
 
 func (x *ClusterBootstrapped) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[1]
+	mi := &file_events_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +347,7 @@ func (x *ClusterBootstrapped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterBootstrapped.ProtoReflect.Descriptor instead.
 func (*ClusterBootstrapped) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{1}
+	return file_events_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ClusterBootstrapped) GetAdminSubject() string {
@@ -331,7 +381,7 @@ type UserAdded struct {
 
 func (x *UserAdded) Reset() {
 	*x = UserAdded{}
-	mi := &file_events_events_proto_msgTypes[2]
+	mi := &file_events_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -343,7 +393,7 @@ func (x *UserAdded) String() string {
 func (*UserAdded) ProtoMessage() {}
 
 func (x *UserAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[2]
+	mi := &file_events_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -356,7 +406,7 @@ func (x *UserAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserAdded.ProtoReflect.Descriptor instead.
 func (*UserAdded) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{2}
+	return file_events_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UserAdded) GetName() string {
@@ -382,7 +432,7 @@ type UserRemoved struct {
 
 func (x *UserRemoved) Reset() {
 	*x = UserRemoved{}
-	mi := &file_events_events_proto_msgTypes[3]
+	mi := &file_events_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +444,7 @@ func (x *UserRemoved) String() string {
 func (*UserRemoved) ProtoMessage() {}
 
 func (x *UserRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[3]
+	mi := &file_events_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +457,7 @@ func (x *UserRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRemoved.ProtoReflect.Descriptor instead.
 func (*UserRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{3}
+	return file_events_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UserRemoved) GetName() string {
@@ -427,7 +477,7 @@ type MachineAdded struct {
 
 func (x *MachineAdded) Reset() {
 	*x = MachineAdded{}
-	mi := &file_events_events_proto_msgTypes[4]
+	mi := &file_events_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +489,7 @@ func (x *MachineAdded) String() string {
 func (*MachineAdded) ProtoMessage() {}
 
 func (x *MachineAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[4]
+	mi := &file_events_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +502,7 @@ func (x *MachineAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MachineAdded.ProtoReflect.Descriptor instead.
 func (*MachineAdded) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{4}
+	return file_events_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MachineAdded) GetName() string {
@@ -478,7 +528,7 @@ type MachineRemoved struct {
 
 func (x *MachineRemoved) Reset() {
 	*x = MachineRemoved{}
-	mi := &file_events_events_proto_msgTypes[5]
+	mi := &file_events_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +540,7 @@ func (x *MachineRemoved) String() string {
 func (*MachineRemoved) ProtoMessage() {}
 
 func (x *MachineRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[5]
+	mi := &file_events_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +553,7 @@ func (x *MachineRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MachineRemoved.ProtoReflect.Descriptor instead.
 func (*MachineRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{5}
+	return file_events_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MachineRemoved) GetName() string {
@@ -523,7 +573,7 @@ type GroupAdded struct {
 
 func (x *GroupAdded) Reset() {
 	*x = GroupAdded{}
-	mi := &file_events_events_proto_msgTypes[6]
+	mi := &file_events_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +585,7 @@ func (x *GroupAdded) String() string {
 func (*GroupAdded) ProtoMessage() {}
 
 func (x *GroupAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[6]
+	mi := &file_events_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +598,7 @@ func (x *GroupAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupAdded.ProtoReflect.Descriptor instead.
 func (*GroupAdded) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{6}
+	return file_events_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GroupAdded) GetName() string {
@@ -574,7 +624,7 @@ type GroupRemoved struct {
 
 func (x *GroupRemoved) Reset() {
 	*x = GroupRemoved{}
-	mi := &file_events_events_proto_msgTypes[7]
+	mi := &file_events_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +636,7 @@ func (x *GroupRemoved) String() string {
 func (*GroupRemoved) ProtoMessage() {}
 
 func (x *GroupRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[7]
+	mi := &file_events_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +649,7 @@ func (x *GroupRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRemoved.ProtoReflect.Descriptor instead.
 func (*GroupRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{7}
+	return file_events_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GroupRemoved) GetName() string {
@@ -620,7 +670,7 @@ type GroupMemberAdded struct {
 
 func (x *GroupMemberAdded) Reset() {
 	*x = GroupMemberAdded{}
-	mi := &file_events_events_proto_msgTypes[8]
+	mi := &file_events_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +682,7 @@ func (x *GroupMemberAdded) String() string {
 func (*GroupMemberAdded) ProtoMessage() {}
 
 func (x *GroupMemberAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[8]
+	mi := &file_events_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +695,7 @@ func (x *GroupMemberAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMemberAdded.ProtoReflect.Descriptor instead.
 func (*GroupMemberAdded) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{8}
+	return file_events_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GroupMemberAdded) GetGroup() string {
@@ -672,7 +722,7 @@ type GroupMemberRemoved struct {
 
 func (x *GroupMemberRemoved) Reset() {
 	*x = GroupMemberRemoved{}
-	mi := &file_events_events_proto_msgTypes[9]
+	mi := &file_events_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +734,7 @@ func (x *GroupMemberRemoved) String() string {
 func (*GroupMemberRemoved) ProtoMessage() {}
 
 func (x *GroupMemberRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[9]
+	mi := &file_events_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +747,7 @@ func (x *GroupMemberRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMemberRemoved.ProtoReflect.Descriptor instead.
 func (*GroupMemberRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{9}
+	return file_events_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GroupMemberRemoved) GetGroup() string {
@@ -729,7 +779,7 @@ type TokenCreated struct {
 
 func (x *TokenCreated) Reset() {
 	*x = TokenCreated{}
-	mi := &file_events_events_proto_msgTypes[10]
+	mi := &file_events_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +791,7 @@ func (x *TokenCreated) String() string {
 func (*TokenCreated) ProtoMessage() {}
 
 func (x *TokenCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[10]
+	mi := &file_events_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +804,7 @@ func (x *TokenCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenCreated.ProtoReflect.Descriptor instead.
 func (*TokenCreated) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{10}
+	return file_events_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TokenCreated) GetId() string {
@@ -801,7 +851,7 @@ type TokenRevoked struct {
 
 func (x *TokenRevoked) Reset() {
 	*x = TokenRevoked{}
-	mi := &file_events_events_proto_msgTypes[11]
+	mi := &file_events_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +863,7 @@ func (x *TokenRevoked) String() string {
 func (*TokenRevoked) ProtoMessage() {}
 
 func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[11]
+	mi := &file_events_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +876,7 @@ func (x *TokenRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRevoked.ProtoReflect.Descriptor instead.
 func (*TokenRevoked) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{11}
+	return file_events_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TokenRevoked) GetId() string {
@@ -847,7 +897,7 @@ type TargetKeyRegistered struct {
 
 func (x *TargetKeyRegistered) Reset() {
 	*x = TargetKeyRegistered{}
-	mi := &file_events_events_proto_msgTypes[12]
+	mi := &file_events_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +909,7 @@ func (x *TargetKeyRegistered) String() string {
 func (*TargetKeyRegistered) ProtoMessage() {}
 
 func (x *TargetKeyRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[12]
+	mi := &file_events_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +922,7 @@ func (x *TargetKeyRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetKeyRegistered.ProtoReflect.Descriptor instead.
 func (*TargetKeyRegistered) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{12}
+	return file_events_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TargetKeyRegistered) GetTarget() string {
@@ -905,7 +955,7 @@ type TargetKeyRevoked struct {
 
 func (x *TargetKeyRevoked) Reset() {
 	*x = TargetKeyRevoked{}
-	mi := &file_events_events_proto_msgTypes[13]
+	mi := &file_events_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +967,7 @@ func (x *TargetKeyRevoked) String() string {
 func (*TargetKeyRevoked) ProtoMessage() {}
 
 func (x *TargetKeyRevoked) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[13]
+	mi := &file_events_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +980,7 @@ func (x *TargetKeyRevoked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetKeyRevoked.ProtoReflect.Descriptor instead.
 func (*TargetKeyRevoked) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{13}
+	return file_events_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TargetKeyRevoked) GetTarget() string {
@@ -951,7 +1001,7 @@ type GrantAdded struct {
 
 func (x *GrantAdded) Reset() {
 	*x = GrantAdded{}
-	mi := &file_events_events_proto_msgTypes[14]
+	mi := &file_events_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1013,7 @@ func (x *GrantAdded) String() string {
 func (*GrantAdded) ProtoMessage() {}
 
 func (x *GrantAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[14]
+	mi := &file_events_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1026,7 @@ func (x *GrantAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantAdded.ProtoReflect.Descriptor instead.
 func (*GrantAdded) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{14}
+	return file_events_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GrantAdded) GetSubject() string {
@@ -1011,7 +1061,7 @@ type GrantRemoved struct {
 
 func (x *GrantRemoved) Reset() {
 	*x = GrantRemoved{}
-	mi := &file_events_events_proto_msgTypes[15]
+	mi := &file_events_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1073,7 @@ func (x *GrantRemoved) String() string {
 func (*GrantRemoved) ProtoMessage() {}
 
 func (x *GrantRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[15]
+	mi := &file_events_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1086,7 @@ func (x *GrantRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRemoved.ProtoReflect.Descriptor instead.
 func (*GrantRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{15}
+	return file_events_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GrantRemoved) GetSubject() string {
@@ -1085,7 +1135,7 @@ type JobSubmitted struct {
 
 func (x *JobSubmitted) Reset() {
 	*x = JobSubmitted{}
-	mi := &file_events_events_proto_msgTypes[16]
+	mi := &file_events_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1147,7 @@ func (x *JobSubmitted) String() string {
 func (*JobSubmitted) ProtoMessage() {}
 
 func (x *JobSubmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[16]
+	mi := &file_events_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1160,7 @@ func (x *JobSubmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSubmitted.ProtoReflect.Descriptor instead.
 func (*JobSubmitted) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{16}
+	return file_events_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobSubmitted) GetJobId() string {
@@ -1210,7 +1260,7 @@ type JobBatchStarted struct {
 
 func (x *JobBatchStarted) Reset() {
 	*x = JobBatchStarted{}
-	mi := &file_events_events_proto_msgTypes[17]
+	mi := &file_events_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1272,7 @@ func (x *JobBatchStarted) String() string {
 func (*JobBatchStarted) ProtoMessage() {}
 
 func (x *JobBatchStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[17]
+	mi := &file_events_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1285,7 @@ func (x *JobBatchStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobBatchStarted.ProtoReflect.Descriptor instead.
 func (*JobBatchStarted) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{17}
+	return file_events_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobBatchStarted) GetJobId() string {
@@ -1272,7 +1322,7 @@ type JobTargetDispatched struct {
 
 func (x *JobTargetDispatched) Reset() {
 	*x = JobTargetDispatched{}
-	mi := &file_events_events_proto_msgTypes[18]
+	mi := &file_events_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1334,7 @@ func (x *JobTargetDispatched) String() string {
 func (*JobTargetDispatched) ProtoMessage() {}
 
 func (x *JobTargetDispatched) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[18]
+	mi := &file_events_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1347,7 @@ func (x *JobTargetDispatched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobTargetDispatched.ProtoReflect.Descriptor instead.
 func (*JobTargetDispatched) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{18}
+	return file_events_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobTargetDispatched) GetJobId() string {
@@ -1333,7 +1383,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_events_events_proto_msgTypes[19]
+	mi := &file_events_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1395,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[19]
+	mi := &file_events_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1408,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{19}
+	return file_events_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Change) GetField() string {
@@ -1404,7 +1454,7 @@ type BlockResult struct {
 
 func (x *BlockResult) Reset() {
 	*x = BlockResult{}
-	mi := &file_events_events_proto_msgTypes[20]
+	mi := &file_events_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1466,7 @@ func (x *BlockResult) String() string {
 func (*BlockResult) ProtoMessage() {}
 
 func (x *BlockResult) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[20]
+	mi := &file_events_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1479,7 @@ func (x *BlockResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResult.ProtoReflect.Descriptor instead.
 func (*BlockResult) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{20}
+	return file_events_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BlockResult) GetKind() string {
@@ -1495,7 +1545,7 @@ type JobTargetFinished struct {
 
 func (x *JobTargetFinished) Reset() {
 	*x = JobTargetFinished{}
-	mi := &file_events_events_proto_msgTypes[21]
+	mi := &file_events_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1557,7 @@ func (x *JobTargetFinished) String() string {
 func (*JobTargetFinished) ProtoMessage() {}
 
 func (x *JobTargetFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[21]
+	mi := &file_events_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1570,7 @@ func (x *JobTargetFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobTargetFinished.ProtoReflect.Descriptor instead.
 func (*JobTargetFinished) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{21}
+	return file_events_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobTargetFinished) GetJobId() string {
@@ -1569,7 +1619,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_events_events_proto_msgTypes[22]
+	mi := &file_events_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1631,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[22]
+	mi := &file_events_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1644,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{22}
+	return file_events_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobFinished) GetJobId() string {
@@ -1621,7 +1671,7 @@ type JobCancelled struct {
 
 func (x *JobCancelled) Reset() {
 	*x = JobCancelled{}
-	mi := &file_events_events_proto_msgTypes[23]
+	mi := &file_events_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1683,7 @@ func (x *JobCancelled) String() string {
 func (*JobCancelled) ProtoMessage() {}
 
 func (x *JobCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[23]
+	mi := &file_events_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1696,7 @@ func (x *JobCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobCancelled.ProtoReflect.Descriptor instead.
 func (*JobCancelled) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{23}
+	return file_events_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobCancelled) GetJobId() string {
@@ -1676,7 +1726,7 @@ type TargetConnected struct {
 
 func (x *TargetConnected) Reset() {
 	*x = TargetConnected{}
-	mi := &file_events_events_proto_msgTypes[24]
+	mi := &file_events_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1738,7 @@ func (x *TargetConnected) String() string {
 func (*TargetConnected) ProtoMessage() {}
 
 func (x *TargetConnected) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[24]
+	mi := &file_events_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1751,7 @@ func (x *TargetConnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetConnected.ProtoReflect.Descriptor instead.
 func (*TargetConnected) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{24}
+	return file_events_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TargetConnected) GetTarget() string {
@@ -1735,7 +1785,7 @@ type TargetDisconnected struct {
 
 func (x *TargetDisconnected) Reset() {
 	*x = TargetDisconnected{}
-	mi := &file_events_events_proto_msgTypes[25]
+	mi := &file_events_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1797,7 @@ func (x *TargetDisconnected) String() string {
 func (*TargetDisconnected) ProtoMessage() {}
 
 func (x *TargetDisconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[25]
+	mi := &file_events_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1810,7 @@ func (x *TargetDisconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetDisconnected.ProtoReflect.Descriptor instead.
 func (*TargetDisconnected) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{25}
+	return file_events_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TargetDisconnected) GetTarget() string {
@@ -1787,7 +1837,7 @@ type NodeJoined struct {
 
 func (x *NodeJoined) Reset() {
 	*x = NodeJoined{}
-	mi := &file_events_events_proto_msgTypes[26]
+	mi := &file_events_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1849,7 @@ func (x *NodeJoined) String() string {
 func (*NodeJoined) ProtoMessage() {}
 
 func (x *NodeJoined) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[26]
+	mi := &file_events_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1862,7 @@ func (x *NodeJoined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeJoined.ProtoReflect.Descriptor instead.
 func (*NodeJoined) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{26}
+	return file_events_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeJoined) GetName() string {
@@ -1838,7 +1888,7 @@ type NodeRemoved struct {
 
 func (x *NodeRemoved) Reset() {
 	*x = NodeRemoved{}
-	mi := &file_events_events_proto_msgTypes[27]
+	mi := &file_events_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1900,7 @@ func (x *NodeRemoved) String() string {
 func (*NodeRemoved) ProtoMessage() {}
 
 func (x *NodeRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[27]
+	mi := &file_events_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1913,7 @@ func (x *NodeRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRemoved.ProtoReflect.Descriptor instead.
 func (*NodeRemoved) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{27}
+	return file_events_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRemoved) GetName() string {
@@ -1882,7 +1932,7 @@ type BenchWrite struct {
 
 func (x *BenchWrite) Reset() {
 	*x = BenchWrite{}
-	mi := &file_events_events_proto_msgTypes[28]
+	mi := &file_events_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +1944,7 @@ func (x *BenchWrite) String() string {
 func (*BenchWrite) ProtoMessage() {}
 
 func (x *BenchWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[28]
+	mi := &file_events_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +1957,7 @@ func (x *BenchWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BenchWrite.ProtoReflect.Descriptor instead.
 func (*BenchWrite) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{28}
+	return file_events_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BenchWrite) GetData() []byte {
@@ -1927,7 +1977,7 @@ type LeaderElected struct {
 
 func (x *LeaderElected) Reset() {
 	*x = LeaderElected{}
-	mi := &file_events_events_proto_msgTypes[29]
+	mi := &file_events_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +1989,7 @@ func (x *LeaderElected) String() string {
 func (*LeaderElected) ProtoMessage() {}
 
 func (x *LeaderElected) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[29]
+	mi := &file_events_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2002,7 @@ func (x *LeaderElected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderElected.ProtoReflect.Descriptor instead.
 func (*LeaderElected) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{29}
+	return file_events_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaderElected) GetName() string {
@@ -1979,7 +2029,7 @@ type SnapshotRestored struct {
 
 func (x *SnapshotRestored) Reset() {
 	*x = SnapshotRestored{}
-	mi := &file_events_events_proto_msgTypes[30]
+	mi := &file_events_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2041,7 @@ func (x *SnapshotRestored) String() string {
 func (*SnapshotRestored) ProtoMessage() {}
 
 func (x *SnapshotRestored) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[30]
+	mi := &file_events_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2054,7 @@ func (x *SnapshotRestored) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRestored.ProtoReflect.Descriptor instead.
 func (*SnapshotRestored) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{30}
+	return file_events_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotRestored) GetSnapshotIndex() uint64 {
@@ -2018,7 +2068,9 @@ var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
 	"\n" +
-	"\x13events/events.proto\x12\rhpt.events.v1\"\xd5\x01\n" +
+	"\x13events/events.proto\x12\rhpt.events.v1\"\x1f\n" +
+	"\x05Batch\x12\x16\n" +
+	"\x06events\x18\x01 \x03(\fR\x06events\"\xd5\x01\n" +
 	"\x05Event\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12$\n" +
@@ -2210,55 +2262,56 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
-	(*Event)(nil),               // 1: hpt.events.v1.Event
-	(*ClusterBootstrapped)(nil), // 2: hpt.events.v1.ClusterBootstrapped
-	(*UserAdded)(nil),           // 3: hpt.events.v1.UserAdded
-	(*UserRemoved)(nil),         // 4: hpt.events.v1.UserRemoved
-	(*MachineAdded)(nil),        // 5: hpt.events.v1.MachineAdded
-	(*MachineRemoved)(nil),      // 6: hpt.events.v1.MachineRemoved
-	(*GroupAdded)(nil),          // 7: hpt.events.v1.GroupAdded
-	(*GroupRemoved)(nil),        // 8: hpt.events.v1.GroupRemoved
-	(*GroupMemberAdded)(nil),    // 9: hpt.events.v1.GroupMemberAdded
-	(*GroupMemberRemoved)(nil),  // 10: hpt.events.v1.GroupMemberRemoved
-	(*TokenCreated)(nil),        // 11: hpt.events.v1.TokenCreated
-	(*TokenRevoked)(nil),        // 12: hpt.events.v1.TokenRevoked
-	(*TargetKeyRegistered)(nil), // 13: hpt.events.v1.TargetKeyRegistered
-	(*TargetKeyRevoked)(nil),    // 14: hpt.events.v1.TargetKeyRevoked
-	(*GrantAdded)(nil),          // 15: hpt.events.v1.GrantAdded
-	(*GrantRemoved)(nil),        // 16: hpt.events.v1.GrantRemoved
-	(*JobSubmitted)(nil),        // 17: hpt.events.v1.JobSubmitted
-	(*JobBatchStarted)(nil),     // 18: hpt.events.v1.JobBatchStarted
-	(*JobTargetDispatched)(nil), // 19: hpt.events.v1.JobTargetDispatched
-	(*Change)(nil),              // 20: hpt.events.v1.Change
-	(*BlockResult)(nil),         // 21: hpt.events.v1.BlockResult
-	(*JobTargetFinished)(nil),   // 22: hpt.events.v1.JobTargetFinished
-	(*JobFinished)(nil),         // 23: hpt.events.v1.JobFinished
-	(*JobCancelled)(nil),        // 24: hpt.events.v1.JobCancelled
-	(*TargetConnected)(nil),     // 25: hpt.events.v1.TargetConnected
-	(*TargetDisconnected)(nil),  // 26: hpt.events.v1.TargetDisconnected
-	(*NodeJoined)(nil),          // 27: hpt.events.v1.NodeJoined
-	(*NodeRemoved)(nil),         // 28: hpt.events.v1.NodeRemoved
-	(*BenchWrite)(nil),          // 29: hpt.events.v1.BenchWrite
-	(*LeaderElected)(nil),       // 30: hpt.events.v1.LeaderElected
-	(*SnapshotRestored)(nil),    // 31: hpt.events.v1.SnapshotRestored
-	nil,                         // 32: hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	nil,                         // 33: hpt.events.v1.JobSubmitted.FilesEntry
-	nil,                         // 34: hpt.events.v1.JobSubmitted.SelectorEntry
-	nil,                         // 35: hpt.events.v1.JobSubmitted.VarsEntry
-	nil,                         // 36: hpt.events.v1.TargetConnected.LabelsEntry
+	(*Batch)(nil),               // 1: hpt.events.v1.Batch
+	(*Event)(nil),               // 2: hpt.events.v1.Event
+	(*ClusterBootstrapped)(nil), // 3: hpt.events.v1.ClusterBootstrapped
+	(*UserAdded)(nil),           // 4: hpt.events.v1.UserAdded
+	(*UserRemoved)(nil),         // 5: hpt.events.v1.UserRemoved
+	(*MachineAdded)(nil),        // 6: hpt.events.v1.MachineAdded
+	(*MachineRemoved)(nil),      // 7: hpt.events.v1.MachineRemoved
+	(*GroupAdded)(nil),          // 8: hpt.events.v1.GroupAdded
+	(*GroupRemoved)(nil),        // 9: hpt.events.v1.GroupRemoved
+	(*GroupMemberAdded)(nil),    // 10: hpt.events.v1.GroupMemberAdded
+	(*GroupMemberRemoved)(nil),  // 11: hpt.events.v1.GroupMemberRemoved
+	(*TokenCreated)(nil),        // 12: hpt.events.v1.TokenCreated
+	(*TokenRevoked)(nil),        // 13: hpt.events.v1.TokenRevoked
+	(*TargetKeyRegistered)(nil), // 14: hpt.events.v1.TargetKeyRegistered
+	(*TargetKeyRevoked)(nil),    // 15: hpt.events.v1.TargetKeyRevoked
+	(*GrantAdded)(nil),          // 16: hpt.events.v1.GrantAdded
+	(*GrantRemoved)(nil),        // 17: hpt.events.v1.GrantRemoved
+	(*JobSubmitted)(nil),        // 18: hpt.events.v1.JobSubmitted
+	(*JobBatchStarted)(nil),     // 19: hpt.events.v1.JobBatchStarted
+	(*JobTargetDispatched)(nil), // 20: hpt.events.v1.JobTargetDispatched
+	(*Change)(nil),              // 21: hpt.events.v1.Change
+	(*BlockResult)(nil),         // 22: hpt.events.v1.BlockResult
+	(*JobTargetFinished)(nil),   // 23: hpt.events.v1.JobTargetFinished
+	(*JobFinished)(nil),         // 24: hpt.events.v1.JobFinished
+	(*JobCancelled)(nil),        // 25: hpt.events.v1.JobCancelled
+	(*TargetConnected)(nil),     // 26: hpt.events.v1.TargetConnected
+	(*TargetDisconnected)(nil),  // 27: hpt.events.v1.TargetDisconnected
+	(*NodeJoined)(nil),          // 28: hpt.events.v1.NodeJoined
+	(*NodeRemoved)(nil),         // 29: hpt.events.v1.NodeRemoved
+	(*BenchWrite)(nil),          // 30: hpt.events.v1.BenchWrite
+	(*LeaderElected)(nil),       // 31: hpt.events.v1.LeaderElected
+	(*SnapshotRestored)(nil),    // 32: hpt.events.v1.SnapshotRestored
+	nil,                         // 33: hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	nil,                         // 34: hpt.events.v1.JobSubmitted.FilesEntry
+	nil,                         // 35: hpt.events.v1.JobSubmitted.SelectorEntry
+	nil,                         // 36: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 37: hpt.events.v1.TargetConnected.LabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
-	32, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	33, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
-	34, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
-	35, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
-	20, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
-	21, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
-	36, // 7: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	33, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	34, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
+	35, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
+	36, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
+	21, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
+	22, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
+	37, // 7: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
@@ -2277,7 +2330,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

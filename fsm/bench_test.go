@@ -8,26 +8,34 @@ import (
 	"github.com/hpt-dev/hpt/events"
 )
 
-// BenchmarkApplyBatch measures applying 64-event batches of 256-byte
-// bench_write events, each with its own request id, to a state that already
-// holds 100,000 events: the state machine's share of a committed write.
+// BenchmarkApplyBatch measures applying 64 256-byte bench_write events at a
+// time, in entries of 16, each event with its own request id, to a state
+// that already holds 100,000 events: the state machine's share of a
+// committed write.
 func BenchmarkApplyBatch(b *testing.B) {
 	f, err := Open(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
+	const perEntry = 16
 	var next uint64
 	batch := func(n int) []Entry {
-		out := make([]Entry, n)
+		out := make([]Entry, n/perEntry)
 		for i := range out {
-			var id [16]byte
-			rand.Read(id[:])
-			ev, err := events.New("user:admin", hex.EncodeToString(id[:]), t0, &events.BenchWrite{Data: make([]byte, 256)})
-			if err != nil {
-				b.Fatal(err)
+			encoded := make([][]byte, perEntry)
+			for j := range encoded {
+				var id [16]byte
+				rand.Read(id[:])
+				ev, err := events.New("user:admin", hex.EncodeToString(id[:]), t0, &events.BenchWrite{Data: make([]byte, 256)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if encoded[j], err = events.Encode(ev); err != nil {
+					b.Fatal(err)
+				}
 			}
-			data, err := events.Encode(ev)
+			data, err := events.EncodeBatch(encoded)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -45,9 +53,11 @@ func BenchmarkApplyBatch(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		for _, r := range f.ApplyBatch(pending[i]) {
-			if r.Rejected != nil || r.Duplicate {
-				b.Fatalf("result %+v", r)
+		for _, entry := range f.ApplyBatch(pending[i]) {
+			for _, r := range entry {
+				if r.Rejected != nil || r.Duplicate {
+					b.Fatalf("result %+v", r)
+				}
 			}
 		}
 	}

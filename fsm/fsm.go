@@ -63,17 +63,19 @@ func reject(kind error, format string, args ...any) *Rejection {
 	return &Rejection{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Entry is one committed log entry. Data is nil for entries that carry no
-// event (Raft configuration changes); they only advance the applied index.
+// Entry is one committed log entry: an encoded events.Batch. Data is nil
+// for entries that carry no event (Raft configuration changes); they only
+// advance the applied index.
 type Entry struct {
 	Index uint64
 	Data  []byte
 }
 
-// Result is the outcome of applying one entry.
+// Result is the outcome of applying one event.
 type Result struct {
-	// Index of the event: the entry's index, or for a duplicate request the
-	// index of the event that first carried the request id.
+	// Index of the event (events.IndexOf its entry and position), or for a
+	// duplicate request the index of the event that first carried the
+	// request id.
 	Index     uint64
 	Duplicate bool
 	// Rejected is non-nil if the state machine refused the command.
@@ -364,13 +366,15 @@ func (f *FSM) setApplied(index uint64) {
 }
 
 // ApplyBatch applies committed entries in order, all in one Pebble batch
-// together with the new applied index, and returns one Result per entry.
+// together with the new applied index, and returns for each entry one
+// Result per event it carries (nil for entries without events, and for
+// entries applied before a restart that Raft delivers again).
 //
 // An entry that cannot be decoded means the log is corrupt or was written by
 // a newer binary: ApplyBatch panics rather than guess, halting the node
 // before its state diverges.
-func (f *FSM) ApplyBatch(entries []Entry) []Result {
-	results := make([]Result, len(entries))
+func (f *FSM) ApplyBatch(entries []Entry) [][]Result {
+	results := make([][]Result, len(entries))
 	if len(entries) == 0 {
 		return results
 	}
@@ -386,7 +390,6 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 	accessChanged := false
 	var jobs []jobChange
 	for i, e := range entries {
-		results[i].Index = e.Index
 		if e.Index <= applied {
 			// Re-delivered after a restart: already in the state.
 			continue
@@ -395,14 +398,17 @@ func (f *FSM) ApplyBatch(entries []Entry) []Result {
 		if e.Data == nil {
 			continue
 		}
-		ev, err := events.Decode(e.Data)
+		evs, err := events.DecodeBatch(e.Data)
 		if err != nil {
 			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
 		}
-		ev.Index = e.Index
-		results[i] = f.applyOne(b, reqs, ev, &jobs)
-		if !leavesAccessAlone(ev.GetType()) {
-			accessChanged = true
+		results[i] = make([]Result, len(evs))
+		for j, ev := range evs {
+			ev.Index = events.IndexOf(e.Index, j)
+			results[i][j] = f.applyOne(b, reqs, ev, &jobs)
+			if !leavesAccessAlone(ev.GetType()) {
+				accessChanged = true
+			}
 		}
 	}
 	if last == applied {

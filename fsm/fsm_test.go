@@ -32,7 +32,8 @@ type applier struct {
 	next uint64
 }
 
-func (a *applier) entry(reqID string, p proto.Message) Entry {
+// encode returns the encoded event of p with request id reqID.
+func (a *applier) encode(reqID string, p proto.Message) []byte {
 	a.t.Helper()
 	ev, err := events.New("user:admin", reqID, t0, p)
 	if err != nil {
@@ -42,13 +43,29 @@ func (a *applier) entry(reqID string, p proto.Message) Entry {
 	if err != nil {
 		a.t.Fatal(err)
 	}
+	return b
+}
+
+// batch returns the next entry, carrying the given encoded events.
+func (a *applier) batch(encoded ...[]byte) Entry {
+	a.t.Helper()
+	b, err := events.EncodeBatch(encoded)
+	if err != nil {
+		a.t.Fatal(err)
+	}
 	a.next++
 	return Entry{Index: a.next, Data: b}
 }
 
+// entry returns the next entry, carrying one event.
+func (a *applier) entry(reqID string, p proto.Message) Entry {
+	a.t.Helper()
+	return a.batch(a.encode(reqID, p))
+}
+
 func (a *applier) apply(reqID string, p proto.Message) Result {
 	a.t.Helper()
-	return a.f.ApplyBatch([]Entry{a.entry(reqID, p)})[0]
+	return a.f.ApplyBatch([]Entry{a.entry(reqID, p)})[0][0]
 }
 
 func (a *applier) mustApply(p proto.Message) Result {
@@ -142,21 +159,26 @@ func TestDuplicateRequestAppliedOnce(t *testing.T) {
 	if first.Rejected != nil || retry.Rejected != nil || !retry.Duplicate || retry.Index != first.Index {
 		t.Fatalf("retry = %+v, first = %+v; want duplicate of index %d", retry, first, first.Index)
 	}
-	if rs[0].Rejected != nil || rs[0].Duplicate || !rs[1].Duplicate || rs[1].Index != rs[0].Index {
+	if rs[0][0].Rejected != nil || rs[0][0].Duplicate || !rs[1][0].Duplicate || rs[1][0].Index != rs[0][0].Index {
 		t.Fatalf("same-batch retry results = %+v", rs)
+	}
+	// And in the same entry.
+	same := f.ApplyBatch([]Entry{a.batch(a.encode("req-3", &events.MachineAdded{Name: "cd"}), a.encode("req-3", &events.MachineAdded{Name: "cd"}))})[0]
+	if same[0].Rejected != nil || same[0].Duplicate || !same[1].Duplicate || same[1].Index != same[0].Index {
+		t.Fatalf("same-entry retry results = %+v", same)
 	}
 	// Request ids compacted to the bottom level (where Pebble's Get would
 	// skip the bloom filters) are still found.
 	if err := f.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 		t.Fatal(err)
 	}
-	if again := a.apply("req-2", &events.MachineAdded{Name: "ci"}); !again.Duplicate || again.Index != rs[0].Index {
-		t.Fatalf("retry after compaction = %+v, want duplicate of index %d", again, rs[0].Index)
+	if again := a.apply("req-2", &events.MachineAdded{Name: "ci"}); !again.Duplicate || again.Index != rs[0][0].Index {
+		t.Fatalf("retry after compaction = %+v, want duplicate of index %d", again, rs[0][0].Index)
 	}
 	var n int
 	f.Events(0, func(*events.Event) bool { n++; return true })
-	if n != 2 {
-		t.Fatalf("archive holds %d events, want 2", n)
+	if n != 3 {
+		t.Fatalf("archive holds %d events, want 3", n)
 	}
 }
 
@@ -183,8 +205,8 @@ func TestRestartKeepsStateAndSkipsReplay(t *testing.T) {
 	// Raft re-delivers entries after the last snapshot: they must not be
 	// applied again (they would be rejected as duplicates if they were).
 	for i, r := range f.ApplyBatch(entries) {
-		if r.Rejected != nil {
-			t.Fatalf("re-delivered entry %d was applied again: %v", i+1, r.Rejected)
+		if r != nil {
+			t.Fatalf("re-delivered entry %d was applied again: %+v", i+1, r)
 		}
 	}
 	ids, _ := f.Identities(events.KindUser)

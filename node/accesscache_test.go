@@ -25,12 +25,15 @@ func applyEvents(tb testing.TB, f *fsm.FSM, index *uint64, payloads ...proto.Mes
 		if err != nil {
 			tb.Fatal(err)
 		}
+		if data, err = events.EncodeBatch([][]byte{data}); err != nil {
+			tb.Fatal(err)
+		}
 		*index++
 		entries[i] = fsm.Entry{Index: *index, Data: data}
 	}
 	for i, r := range f.ApplyBatch(entries) {
-		if r.Rejected != nil {
-			tb.Fatalf("apply %T at %d: %v", payloads[i], entries[i].Index, r.Rejected)
+		if r[0].Rejected != nil {
+			tb.Fatalf("apply %T at %d: %v", payloads[i], entries[i].Index, r[0].Rejected)
 		}
 	}
 }

@@ -178,7 +178,7 @@ func TestRestartedNodeCatchesUpWithoutReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.WaitApplied(cl.LastIndex())
+	c.WaitEvent(cl.LastIndex())
 	appliedAtKill := c.Node(f).State().AppliedIndex()
 	c.Kill(f)
 	for i := range 20 {
@@ -191,7 +191,7 @@ func TestRestartedNodeCatchesUpWithoutReplay(t *testing.T) {
 	if got := n.State().AppliedIndex(); got < appliedAtKill {
 		t.Fatalf("restarted node starts at applied index %d, below %d where it stopped", got, appliedAtKill)
 	}
-	c.WaitApplied(cl.LastIndex())
+	c.WaitEvent(cl.LastIndex())
 	names := userNames(t, ctx, c.Client(f))
 	for i := range 20 {
 		if !slices.Contains(names, fmt.Sprintf("after-%d", i)) {
@@ -219,7 +219,7 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	first := leader.Raft().Stats()["last_snapshot_index"]
 	i := c.AddNode()
 	newNode := c.Node(i)
-	c.WaitApplied(cl.LastIndex())
+	c.WaitEvent(cl.LastIndex())
 	// The new node got its state from a snapshot (the early log is gone)
 	// and the event archive came with it: history survives compaction.
 	var n int
@@ -233,7 +233,7 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if n < 101 || firstIndex > 5 {
+	if n < 101 || events.EntryOf(firstIndex) > 5 {
 		t.Fatalf("new node's archive has %d events starting at %d; want the whole history (leader snapshot at %s)", n, firstIndex, first)
 	}
 	names, err := newNode.State().Identities("machine")
@@ -372,7 +372,7 @@ func TestSnapshotSaveAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.WaitApplied(res.GetIndex())
+	c.WaitEvent(res.GetIndex())
 	for i := range c.Len() {
 		names := userNames(t, ctx, c.Client(i))
 		if !slices.Contains(names, "kept") || slices.Contains(names, "after-backup") {

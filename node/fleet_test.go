@@ -227,7 +227,7 @@ func TestRevokedTargetCutOffAndRefused(t *testing.T) {
 	// revocation; the state records the disconnection.
 	c.Eventually(5*time.Second, func() error {
 		for _, n := range c.Running() {
-			if n.State().AppliedIndex() < w.GetIndex() {
+			if n.State().AppliedIndex() < events.EntryOf(w.GetIndex()) {
 				return fmt.Errorf("%s has not applied the revocation", n.Name())
 			}
 		}

@@ -3,9 +3,7 @@ package node
 import (
 	"context"
 	"errors"
-	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -46,16 +44,15 @@ func relayedCaller(ctx context.Context) context.Context {
 }
 
 func (s *internalServer) Apply(ctx context.Context, req *rpc.ApplyRequest) (*rpc.WriteResponse, error) {
-	// The forwarding node built and authorized the event; decode it anyway
-	// so that nothing malformed reaches the log.
-	if _, err := events.Decode(req.GetEvent()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+	resp, err := s.ApplyBatch(ctx, &rpc.ApplyBatchRequest{Events: [][]byte{req.GetEvent()}})
+	if err != nil {
+		return nil, err
 	}
-	if !s.n.IsLeader() {
-		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+	r := resp.GetResults()[0]
+	if r.GetCode() != uint32(codes.OK) {
+		return nil, status.Error(codes.Code(r.GetCode()), r.GetMessage())
 	}
-	resp, err := s.n.applyLocal(ctx, req.GetEvent())
-	return resp, internalStatus(err)
+	return &rpc.WriteResponse{Index: r.GetIndex(), Duplicate: r.GetDuplicate()}, nil
 }
 
 // internalStatus gives a lost leadership the status a forwarding node
@@ -67,37 +64,50 @@ func internalStatus(err error) error {
 	return err
 }
 
-// ApplyBatch proposes every event at once, so that Raft commits them
-// together, and then waits for each.
+// ApplyBatch commits a follower's batch: its events join the leader's own
+// queue, so that the leader proposes the writes of every node together in
+// few entries. The forwarding node built and authorized each event; they
+// are decoded anyway so that nothing malformed reaches the log, and one
+// that fails alone is refused.
 func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequest) (*rpc.ApplyBatchResponse, error) {
 	if !s.n.IsLeader() {
 		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
 	}
-	timeout := s.n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
 	evs := req.GetEvents()
-	futures := make([]raft.ApplyFuture, len(evs))
+	if len(evs) == 0 || len(evs) > events.PerEntry {
+		return nil, status.Errorf(codes.InvalidArgument, "batch of %d events, want 1 to %d", len(evs), events.PerEntry)
+	}
 	results := make([]*rpc.ApplyResult, len(evs))
+	writes := make([]*pendingWrite, len(evs))
+	valid := make([]*pendingWrite, 0, len(evs))
 	for i, data := range evs {
 		if _, err := events.Decode(data); err != nil {
 			results[i] = &rpc.ApplyResult{Code: uint32(codes.InvalidArgument), Message: err.Error()}
 			continue
 		}
-		futures[i] = s.n.raft.Apply(data, timeout)
+		writes[i] = &pendingWrite{data: data, done: make(chan struct{})}
+		valid = append(valid, writes[i])
 	}
-	for i, f := range futures {
-		if f == nil {
+	if len(valid) > 0 {
+		if err := s.n.batches.enqueue(valid...); err != nil {
+			return nil, err
+		}
+	}
+	for i, w := range writes {
+		if w == nil {
 			continue
 		}
-		resp, err := applyResult(f)
-		if err != nil {
-			st := status.Convert(internalStatus(err))
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		if w.err != nil {
+			st := status.Convert(internalStatus(w.err))
 			results[i] = &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
 			continue
 		}
-		results[i] = &rpc.ApplyResult{Index: resp.GetIndex(), Duplicate: resp.GetDuplicate()}
+		results[i] = &rpc.ApplyResult{Index: w.resp.GetIndex(), Duplicate: w.resp.GetDuplicate()}
 	}
 	return &rpc.ApplyBatchResponse{Results: results}, nil
 }

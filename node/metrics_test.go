@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
@@ -40,7 +41,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`hpt_events_applied_total{type="user_added"} 1`,
 		"hpt_agents_connected 0",
 		"hpt_apply_lag ",
-		fmt.Sprintf("hpt_applied_index %d", w.GetIndex()),
+		fmt.Sprintf("hpt_applied_index %d", events.EntryOf(w.GetIndex())),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -74,8 +74,9 @@ type Node struct {
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
 	fleet      *fleet
-	// fwd forwards writes to the leader while this node follows.
-	fwd *forwarder
+	// batches gathers writes into Raft entries, forwarded to the leader
+	// while this node follows.
+	batches *batcher
 	// exporter, if configured, runs while this node leads.
 	exporter *export.Exporter
 
@@ -111,7 +112,7 @@ func New(cfg Config) (_ *Node, err error) {
 		scheduleCh:  make(chan struct{}, 1),
 	}
 	n.fleet = newFleet(n)
-	n.fwd = &forwarder{n: n}
+	n.batches = &batcher{n: n}
 	// Undo whatever was started if a later step fails.
 	defer func() {
 		if err != nil {
@@ -371,7 +372,7 @@ func (n *Node) Shutdown() error {
 		n.httpServer.Close()
 	}
 	// The node context is cancelled, so batches in flight end at once.
-	n.fwd.close()
+	n.batches.close()
 	if n.peers != nil {
 		n.peers.close()
 	}

@@ -141,7 +141,7 @@ func TestPartitionedLeaderAcceptsNoWrite(t *testing.T) {
 		w, err = c.Client(majority[0]).Identities.Add(wctx, &rpc.AddIdentityRequest{Kind: "user", Name: "majority"})
 		return err
 	})
-	if got := c.Node(old).State().AppliedIndex(); got >= w.GetIndex() {
+	if got := c.Node(old).State().AppliedIndex(); got >= events.EntryOf(w.GetIndex()) {
 		t.Fatalf("isolated node applied index %d, at or past the majority's write %d", got, w.GetIndex())
 	}
 	if c.Node(old).IsLeader() {
@@ -149,7 +149,7 @@ func TestPartitionedLeaderAcceptsNoWrite(t *testing.T) {
 	}
 
 	fn.heal()
-	c.WaitApplied(w.GetIndex())
+	c.WaitEvent(w.GetIndex())
 	logOf := func(i int) []string {
 		var out []string
 		if err := c.Node(i).State().Events(0, func(ev *events.Event) bool {

@@ -75,8 +75,9 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// apply commits an encoded event: directly on the leader, otherwise by
-// forwarding it to the leader over the shared port. It retries across leader
+// apply commits an encoded event as part of this node's next batch:
+// directly on the leader, otherwise by forwarding the batch to the leader
+// over the shared port. It retries across leader
 // changes until ctx (or ApplyTimeout) ends; the event's request id makes a
 // retry of a write that did commit harmless.
 func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
@@ -100,41 +101,22 @@ func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, erro
 }
 
 func (n *Node) applyOnce(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
-	if n.IsLeader() {
-		return n.applyLocal(ctx, data)
-	}
-	return n.fwd.forward(ctx, data)
+	return n.batches.write(ctx, data)
 }
 
-// applyLocal proposes on this node, which must be the leader.
-func (n *Node) applyLocal(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+// commitError turns the error of a proposal into one apply's retry loop
+// understands: ErrNotLeader for a lost or missing leadership, otherwise a
+// gRPC status.
+func commitError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return status.Error(codes.Unavailable, ErrShutdown.Error())
 	}
-	return applyResult(n.raft.Apply(data, timeout))
-}
-
-// applyResult waits for a proposal and turns its outcome into a response
-// or a gRPC status.
-func applyResult(f raft.ApplyFuture) (*rpc.WriteResponse, error) {
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
-			return nil, status.Error(codes.Unavailable, ErrShutdown.Error())
-		}
-		return nil, status.Errorf(codes.Unavailable, "commit: %v", err)
-	}
-	res, ok := f.Response().(fsm.Result)
-	if !ok {
-		return nil, status.Errorf(codes.Internal, "unexpected apply response %T", f.Response())
-	}
-	if res.Rejected != nil {
-		return nil, rejectionStatus(res.Rejected)
-	}
-	return &rpc.WriteResponse{Index: res.Index, Duplicate: res.Duplicate}, nil
+	return status.Errorf(codes.Unavailable, "commit: %v", err)
 }
 
 // retryable reports errors that a new attempt, perhaps at a new leader, may
@@ -217,7 +199,8 @@ func (n *Node) syncRead(ctx context.Context) error {
 }
 
 // readBarrier honours a call's consistency metadata: hpt-min-index waits
-// until this node has applied that index (read-your-writes anywhere);
+// until this node has applied the entry carrying that event index
+// (read-your-writes anywhere);
 // hpt-consistent, for reads only, waits for the leader-confirmed read index.
 func (n *Node) readBarrier(ctx context.Context, read bool) error {
 	md, ok := metadata.FromIncomingContext(ctx)
@@ -230,7 +213,8 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "%s %q: not an index", MDMinIndex, v[0])
 		}
-		want = idx
+		// An event index: wait for the entry that carries it.
+		want = events.EntryOf(idx)
 	}
 	if v := md.Get(MDConsistent); read && len(v) > 0 && v[0] == "1" {
 		idx, err := n.readIndex(ctx)
@@ -245,7 +229,7 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	if err := n.fsm.WaitApplied(wctx, want); err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "node %s has not applied index %d: %v", n.cfg.Name, want, err)
+		return status.Errorf(codes.DeadlineExceeded, "node %s has not applied log entry %d: %v", n.cfg.Name, want, err)
 	}
 	return nil
 }

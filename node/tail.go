@@ -14,7 +14,7 @@ import (
 // changes.
 func (n *Node) tailLoop() {
 	defer n.wg.Done()
-	next := n.fsm.AppliedIndex() + 1
+	next := events.IndexOf(n.fsm.AppliedIndex()+1, 0)
 	for {
 		changed := n.fsm.Changed()
 		var batch []*events.Event

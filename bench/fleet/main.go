@@ -341,7 +341,7 @@ func run(hpt, mode string, n int) error {
 	}
 	var since uint64
 	for _, m := range st.GetMembers() {
-		since = max(since, m.GetCommitIndex())
+		since = max(since, events.IndexOf(m.GetCommitIndex(), 0))
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -40,11 +40,10 @@ type Status struct {
 	// read from the stream when Run (re)connected, then advanced by acks.
 	// 0 until the first connection.
 	Exported uint64
-	// Lag is how many log indexes have been applied but are not known to
-	// be exported: AppliedIndex - Exported, except that it is 0 once every
-	// archived event up to the applied index is in the stream (the indexes
-	// after the last event may hold rejected commands, which are not
-	// events).
+	// Lag is how many applied log entries follow the one that holds the
+	// newest event known to be in the stream; 0 once every archived event
+	// of the applied entries is in the stream (entries after the last
+	// event may hold only rejected commands, which are not events).
 	Lag uint64
 	// Running reports whether Run is running (on the node that leads).
 	Running bool
@@ -128,10 +127,16 @@ func (e *Exporter) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := Status{Exported: e.exported, Running: e.running.Load(), Connected: e.connected, LastError: e.lastErr}
-	if done := max(e.exported, e.covered); applied > done {
+	if done := events.EntryOf(max(e.exported, e.covered)); applied > done {
 		s.Lag = applied - done
 	}
 	return s
+}
+
+// appliedEvents returns the highest index an event of the applied entries
+// can have: every archived event up to it can be read.
+func (e *Exporter) appliedEvents() uint64 {
+	return events.IndexOf(e.src.AppliedIndex()+1, 0) - 1
 }
 
 // Run exports events until ctx ends, then returns nil. The node runs it
@@ -416,7 +421,7 @@ func (e *Exporter) publish(ctx context.Context, nc *nats.Conn, js jetstream.JetS
 		pending      = newQueue(e.window)
 		pendingBytes int
 		buf          []*events.Event // read, not yet published
-		scanned      uint64          // applied index before the last read that found nothing
+		scanned      uint64          // appliedEvents before the last read that found nothing
 		caughtUp     bool            // that read came after every event now in pending or acked
 	)
 	for {
@@ -459,7 +464,7 @@ func (e *Exporter) publish(ctx context.Context, nc *nats.Conn, js jetstream.JetS
 			// Take the channel before reading so an apply in between is
 			// not missed.
 			changed = e.src.Changed()
-			applied := e.src.AppliedIndex()
+			applied := e.appliedEvents()
 			var err error
 			if buf, err = e.fetch(next); err != nil {
 				return fmt.Errorf("read event archive: %w", err)
@@ -550,10 +555,10 @@ func (e *Exporter) resumed(rp resumePoint) {
 	e.mu.Lock()
 	e.exported, e.covered, e.connected = rp.last, rp.last, true
 	e.mu.Unlock()
-	e.log.Info("exporting events to nats", "resume_after", rp.last, "empty_stream", rp.empty, "applied", applied)
-	if rp.last > applied {
+	e.log.Info("exporting events to nats", "resume_after", rp.last, "empty_stream", rp.empty, "applied_entry", applied)
+	if events.EntryOf(rp.last) > applied {
 		e.log.Warn("the stream holds events this node has not applied yet; export waits for them",
-			"stream_last", rp.last, "applied", applied)
+			"stream_last", rp.last, "applied_entry", applied)
 	}
 }
 

@@ -101,8 +101,8 @@ func (h *history) apply(entries []fsm.Entry, rejected []bool) {
 		res := f.ApplyBatch(entries)
 		h.maxApply = max(h.maxApply, time.Since(start))
 		for i, r := range res {
-			if (r.Rejected != nil) != rejected[i] {
-				h.t.Fatalf("entry %d: rejected = %v, want %v", entries[i].Index, r.Rejected, rejected[i])
+			if got := len(r) == 1 && r[0].Rejected != nil; got != rejected[i] {
+				h.t.Fatalf("entry %d: results %+v, want rejected = %v", entries[i].Index, r, rejected[i])
 			}
 		}
 	}
@@ -143,6 +143,9 @@ func (h *history) encode(p proto.Message, actor string) fsm.Entry {
 	}
 	b, err := events.Encode(ev)
 	if err != nil {
+		h.t.Fatal(err)
+	}
+	if b, err = events.EncodeBatch([][]byte{b}); err != nil {
 		h.t.Fatal(err)
 	}
 	return fsm.Entry{Index: h.next, Data: b}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc"
@@ -174,13 +175,15 @@ func (c *Cluster) WaitBootstrapped() {
 	}
 }
 
-// WaitApplied waits until every running node has applied index.
-func (c *Cluster) WaitApplied(index uint64) {
+// WaitEvent waits until every running node has applied the log entry that
+// carries the event with index index.
+func (c *Cluster) WaitEvent(index uint64) {
 	c.t.Helper()
+	entry := events.EntryOf(index)
 	c.Eventually(15*time.Second, func() error {
 		for _, n := range c.Running() {
-			if got := n.State().AppliedIndex(); got < index {
-				return fmt.Errorf("%s applied %d, want %d", n.Name(), got, index)
+			if got := n.State().AppliedIndex(); got < entry {
+				return fmt.Errorf("%s applied entry %d, want %d (event %d)", n.Name(), got, entry, index)
 			}
 		}
 		return nil
@@ -322,7 +325,7 @@ func (c *Cluster) RegisterTarget(name, dir string) string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.WaitApplied(admin.LastIndex())
+	c.WaitEvent(admin.LastIndex())
 	return path
 }
 

@@ -1,0 +1,210 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/rpc"
+)
+
+// Batching limits: batches in flight at once, on the leader (each a Raft
+// entry) and on a follower (each a request to the leader); events and bytes
+// per batch (a single larger event still goes alone).
+//
+// One entry in flight is what makes the leader's batches large: every write
+// that arrives while an entry commits, from its own clients or forwarded,
+// joins the next. Each entry costs an fsync'd bolt transaction on every
+// node, and with more in flight they went out nearly one per arrival
+// (docs/benchmarks.md). Followers keep two requests in flight so that their
+// writes reach the leader's queue without waiting for a whole commit.
+const (
+	maxProposalsInflight = 1
+	maxForwardsInflight  = 2
+	maxBatchEvents       = 256
+	maxBatchBytes        = 1 << 20
+)
+
+// batcher turns the writes a node receives into Raft entries of many
+// events. A write joins the queue; while fewer batches than the limit are
+// in flight a sender takes the queue and commits it: on the leader it
+// proposes it as one entry, on a follower it forwards it to the leader
+// (Internal.ApplyBatch), where it joins the leader's queue. Under load the
+// writes that arrive while one entry commits share the next, so the
+// per-entry costs of Raft and of the log store (an fsync'd bolt transaction
+// on every node, its pages, the entry's encoding and replication) are paid
+// per batch, not per write; an idle node sends each write at once.
+type batcher struct {
+	n *Node
+
+	mu       sync.Mutex
+	queue    []*pendingWrite
+	inflight int
+	closed   bool
+	senders  sync.WaitGroup
+}
+
+type pendingWrite struct {
+	data []byte
+	done chan struct{}
+	resp *rpc.WriteResponse
+	err  error
+}
+
+// write commits the encoded event data as part of the next batch and waits
+// for its outcome or ctx. The errors are alike whether this node leads or
+// forwards, so apply's retry loop treats both the same.
+func (b *batcher) write(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
+	w := &pendingWrite{data: data, done: make(chan struct{})}
+	if err := b.enqueue(w); err != nil {
+		return nil, err
+	}
+	select {
+	case <-w.done:
+		return w.resp, w.err
+	case <-ctx.Done():
+		// The write may still commit; its request id makes a retry safe.
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// enqueue adds writes to the queue and starts a sender if fewer than the
+// limit are running.
+func (b *batcher) enqueue(ws ...*pendingWrite) error {
+	limit := maxForwardsInflight
+	if b.n.IsLeader() {
+		limit = maxProposalsInflight
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return status.Error(codes.Unavailable, ErrShutdown.Error())
+	}
+	b.queue = append(b.queue, ws...)
+	start := b.inflight < limit
+	if start {
+		b.inflight++
+		b.senders.Add(1)
+	}
+	b.mu.Unlock()
+	if start {
+		go b.send()
+	}
+	return nil
+}
+
+// send proposes batches until the queue is empty.
+func (b *batcher) send() {
+	defer b.senders.Done()
+	for {
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.inflight--
+			b.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(b.queue) && n < maxBatchEvents && (n == 0 || size+len(b.queue[n].data) <= maxBatchBytes) {
+			size += len(b.queue[n].data)
+			n++
+		}
+		batch := make([]*pendingWrite, n)
+		copy(batch, b.queue)
+		b.queue = append(b.queue[:0], b.queue[n:]...)
+		b.mu.Unlock()
+		b.propose(batch)
+	}
+}
+
+func (b *batcher) propose(batch []*pendingWrite) {
+	encoded := make([][]byte, len(batch))
+	for i, w := range batch {
+		encoded[i] = w.data
+	}
+	ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
+	defer cancel()
+	var results []*rpc.ApplyResult
+	var err error
+	if b.n.IsLeader() {
+		results, err = b.n.applyBatchLocal(ctx, encoded)
+	} else {
+		results, err = b.forward(ctx, encoded)
+	}
+	if err == nil && len(results) != len(batch) {
+		err = status.Errorf(codes.Internal, "%d results for %d events", len(results), len(batch))
+	}
+	for i, w := range batch {
+		switch {
+		case err != nil:
+			w.err = err
+		case results[i].GetCode() != uint32(codes.OK):
+			w.err = status.Error(codes.Code(results[i].GetCode()), results[i].GetMessage())
+		default:
+			w.resp = &rpc.WriteResponse{Index: results[i].GetIndex(), Duplicate: results[i].GetDuplicate()}
+		}
+		close(w.done)
+	}
+}
+
+// forward sends a batch to the leader, which proposes it as one entry.
+func (b *batcher) forward(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error) {
+	_, addr := b.n.Leader()
+	if addr == "" {
+		return nil, ErrNoLeader
+	}
+	conn, err := b.n.peers.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rpc.NewInternalClient(conn).ApplyBatch(ctx, &rpc.ApplyBatchRequest{Events: encoded})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetResults(), nil
+}
+
+// close refuses new writes and waits for the batches in flight.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.senders.Wait()
+}
+
+// applyBatchLocal proposes encoded events, which the caller has built or
+// checked with events.Decode, as one Raft entry on this node, which must be
+// the leader, and waits for their outcomes. A failure to commit fails the
+// whole batch; a rejected event fails only its own result.
+func (n *Node) applyBatchLocal(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error) {
+	data, err := events.EncodeBatch(encoded)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := commitError(f.Error()); err != nil {
+		return nil, err
+	}
+	res, ok := f.Response().([]fsm.Result)
+	if !ok || len(res) != len(encoded) {
+		return nil, status.Errorf(codes.Internal, "unexpected apply response %T for %d events", f.Response(), len(encoded))
+	}
+	out := make([]*rpc.ApplyResult, len(res))
+	for i, r := range res {
+		if r.Rejected != nil {
+			st := status.Convert(rejectionStatus(r.Rejected))
+			out[i] = &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
+			continue
+		}
+		out[i] = &rpc.ApplyResult{Index: r.Index, Duplicate: r.Duplicate}
+	}
+	return out, nil
+}
