@@ -44,9 +44,15 @@ func EncodeBatch(encoded [][]byte) ([]byte, error) {
 	return b, nil
 }
 
+// Decoded is one event of a batch with its payload.
+type Decoded struct {
+	Event   *Event
+	Payload proto.Message
+}
+
 // DecodeBatch parses a Raft entry into its events, each fully validated as
 // Decode does. It never panics on any input.
-func DecodeBatch(b []byte) ([]*Event, error) {
+func DecodeBatch(b []byte) ([]Decoded, error) {
 	if len(b) > MaxBatchSize {
 		return nil, fmt.Errorf("%w: batch of %d bytes exceeds the %d byte limit", ErrMalformed, len(b), MaxBatchSize)
 	}
@@ -58,13 +64,13 @@ func DecodeBatch(b []byte) ([]*Event, error) {
 	if n == 0 || n > PerEntry {
 		return nil, fmt.Errorf("%w: batch of %d events, want 1 to %d", ErrMalformed, n, PerEntry)
 	}
-	out := make([]*Event, n)
+	out := make([]Decoded, n)
 	for i, data := range batch.GetEvents() {
-		ev, err := Decode(data)
+		ev, p, err := decode(data)
 		if err != nil {
 			return nil, fmt.Errorf("batch event %d: %w", i, err)
 		}
-		out[i] = ev
+		out[i] = Decoded{Event: ev, Payload: p}
 	}
 	return out, nil
 }

@@ -37,12 +37,12 @@ func TestBatchRoundTrip(t *testing.T) {
 	if len(evs) != 3 {
 		t.Fatalf("decoded %d events, want 3", len(evs))
 	}
-	for i, ev := range evs {
-		if got := ev.GetPayload(); len(got) == 0 {
-			t.Fatalf("event %d lost its payload", i)
+	for i, d := range evs {
+		if got := d.Payload.(*BenchWrite).GetData(); len(got) != 1 || got[0] != byte(i) {
+			t.Fatalf("event %d: payload %v", i, d.Payload)
 		}
 		want, _ := Decode(enc[i])
-		if !proto.Equal(ev, want) {
+		if !proto.Equal(d.Event, want) {
 			t.Fatalf("event %d differs after the round trip", i)
 		}
 	}
@@ -101,8 +101,8 @@ func FuzzDecodeBatch(f *testing.F) {
 			return
 		}
 		enc := make([][]byte, len(evs))
-		for i, ev := range evs {
-			if enc[i], err = Encode(ev); err != nil {
+		for i, d := range evs {
+			if enc[i], err = Encode(d.Event); err != nil {
 				t.Fatalf("accepted event %d does not encode: %v", i, err)
 			}
 		}
@@ -115,7 +115,7 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-decode differs: %v", err)
 		}
 		for i := range evs {
-			if !proto.Equal(evs[i], again[i]) {
+			if !proto.Equal(evs[i].Event, again[i].Event) || !proto.Equal(evs[i].Payload, again[i].Payload) {
 				t.Fatalf("event %d differs after re-decode", i)
 			}
 		}

@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 //go:generate ../rpc/gen/protoc.sh events.proto
@@ -102,15 +104,25 @@ func NewPayload(t Type) proto.Message {
 
 // TypeOf returns the event type whose payload is m.
 func TypeOf(m proto.Message) (Type, error) {
-	name := m.ProtoReflect().Descriptor().Name()
-	for v := range Type_name {
-		t := Type(v)
-		if p := NewPayload(t); p != nil && p.ProtoReflect().Descriptor().Name() == name {
-			return t, nil
-		}
+	name := m.ProtoReflect().Descriptor().FullName()
+	if t, ok := typeByPayload()[name]; ok {
+		return t, nil
 	}
 	return Type_TYPE_UNKNOWN, fmt.Errorf("%w: no event type has payload %s", ErrUnknownType, name)
 }
+
+// typeByPayload maps each payload message to its type: a table derived once
+// from NewPayload, which stays the one list of types. Lazily, because the
+// message descriptors are registered by the generated code's init.
+var typeByPayload = sync.OnceValue(func() map[protoreflect.FullName]Type {
+	m := make(map[protoreflect.FullName]Type, len(Type_name))
+	for v := range Type_name {
+		if p := NewPayload(Type(v)); p != nil {
+			m[p.ProtoReflect().Descriptor().FullName()] = Type(v)
+		}
+	}
+	return m
+})
 
 // Name returns the short, stable, snake_case name of t ("user_added"), used
 // by the CLI, JSON output and NATS subjects.
@@ -179,17 +191,24 @@ func Encode(e *Event) ([]byte, error) {
 // Decode parses and fully validates an encoded event, including its
 // payload. It never panics on any input.
 func Decode(b []byte) (*Event, error) {
+	e, _, err := decode(b)
+	return e, err
+}
+
+// decode is Decode that also returns the payload it decoded.
+func decode(b []byte) (*Event, proto.Message, error) {
 	if len(b) > MaxEncodedSize {
-		return nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrMalformed, len(b), MaxEncodedSize)
+		return nil, nil, fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrMalformed, len(b), MaxEncodedSize)
 	}
 	var e Event
 	if err := proto.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+		return nil, nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
-	if _, err := e.DecodePayload(); err != nil {
-		return nil, err
+	p, err := e.DecodePayload()
+	if err != nil {
+		return nil, nil, err
 	}
-	return &e, nil
+	return &e, p, nil
 }
 
 // DecodePayload checks the envelope's version and type and returns its

@@ -9,12 +9,16 @@
 //
 // Package node adapts FSM to raft.FSM; this package does not import raft.
 //
-// Durability: state batches are committed without fsync because the Raft
-// log (fsynced) is the source of truth. The applied index is written in the
-// same batch as the state it describes, so after a crash the state and the
+// Durability: the Raft log (fsynced) is the write-ahead log of the state,
+// so Pebble runs without one of its own, as etcd's backend does beside its
+// WAL: state batches live in memtables until Pebble flushes them. The
+// applied index is written in the same batch as the state it describes and
+// a flush never splits a batch, so after a crash the durable state and its
 // index agree, and Raft re-delivers what was lost (entries at or below the
-// applied index are skipped, so re-delivery is harmless). Snapshot syncs
-// first, so the durable applied index is never behind a snapshot.
+// applied index are skipped, so re-delivery is harmless); what can be lost
+// is bounded by the memtables. Snapshot and Close flush first, so the
+// durable applied index is never behind a snapshot Raft may compact its log
+// to, and a clean restart replays nothing.
 package fsm
 
 import (
@@ -280,6 +284,9 @@ func removeStale(dir, current string) error {
 func openPebble(path string, log *slog.Logger) (*pebble.DB, error) {
 	opts := &pebble.Options{
 		Logger: pebbleLogger{log},
+		// The Raft log is the state's write-ahead log (see the package
+		// documentation); a second one cost a write per applied batch.
+		DisableWAL: true,
 		// Every write looks up its request id, and every call its token;
 		// most such keys do not exist (or are not in the memtable), and
 		// bloom filters answer that without reading each level's blocks.
@@ -324,8 +331,14 @@ func (f *FSM) Close() error {
 		return nil
 	}
 	f.closed = true
+	// Without a WAL, what is only in memtables would be replayed from the
+	// Raft log on the next start; flushing makes a clean restart free.
+	flushErr := f.db.Flush()
 	if err := f.db.Close(); err != nil {
 		return fmt.Errorf("close state: %w", err)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("close state: flush: %w", flushErr)
 	}
 	return nil
 }
@@ -403,10 +416,10 @@ func (f *FSM) ApplyBatch(entries []Entry) [][]Result {
 			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
 		}
 		results[i] = make([]Result, len(evs))
-		for j, ev := range evs {
-			ev.Index = events.IndexOf(e.Index, j)
-			results[i][j] = f.applyOne(b, reqs, ev, &jobs)
-			if !leavesAccessAlone(ev.GetType()) {
+		for j, d := range evs {
+			d.Event.Index = events.IndexOf(e.Index, j)
+			results[i][j] = f.applyOne(b, reqs, d.Event, d.Payload, &jobs)
+			if !leavesAccessAlone(d.Event.GetType()) {
 				accessChanged = true
 			}
 		}
@@ -430,7 +443,7 @@ func (f *FSM) ApplyBatch(entries []Entry) [][]Result {
 	return results
 }
 
-func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event, jobs *[]jobChange) Result {
+func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event, payload proto.Message, jobs *[]jobChange) Result {
 	res := Result{Index: ev.Index}
 	if id := ev.GetRequestId(); id != "" {
 		prev, err := reqs.find(id)
@@ -440,10 +453,6 @@ func (f *FSM) applyOne(b *pebble.Batch, reqs *requestLookup, ev *events.Event, j
 		if prev != 0 {
 			return Result{Index: prev, Duplicate: true}
 		}
-	}
-	payload, err := ev.DecodePayload()
-	if err != nil {
-		panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v", ev.Index, err))
 	}
 	tx := &txn{b: b, ev: ev, jobs: jobs}
 	if rej := tx.apply(payload); rej != nil {

@@ -50,16 +50,16 @@ func (s *Snapshot) Index() uint64 { return s.index }
 
 // Snapshot captures the current state. It must be called from the apply
 // goroutine (like Raft's FSM.Snapshot) so that the view corresponds exactly
-// to AppliedIndex; it syncs the state first so the durable applied index is
-// never behind a snapshot Raft may compact its log to.
+// to AppliedIndex; it flushes the state first so the durable applied index
+// is never behind a snapshot Raft may compact its log to.
 func (f *FSM) Snapshot() (*Snapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.closed {
 		return nil, ErrClosed
 	}
-	if err := f.db.LogData([]byte("snapshot"), pebble.Sync); err != nil {
-		return nil, fmt.Errorf("sync state before snapshot: %w", err)
+	if err := f.db.Flush(); err != nil {
+		return nil, fmt.Errorf("flush state before snapshot: %w", err)
 	}
 	return f.view(), nil
 }
@@ -293,7 +293,7 @@ func load(db *pebble.DB, r io.Reader) (uint64, error) {
 	if b == nil {
 		return index, nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, err
 	}
 	return index, nil

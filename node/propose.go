@@ -85,7 +85,7 @@ func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, erro
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
-		resp, err := n.applyOnce(ctx, data)
+		resp, err := n.batches.write(ctx, data)
 		if err == nil || !retryable(err) {
 			return resp, err
 		}
@@ -98,10 +98,6 @@ func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, erro
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
 	}
-}
-
-func (n *Node) applyOnce(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
-	return n.batches.write(ctx, data)
 }
 
 // commitError turns the error of a proposal into one apply's retry loop
