@@ -30,6 +30,7 @@ import (
 
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/node/export"
+	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -249,7 +250,7 @@ func (n *Node) clientTLS(proto string) *tls.Config {
 func (n *Node) startGRPC() {
 	n.access = newAccessCache(n.fsm)
 	n.authz = auth.NewAuthorizer(authState{n}, n.clusterPub, methodRules())
-	n.grpc = grpc.NewServer(
+	n.grpc = grpc.NewServer(append(rpc.FlowServerOptions(),
 		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
 		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(n.cfg.MaxMessageSize),
@@ -266,7 +267,7 @@ func (n *Node) startGRPC() {
 		// clients ourselves (NOTES: client Time >= server MinTime).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	)...)
 	n.registerServices(n.grpc)
 	n.wg.Add(1)
 	go func() {

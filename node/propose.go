@@ -253,11 +253,11 @@ func (p *peerPool) get(addr string) (*grpc.ClientConn, error) {
 	if p.conns == nil {
 		return nil, status.Error(codes.Unavailable, ErrShutdown.Error())
 	}
-	c, err := grpc.NewClient("passthrough:///"+addr,
+	c, err := grpc.NewClient("passthrough:///"+addr, append(rpc.FlowDialOptions(),
 		grpc.WithTransportCredentials(pinned.ClientCredentials(p.tls)),
 		grpc.WithContextDialer(p.dial),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(p.maxSize), grpc.MaxCallSendMsgSize(p.maxSize)),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial node %s: %w", addr, err)
 	}

@@ -115,6 +115,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		grpc.WithChainStreamInterceptor(c.stream),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
+	opts = append(opts, FlowDialOptions()...)
 	if cfg.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(cfg.Token)))
 	}
