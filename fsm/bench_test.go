@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"testing"
 
@@ -11,8 +12,24 @@ import (
 // BenchmarkApplyBatch measures applying 64 256-byte bench_write events at a
 // time, in entries of 16, each event with its own request id, to a state
 // that already holds 100,000 events: the state machine's share of a
-// committed write.
+// committed write. Request ids are random, as any client may send, or grow
+// with time, as hpt's own clients make them (rpc.NewRequestID).
 func BenchmarkApplyBatch(b *testing.B) {
+	b.Run("random-ids", func(b *testing.B) {
+		benchmarkApplyBatch(b, func(id []byte) { rand.Read(id) })
+	})
+	b.Run("time-ordered-ids", func(b *testing.B) {
+		var n uint64
+		benchmarkApplyBatch(b, func(id []byte) {
+			// As rpc.NewRequestID, with a counter for the clock.
+			n++
+			binary.BigEndian.PutUint64(id[:8], n<<16)
+			rand.Read(id[6:])
+		})
+	})
+}
+
+func benchmarkApplyBatch(b *testing.B, newID func([]byte)) {
 	f, err := Open(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -26,7 +43,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 			encoded := make([][]byte, perEntry)
 			for j := range encoded {
 				var id [16]byte
-				rand.Read(id[:])
+				newID(id[:])
 				ev, err := events.New("user:admin", hex.EncodeToString(id[:]), t0, &events.BenchWrite{Data: make([]byte, 256)})
 				if err != nil {
 					b.Fatal(err)

@@ -2,9 +2,7 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -53,7 +51,7 @@ func (n *Node) propose(ctx context.Context, payload proto.Message) (*rpc.WriteRe
 // a random one, so forwarding retries inside this node are still deduplicated.
 func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto.Message) (*rpc.WriteResponse, error) {
 	if reqID == "" {
-		reqID = newRequestID()
+		reqID = rpc.NewRequestID()
 	}
 	if len(reqID) > 128 {
 		return nil, status.Errorf(codes.InvalidArgument, "request id has %d characters, at most 128", len(reqID))
@@ -67,12 +65,6 @@ func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return n.apply(ctx, data)
-}
-
-func newRequestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // apply commits an encoded event as part of this node's next batch:
