@@ -74,3 +74,22 @@ func DecodeBatch(b []byte) ([]Decoded, error) {
 	}
 	return out, nil
 }
+
+// DecodeEntry decodes a Raft command entry. Entries are batches; a log
+// written before batches (hpt before December 2026) holds single encoded
+// events, which DecodeEntry returns alone with legacy set: such an event's
+// index is the entry's Raft index, as it was when it was first applied, so
+// every replica still agrees on it. The two encodings differ in their first
+// byte: an Event starts with its version (field 1, varint: 0x08, and
+// version is never 0), a Batch with its first event (field 1, bytes: 0x0a).
+func DecodeEntry(b []byte) (evs []Decoded, legacy bool, err error) {
+	if len(b) > 0 && b[0] == 0x08 {
+		ev, p, err := decode(b)
+		if err != nil {
+			return nil, true, err
+		}
+		return []Decoded{{Event: ev, Payload: p}}, true, nil
+	}
+	evs, err = DecodeBatch(b)
+	return evs, false, err
+}

@@ -87,17 +87,29 @@ func TestIndexNamesItsEntry(t *testing.T) {
 	}
 }
 
-// FuzzDecodeBatch feeds arbitrary bytes to the decoder of Raft entries: it
+// FuzzDecodeEntry feeds arbitrary bytes to the decoder of Raft entries: it
 // must never panic, and whatever it accepts must encode and decode to the
 // same events.
-func FuzzDecodeBatch(f *testing.F) {
+func FuzzDecodeEntry(f *testing.F) {
 	b, _ := EncodeBatch(encodedEvents(f, 2))
 	f.Add(b)
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x00})
+	enc := encodedEvents(f, 1)
+	f.Add(enc[0]) // an entry from before batches
 	f.Fuzz(func(t *testing.T, data []byte) {
-		evs, err := DecodeBatch(data)
+		evs, legacy, err := DecodeEntry(data)
 		if err != nil {
+			return
+		}
+		if legacy {
+			if len(evs) != 1 {
+				t.Fatalf("legacy entry decoded to %d events", len(evs))
+			}
+			again, err := Decode(data)
+			if err != nil || !proto.Equal(again, evs[0].Event) {
+				t.Fatalf("legacy entry differs from its event: %v", err)
+			}
 			return
 		}
 		enc := make([][]byte, len(evs))

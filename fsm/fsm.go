@@ -411,13 +411,16 @@ func (f *FSM) ApplyBatch(entries []Entry) [][]Result {
 		if e.Data == nil {
 			continue
 		}
-		evs, err := events.DecodeBatch(e.Data)
+		evs, legacy, err := events.DecodeEntry(e.Data)
 		if err != nil {
 			panic(fmt.Sprintf("hpt: cannot apply log entry %d: %v: the log is corrupt or was written by a newer hpt; refusing to continue", e.Index, err))
 		}
 		results[i] = make([]Result, len(evs))
 		for j, d := range evs {
 			d.Event.Index = events.IndexOf(e.Index, j)
+			if legacy {
+				d.Event.Index = e.Index
+			}
 			results[i][j] = f.applyOne(b, reqs, d.Event, d.Payload, &jobs)
 			if !leavesAccessAlone(d.Event.GetType()) {
 				accessChanged = true

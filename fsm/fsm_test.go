@@ -225,6 +225,33 @@ func TestCrashLosesOnlyWhatRaftReplays(t *testing.T) {
 	}
 }
 
+// A log written before batches holds single encoded events; they keep the
+// index they were first applied at (their entry's), and batches after them
+// number theirs from their own entries.
+func TestLogFromBeforeBatches(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	a.next++
+	legacy := Entry{Index: a.next, Data: a.encode("old-1", &events.UserAdded{Name: "old"})}
+	batch := a.batch(a.encode("new-1", &events.UserAdded{Name: "new1"}), a.encode("new-2", &events.UserAdded{Name: "new2"}))
+	rs := f.ApplyBatch([]Entry{legacy, batch})
+	if len(rs[0]) != 1 || rs[0][0].Index != 1 || rs[0][0].Rejected != nil {
+		t.Fatalf("legacy entry 1: %+v, want event 1", rs[0])
+	}
+	if len(rs[1]) != 2 || rs[1][0].Index != 2000 || rs[1][1].Index != 2001 {
+		t.Fatalf("batch entry 2: %+v, want events 2000 and 2001", rs[1])
+	}
+	var got []uint64
+	f.Events(0, func(ev *events.Event) bool { got = append(got, ev.GetIndex()); return true })
+	if len(got) != 3 || got[0] != 1 || got[1] != 2000 || got[2] != 2001 {
+		t.Fatalf("archive holds %v, want [1 2000 2001]", got)
+	}
+	// The legacy event's request id is known like any other.
+	if r := a.apply("old-1", &events.UserAdded{Name: "old"}); !r.Duplicate || r.Index != 1 {
+		t.Fatalf("retry of the legacy write: %+v, want a duplicate of 1", r)
+	}
+}
+
 func TestRestartKeepsStateAndSkipsReplay(t *testing.T) {
 	dir := t.TempDir()
 	f, err := Open(dir, nil)
