@@ -116,6 +116,7 @@ type FSM struct {
 //
 //	m applied                          -> uint64 BE, in the same batch as the state
 //	m bootstrapped                     -> uint64 BE index of ClusterBootstrapped
+//	m activejobs                       -> uint64 BE 1 once active jobs have A keys (jobs.go)
 //	e <index BE>                       -> encoded events.Event (the archive)
 //	r <request id>                     -> uint64 BE index of the event
 //	i <kind>/<name>                    -> Identity
@@ -129,6 +130,8 @@ type FSM struct {
 var (
 	keyApplied      = []byte("mapplied")
 	keyBootstrapped = []byte("mbootstrapped")
+	// keyActiveJobsIndexed marks a state whose active jobs have A keys.
+	keyActiveJobsIndexed = []byte("mactivejobs")
 )
 
 const (

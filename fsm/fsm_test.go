@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -197,9 +198,17 @@ func TestCrashLosesOnlyWhatRaftReplays(t *testing.T) {
 	f.ApplyBatch(entries[:3])
 	snapshotBytes(t, f) // flushes: Raft may now compact its log up to 3
 	f.ApplyBatch(entries[3:])
-	// The files on disk now are what a crash would leave.
-	crashed := t.TempDir()
-	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+	// What is on disk now is what a crash would leave: a checkpoint is a
+	// consistent copy of it (a plain copy could race Pebble's background
+	// work), and without a WAL it holds nothing of the memtables.
+	crashed := filepath.Join(t.TempDir(), "state")
+	if err := os.MkdirAll(crashed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCurrent(crashed, "state-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Checkpoint(filepath.Join(crashed, "state-1")); err != nil {
 		t.Fatal(err)
 	}
 	g := openTest(t, crashed)

@@ -35,9 +35,11 @@ const (
 //
 //	j <job id>                 -> Job
 //	J <job id> 0x00 <target>   -> JobTarget
+//	A <job id>                 -> empty (the job is active)
 const (
 	tagJob       = 'j'
 	tagJobTarget = 'J'
+	tagActiveJob = 'A'
 )
 
 // TargetFinal reports whether a target status is an outcome.
@@ -158,8 +160,14 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 	return nil
 }
 
-// jobActive notes a job entering or leaving the active set.
+// jobActive notes a job entering or leaving the active set: its key in the
+// state, and the in-memory set once the batch is committed.
 func (t *txn) jobActive(id string, active bool) {
+	if active {
+		t.set(key(tagActiveJob, id), nil)
+	} else {
+		t.del(key(tagActiveJob, id))
+	}
 	if t.jobs != nil {
 		*t.jobs = append(*t.jobs, jobChange{id: id, active: active})
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
@@ -146,5 +147,55 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 	}
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j3"}) {
 		t.Fatalf("after restoring the snapshot: active = %v, want j2 j3", got)
+	}
+}
+
+// Opening a state reads the running jobs from their own keys, not from every
+// job ever submitted; a state from before those keys gets them once.
+func TestActiveJobsAreIndexed(t *testing.T) {
+	dir := t.TempDir()
+	f, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{t: t, f: f}
+	registerTargets(t, a, "web-1")
+	for _, id := range []string{"j1", "j2"} {
+		a.mustApply(&events.JobSubmitted{JobId: id, Config: []byte("x"), Targets: []string{"web-1"}, TimeoutNanos: int64(time.Minute)})
+	}
+	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
+	// A running job record without its key: a scan of the jobs would list
+	// it, the index does not.
+	ghost, err := proto.Marshal(&Job{Id: "ghost", Status: JobRunning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Set(key(tagJob, "ghost"), ghost, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = openTest(t, dir)
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"j1"}) {
+		t.Fatalf("after reopening: active = %v, want j1 (from the index)", got)
+	}
+
+	// Remove the index, as in a state written before it: the next open
+	// builds it from the jobs, ghost included, and marks the state indexed.
+	for _, k := range [][]byte{key(tagActiveJob, "j1"), keyActiveJobsIndexed} {
+		if err := f.db.Delete(k, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = openTest(t, dir)
+	if got := activeIDs(t, f); !slices.Equal(got, []string{"ghost", "j1"}) && !slices.Equal(got, []string{"j1", "ghost"}) {
+		t.Fatalf("after migrating: active = %v, want ghost and j1", got)
+	}
+	if v, _ := readU64(f.db, keyActiveJobsIndexed); v != 1 {
+		t.Fatalf("state not marked indexed after the migration (%d)", v)
 	}
 }
