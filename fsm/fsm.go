@@ -67,9 +67,10 @@ func reject(kind error, format string, args ...any) *Rejection {
 	return &Rejection{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Entry is one committed log entry: an encoded events.Batch. Data is nil
-// for entries that carry no event (Raft configuration changes); they only
-// advance the applied index.
+// Entry is one committed log entry: an encoded events.Batch, or in a log
+// from before batches a single encoded event (events.DecodeEntry). Data is
+// nil for entries that carry no event (Raft configuration changes); they
+// only advance the applied index.
 type Entry struct {
 	Index uint64
 	Data  []byte
