@@ -421,9 +421,10 @@ func (f *FSM) ApplyBatch(entries []Entry) [][]Result {
 		}
 		results[i] = make([]Result, len(evs))
 		for j, d := range evs {
-			d.Event.Index = events.IndexOf(e.Index, j)
 			if legacy {
 				d.Event.Index = e.Index
+			} else {
+				d.Event.Index = events.IndexOf(e.Index, j)
 			}
 			results[i][j] = f.applyOne(b, reqs, d.Event, d.Payload, &jobs)
 			if !leavesAccessAlone(d.Event.GetType()) {

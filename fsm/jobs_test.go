@@ -91,6 +91,16 @@ func TestSortBySubmissionKeepsStoredOrderOfOldRecords(t *testing.T) {
 	}
 }
 
+// submitJobs submits one-minute jobs with the given ids, in order, to one
+// registered target.
+func submitJobs(t *testing.T, a *applier, ids ...string) {
+	t.Helper()
+	registerTargets(t, a, "web-1")
+	for _, id := range ids {
+		a.mustApply(&events.JobSubmitted{JobId: id, Config: []byte("x"), Targets: []string{"web-1"}, TimeoutNanos: int64(time.Minute)})
+	}
+}
+
 func activeIDs(t *testing.T, f *FSM) []string {
 	t.Helper()
 	jobs, err := f.ActiveJobs()
@@ -113,10 +123,7 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &applier{t: t, f: f}
-	registerTargets(t, a, "web-1")
-	for _, id := range []string{"j2", "j1", "j3"} {
-		a.mustApply(&events.JobSubmitted{JobId: id, Config: []byte("x"), Targets: []string{"web-1"}, TimeoutNanos: int64(time.Minute)})
-	}
+	submitJobs(t, a, "j2", "j1", "j3")
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j1", "j3"}) {
 		t.Fatalf("active = %v, want submission order j2 j1 j3", got)
 	}
@@ -159,10 +166,7 @@ func TestActiveJobsAreIndexed(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &applier{t: t, f: f}
-	registerTargets(t, a, "web-1")
-	for _, id := range []string{"j1", "j2"} {
-		a.mustApply(&events.JobSubmitted{JobId: id, Config: []byte("x"), Targets: []string{"web-1"}, TimeoutNanos: int64(time.Minute)})
-	}
+	submitJobs(t, a, "j1", "j2")
 	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
 	// A running job record without its key: a scan of the jobs would list
 	// it, the index does not.

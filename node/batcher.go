@@ -139,16 +139,31 @@ func (b *batcher) propose(batch []*pendingWrite) {
 		err = status.Errorf(codes.Internal, "%d results for %d events", len(results), len(batch))
 	}
 	for i, w := range batch {
-		switch {
-		case err != nil:
+		if err != nil {
 			w.err = err
-		case results[i].GetCode() != uint32(codes.OK):
-			w.err = status.Error(codes.Code(results[i].GetCode()), results[i].GetMessage())
-		default:
-			w.resp = &rpc.WriteResponse{Index: results[i].GetIndex(), Duplicate: results[i].GetDuplicate()}
+		} else {
+			w.resp, w.err = writeOutcome(results[i])
 		}
 		close(w.done)
 	}
+}
+
+// applyResult is one write's outcome as ApplyBatch carries it: a response,
+// or the gRPC status the write failed with.
+func applyResult(resp *rpc.WriteResponse, err error) *rpc.ApplyResult {
+	if err != nil {
+		st := status.Convert(err)
+		return &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
+	}
+	return &rpc.ApplyResult{Index: resp.GetIndex(), Duplicate: resp.GetDuplicate()}
+}
+
+// writeOutcome reads an applyResult back.
+func writeOutcome(r *rpc.ApplyResult) (*rpc.WriteResponse, error) {
+	if r.GetCode() != uint32(codes.OK) {
+		return nil, status.Error(codes.Code(r.GetCode()), r.GetMessage())
+	}
+	return &rpc.WriteResponse{Index: r.GetIndex(), Duplicate: r.GetDuplicate()}, nil
 }
 
 // forward sends a batch to the leader, which proposes it as one entry.
@@ -200,11 +215,10 @@ func (n *Node) applyBatchLocal(ctx context.Context, encoded [][]byte) ([]*rpc.Ap
 	out := make([]*rpc.ApplyResult, len(res))
 	for i, r := range res {
 		if r.Rejected != nil {
-			st := status.Convert(rejectionStatus(r.Rejected))
-			out[i] = &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
+			out[i] = applyResult(nil, rejectionStatus(r.Rejected))
 			continue
 		}
-		out[i] = &rpc.ApplyResult{Index: r.Index, Duplicate: r.Duplicate}
+		out[i] = applyResult(&rpc.WriteResponse{Index: r.Index, Duplicate: r.Duplicate}, nil)
 	}
 	return out, nil
 }

@@ -48,11 +48,7 @@ func (s *internalServer) Apply(ctx context.Context, req *rpc.ApplyRequest) (*rpc
 	if err != nil {
 		return nil, err
 	}
-	r := resp.GetResults()[0]
-	if r.GetCode() != uint32(codes.OK) {
-		return nil, status.Error(codes.Code(r.GetCode()), r.GetMessage())
-	}
-	return &rpc.WriteResponse{Index: r.GetIndex(), Duplicate: r.GetDuplicate()}, nil
+	return writeOutcome(resp.GetResults()[0])
 }
 
 // internalStatus gives a lost leadership the status a forwarding node
@@ -82,7 +78,7 @@ func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequ
 	valid := make([]*pendingWrite, 0, len(evs))
 	for i, data := range evs {
 		if _, err := events.Decode(data); err != nil {
-			results[i] = &rpc.ApplyResult{Code: uint32(codes.InvalidArgument), Message: err.Error()}
+			results[i] = applyResult(nil, status.Error(codes.InvalidArgument, err.Error()))
 			continue
 		}
 		writes[i] = &pendingWrite{data: data, done: make(chan struct{})}
@@ -102,12 +98,7 @@ func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequ
 		case <-ctx.Done():
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		if w.err != nil {
-			st := status.Convert(internalStatus(w.err))
-			results[i] = &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
-			continue
-		}
-		results[i] = &rpc.ApplyResult{Index: w.resp.GetIndex(), Duplicate: w.resp.GetDuplicate()}
+		results[i] = applyResult(w.resp, internalStatus(w.err))
 	}
 	return &rpc.ApplyBatchResponse{Results: results}, nil
 }
