@@ -227,7 +227,12 @@ type Event struct {
 	// Client-chosen id; a retried write with the same id is applied once.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The type's payload message, protobuf-encoded.
-	Payload       []byte `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,7,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The public id of the API token that authorized the write, empty for
+	// events a node writes on its own. The leader refuses a forwarded event
+	// whose token it no longer accepts, so a follower's older view never
+	// decides who acts; it also tells the audit which token acted.
+	TokenId       string `protobuf:"bytes,8,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +314,13 @@ func (x *Event) GetPayload() []byte {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Event) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
 }
 
 type ClusterBootstrapped struct {
@@ -2070,7 +2082,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"\x13events/events.proto\x12\rhpt.events.v1\"\x1f\n" +
 	"\x05Batch\x12\x16\n" +
-	"\x06events\x18\x01 \x03(\fR\x06events\"\xd5\x01\n" +
+	"\x06events\x18\x01 \x03(\fR\x06events\"\xf0\x01\n" +
 	"\x05Event\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12$\n" +
@@ -2079,7 +2091,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04type\x18\x05 \x01(\x0e2\x13.hpt.events.v1.TypeR\x04type\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x18\n" +
-	"\apayload\x18\a \x01(\fR\apayload\"\x85\x01\n" +
+	"\apayload\x18\a \x01(\fR\apayload\x12\x19\n" +
+	"\btoken_id\x18\b \x01(\tR\atokenId\"\x85\x01\n" +
 	"\x13ClusterBootstrapped\x12#\n" +
 	"\radmin_subject\x18\x01 \x01(\tR\fadminSubject\x12\x19\n" +
 	"\btoken_id\x18\x02 \x01(\tR\atokenId\x12.\n" +

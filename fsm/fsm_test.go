@@ -414,3 +414,25 @@ func TestApplyHaltsOnUndecodableEntry(t *testing.T) {
 	}()
 	f.ApplyBatch([]Entry{{Index: 1, Data: []byte{0xff, 0xff}}})
 }
+
+// Abandon is what fault tests crash a node with: it must leave on disk what
+// a killed process would, which is the state at its last flush.
+func TestAbandonLosesTheMemtables(t *testing.T) {
+	dir := t.TempDir()
+	f := openTest(t, dir)
+	a := &applier{t: t, f: f}
+	a.apply("", &events.UserAdded{Name: "flushed"})
+	snapshotBytes(t, f) // flushes
+	flushed := f.AppliedIndex()
+	a.apply("", &events.UserAdded{Name: "lost"})
+	if err := f.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	g := openTest(t, dir)
+	if got := g.AppliedIndex(); got != flushed {
+		t.Fatalf("applied index after Abandon = %d, want %d (the last flush)", got, flushed)
+	}
+	if _, err := g.Identity(events.Subject{Kind: events.KindUser, Name: "lost"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unflushed user after Abandon: %v, want not found", err)
+	}
+}

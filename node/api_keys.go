@@ -16,6 +16,11 @@ func (a *keysAPI) Register(ctx context.Context, req *rpc.RegisterKeyRequest) (*r
 	if len(req.GetPublicKey()) != ed25519.PublicKeySize {
 		return nil, status.Errorf(codes.InvalidArgument, "public_key: %d bytes, want %d", len(req.GetPublicKey()), ed25519.PublicKeySize)
 	}
+	if a.n.clusterPub.Equal(ed25519.PublicKey(req.GetPublicKey())) {
+		// Every node presents the cluster key; as a target's key, its
+		// revocation would cut the cluster's own connections.
+		return nil, status.Error(codes.InvalidArgument, "public_key: that is the cluster's key, which nodes present; a target needs a key of its own (hpt gen-target-keys makes one)")
+	}
 	return a.n.propose(ctx, &events.TargetKeyRegistered{Target: req.GetTarget(), PublicKey: req.GetPublicKey(), Labels: req.GetLabels()})
 }
 

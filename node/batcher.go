@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/auth"
 )
 
 // Batching limits: batches in flight at once, on the leader (each a Raft
@@ -51,16 +53,24 @@ type batcher struct {
 
 type pendingWrite struct {
 	data []byte
+	// actor and tokenID are the event's: the leader checks the token again
+	// before it proposes the write (admit).
+	actor, tokenID string
+
 	done chan struct{}
 	resp *rpc.WriteResponse
 	err  error
 }
 
-// write commits the encoded event data as part of the next batch and waits
+func newPendingWrite(ev *events.Event, data []byte) *pendingWrite {
+	return &pendingWrite{data: data, actor: ev.GetActor(), tokenID: ev.GetTokenId(), done: make(chan struct{})}
+}
+
+// write commits the encoded event as part of the next batch and waits
 // for its outcome or ctx. The errors are alike whether this node leads or
 // forwards, so apply's retry loop treats both the same.
-func (b *batcher) write(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
-	w := &pendingWrite{data: data, done: make(chan struct{})}
+func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rpc.WriteResponse, error) {
+	w := newPendingWrite(ev, data)
 	if err := b.enqueue(w); err != nil {
 		return nil, err
 	}
@@ -122,6 +132,12 @@ func (b *batcher) send() {
 }
 
 func (b *batcher) propose(batch []*pendingWrite) {
+	leader := b.n.IsLeader()
+	if leader {
+		if batch = b.admit(batch); len(batch) == 0 {
+			return
+		}
+	}
 	encoded := make([][]byte, len(batch))
 	for i, w := range batch {
 		encoded[i] = w.data
@@ -130,7 +146,7 @@ func (b *batcher) propose(batch []*pendingWrite) {
 	defer cancel()
 	var results []*rpc.ApplyResult
 	var err error
-	if b.n.IsLeader() {
+	if leader {
 		results, err = b.n.applyBatchLocal(ctx, encoded)
 	} else {
 		results, err = b.forward(ctx, encoded)
@@ -146,6 +162,48 @@ func (b *batcher) propose(batch []*pendingWrite) {
 		}
 		close(w.done)
 	}
+}
+
+// admit checks, on the leader, the token behind each write of the batch,
+// wherever it was authenticated, and fails the writes whose token the
+// leader no longer accepts (revoked, expired, unknown, or another
+// subject's). The leader has applied every entry before the one it is
+// about to propose, so a revocation acknowledged to anyone is seen here: a
+// follower's older view of the tokens never decides who acts. Until the
+// leader has applied its predecessors' log its own view may be older
+// still, and writes that carry a token wait (a retryable refusal). It
+// returns the writes that may go on.
+func (b *batcher) admit(batch []*pendingWrite) []*pendingWrite {
+	ready := b.n.isLeaderReady()
+	kept := batch[:0]
+	for _, w := range batch {
+		if w.tokenID != "" {
+			if err := b.n.checkActingToken(ready, w.actor, w.tokenID); err != nil {
+				w.err = err
+				close(w.done)
+				continue
+			}
+		}
+		kept = append(kept, w)
+	}
+	return kept
+}
+
+// checkActingToken is admit's check of one write.
+func (n *Node) checkActingToken(leaderReady bool, actor, tokenID string) error {
+	if !leaderReady {
+		return status.Error(codes.Unavailable, "leader is still applying its predecessor's log")
+	}
+	c, err := n.authz.Reauthenticate(tokenID)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case err != nil:
+		return status.Error(codes.Unavailable, err.Error())
+	case c.Subject != actor:
+		return status.Errorf(codes.PermissionDenied, "token %s belongs to %s, not to %s", auth.Token{ID: tokenID}, c.Subject, actor)
+	}
+	return nil
 }
 
 // applyResult is one write's outcome as ApplyBatch carries it: a response,

@@ -62,7 +62,7 @@ func TestExportAcrossLeaderAndNATSFailures(t *testing.T) {
 	}
 
 	waitAcked(60)
-	c.Kill(c.WaitLeader())
+	c.Crash(c.WaitLeader())
 	waitAcked(acked.Load() + 60)
 	js.Stop()
 	// Writes go on while NATS is down: export must never hold them up.

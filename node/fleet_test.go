@@ -192,7 +192,7 @@ func TestJobSurvivesLeaderLossAndRunsOnce(t *testing.T) {
 		return nil
 	})
 	old := c.WaitLeader()
-	c.Kill(old)
+	c.Crash(old)
 	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
 	if info.GetStatus() != fsm.JobDone {
 		t.Fatalf("job %s after leader loss: %v", info.GetStatus(), targetStatuses(info))

@@ -64,7 +64,8 @@ func internalStatus(err error) error {
 // queue, so that the leader proposes the writes of every node together in
 // few entries. The forwarding node built and authorized each event; they
 // are decoded anyway so that nothing malformed reaches the log, and one
-// that fails alone is refused.
+// that fails alone is refused. The token behind each is checked again
+// here (batcher.admit).
 func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequest) (*rpc.ApplyBatchResponse, error) {
 	if !s.n.IsLeader() {
 		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
@@ -77,11 +78,12 @@ func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequ
 	writes := make([]*pendingWrite, len(evs))
 	valid := make([]*pendingWrite, 0, len(evs))
 	for i, data := range evs {
-		if _, err := events.Decode(data); err != nil {
+		ev, err := events.Decode(data)
+		if err != nil {
 			results[i] = applyResult(nil, status.Error(codes.InvalidArgument, err.Error()))
 			continue
 		}
-		writes[i] = &pendingWrite{data: data, done: make(chan struct{})}
+		writes[i] = newPendingWrite(ev, data)
 		valid = append(valid, writes[i])
 	}
 	if len(valid) > 0 {

@@ -53,9 +53,15 @@ func (n *Node) startMetrics() error {
 }
 
 // serveHealth answers 200 while the node is part of a cluster with a
-// leader, 503 otherwise: what a load balancer or a container health check
-// should ask. It says nothing about lag; watch hpt_apply_lag for that.
+// leader and a state it may serve from, 503 otherwise (no leader, or still
+// catching up after a crash: freshness.go): what a load balancer or a
+// container health check should ask. It says nothing about lag beyond
+// that; watch hpt_apply_lag for it.
 func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	if !n.isFresh() {
+		http.Error(w, fmt.Sprintf("catching up after a restart: applied %d, needs %d", n.fsm.AppliedIndex(), n.fresh.floor.Load()), http.StatusServiceUnavailable)
+		return
+	}
 	leader, _ := n.Leader()
 	state := n.raft.State()
 	if leader == "" || (state != raft.Leader && state != raft.Follower) {

@@ -81,6 +81,10 @@ type Node struct {
 	// exporter, if configured, runs while this node leads.
 	exporter *export.Exporter
 
+	// fresh says whether the state is known to be no older than before
+	// the last stop; until it is, the node authenticates nothing.
+	fresh freshness
+
 	// authSyncMu serializes catching up for unknown tokens; authSyncStart
 	// is when the last successful catch-up started.
 	authSyncMu    sync.Mutex
@@ -152,7 +156,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startMetrics(); err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.awaitFreshState()
 	go n.leaderLoop()
 	go n.reconcileLoop()
 	go n.tailLoop()
@@ -227,6 +232,11 @@ func (n *Node) verifyPeer(pub ed25519.PublicKey, proto string) error {
 	if pub == nil || pub.Equal(n.clusterPub) {
 		return nil
 	}
+	if !n.isFresh() {
+		// The key may have been revoked in the part of the log the state
+		// has not re-applied yet (freshness.go).
+		return fmt.Errorf("node %s is catching up after a restart; target keys are checked once it has", n.cfg.Name)
+	}
 	tk, err := n.fsm.TargetByKey(pub)
 	if err != nil || tk.GetRevoked() {
 		return &pinned.KeyError{Peer: "client", Fingerprint: pinned.Fingerprint(pub)}
@@ -261,8 +271,8 @@ func (n *Node) startGRPC() {
 		// memory.
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(0),
-		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor, n.consistencyUnary),
-		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.consistencyStream),
+		grpc.ChainUnaryInterceptor(n.freshUnary, n.authz.UnaryInterceptor, n.consistencyUnary),
+		grpc.ChainStreamInterceptor(n.freshStream, n.authz.StreamInterceptor, n.consistencyStream),
 		// Agents hold streams for days: allow their pings, and ping idle
 		// clients ourselves (NOTES: client Time >= server MinTime).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
@@ -346,7 +356,16 @@ func (n *Node) Leader() (name, addr string) {
 // Shutdown stops the node and waits for everything it started. It does not
 // remove the node from the Raft configuration: a node that restarts with its
 // data directory rejoins as itself. Safe to call more than once.
-func (n *Node) Shutdown() error {
+func (n *Node) Shutdown() error { return n.stop(true) }
+
+// Crash stops the node as SIGKILL would, for fault tests that run nodes in
+// one process: it does not leave gossip (peers find it dead), cuts calls
+// and streams instead of draining them, and abandons the state without a
+// flush, so the next start finds on disk what a killed process leaves
+// there. It waits for the node's goroutines like Shutdown.
+func (n *Node) Crash() error { return n.stop(false) }
+
+func (n *Node) stop(graceful bool) error {
 	n.mu.Lock()
 	if n.shutdown {
 		n.mu.Unlock()
@@ -357,16 +376,22 @@ func (n *Node) Shutdown() error {
 
 	n.cancel()
 	var errs []error
+	if !graceful && n.grpc != nil {
+		// Nothing more is answered, as when the process dies.
+		n.grpc.Stop()
+	}
 	if n.gossip != nil {
-		// Tell peers we are going, so they stop routing to us quickly.
-		if err := n.gossip.Leave(time.Second); err != nil {
-			n.log.Debug("gossip leave", "err", err)
+		if graceful {
+			// Tell peers we are going, so they stop routing to us quickly.
+			if err := n.gossip.Leave(time.Second); err != nil {
+				n.log.Debug("gossip leave", "err", err)
+			}
 		}
 		if err := n.gossip.Shutdown(); err != nil {
 			errs = append(errs, fmt.Errorf("stop gossip: %w", err))
 		}
 	}
-	if n.grpc != nil {
+	if graceful && n.grpc != nil {
 		stopGRPC(n.grpc, 2*time.Second)
 	}
 	if n.httpServer != nil {
@@ -395,11 +420,19 @@ func (n *Node) Shutdown() error {
 		}
 	}
 	if n.fsm != nil {
-		if err := n.fsm.Close(); err != nil {
+		closeState := n.fsm.Close
+		if !graceful {
+			closeState = n.fsm.Abandon
+		}
+		if err := closeState(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	n.log.Info("node stopped")
+	if graceful {
+		n.log.Info("node stopped")
+	} else {
+		n.log.Info("node crashed (fault test)")
+	}
 	return errors.Join(errs...)
 }
 

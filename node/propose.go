@@ -60,11 +60,14 @@ func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if c, ok := auth.CallerFrom(ctx); ok && c.TokenID != "" && c.Subject == actor {
+		ev.TokenId = c.TokenID
+	}
 	data, err := events.Encode(ev)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return n.apply(ctx, data)
+	return n.apply(ctx, ev, data)
 }
 
 // apply commits an encoded event as part of this node's next batch:
@@ -72,12 +75,12 @@ func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto
 // over the shared port. It retries across leader
 // changes until ctx (or ApplyTimeout) ends; the event's request id makes a
 // retry of a write that did commit harmless.
-func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
+func (n *Node) apply(ctx context.Context, ev *events.Event, data []byte) (*rpc.WriteResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
-		resp, err := n.batches.write(ctx, data)
+		resp, err := n.batches.write(ctx, ev, data)
 		if err == nil || !retryable(err) {
 			return resp, err
 		}

@@ -50,6 +50,11 @@ func (n *Node) startRaft() error {
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return err
 	}
+	floor, err := n.lastStoredIndex()
+	if err != nil {
+		return err
+	}
+	n.fresh.setFloor(floor)
 
 	advertise, err := net.ResolveTCPAddr("tcp", n.addr)
 	if err != nil {
@@ -126,6 +131,23 @@ func (n *Node) catchUpFromSnapshot() error {
 		return fmt.Errorf("restore snapshot %s: %w", meta.ID, err)
 	}
 	return nil
+}
+
+// lastStoredIndex is the newest index in the Raft log or the snapshots:
+// no entry above it can have been applied before this start.
+func (n *Node) lastStoredIndex() (uint64, error) {
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read raft log: %w", err)
+	}
+	metas, err := n.snaps.List()
+	if err != nil {
+		return 0, fmt.Errorf("list raft snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		last = max(last, metas[0].Index)
+	}
+	return last, nil
 }
 
 // raftFSM adapts fsm.FSM to raft.BatchingFSM.

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/ed25519"
+
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
@@ -58,7 +60,10 @@ func (n *Node) react(ev *events.Event) {
 		// Cut every connection of the key, not only its stream: the
 		// handshake refuses it from now on, and nothing it opened before
 		// stays open.
-		if tk, err := n.fsm.TargetKey(p.GetTarget()); err == nil {
+		// The cluster key is never a target's (Keys.Register refuses it),
+		// but a log from before that check may hold it as one: cutting
+		// its connections would cut Raft and forwarding between nodes.
+		if tk, err := n.fsm.TargetKey(p.GetTarget()); err == nil && !n.clusterPub.Equal(ed25519.PublicKey(tk.GetPublicKey())) {
 			if cut := n.mux.closeKey(pinned.Fingerprint(tk.GetPublicKey())); cut > 0 {
 				n.log.Info("cut connections of revoked target", "target", p.GetTarget(), "connections", cut)
 			}

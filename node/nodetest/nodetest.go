@@ -216,9 +216,17 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// Kill stops node i abruptly from the cluster's point of view (its ports
-// close; it does not leave Raft).
-func (c *Cluster) Kill(i int) {
+// Kill stops node i cleanly: it leaves gossip, drains its calls and
+// flushes its state (Node.Shutdown); it does not leave Raft. Use it where a
+// graceful stop is the point, and Crash for a failure.
+func (c *Cluster) Kill(i int) { c.stop(i, (*node.Node).Shutdown) }
+
+// Crash stops node i as SIGKILL would (Node.Crash): no gossip leave, calls
+// cut, and its state loses what was not flushed. Restart brings it back
+// from what is on disk.
+func (c *Cluster) Crash(i int) { c.stop(i, (*node.Node).Crash) }
+
+func (c *Cluster) stop(i int, how func(*node.Node) error) {
 	c.t.Helper()
 	c.mu.Lock()
 	n := c.nodes[i]
@@ -230,8 +238,8 @@ func (c *Cluster) Kill(i int) {
 	// Keep the ports so a restart comes back at the same address.
 	c.cfgs[i].Listen = n.Addr()
 	c.cfgs[i].GossipListen = n.GossipAddr()
-	if err := n.Shutdown(); err != nil {
-		c.t.Logf("shutdown %s: %v", n.Name(), err)
+	if err := how(n); err != nil {
+		c.t.Logf("stop %s: %v", n.Name(), err)
 	}
 }
 

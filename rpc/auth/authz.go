@@ -144,17 +144,45 @@ func (a *Authorizer) Authenticate(bearer string) (Caller, error) {
 	if subtle.ConstantTimeCompare(want, got[:]) != 1 {
 		return Caller{}, fmt.Errorf("%w: token %s: wrong secret", ErrUnauthenticated, tok)
 	}
-	if rec.GetRevoked() {
-		return Caller{}, fmt.Errorf("%w: token %s is revoked", ErrUnauthenticated, tok)
-	}
 	now := a.now()
-	if exp := rec.GetExpiresUnixNano(); exp != 0 && now.UnixNano() >= exp {
-		return Caller{}, fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, tok, time.Unix(0, exp).UTC().Format(time.RFC3339))
+	if err := usable(rec, tok.String(), now); err != nil {
+		return Caller{}, err
 	}
 	a.lastUsedMu.Lock()
 	a.lastUsed[tok.ID] = now
 	a.lastUsedMu.Unlock()
 	return Caller{Subject: rec.GetSubject(), TokenID: tok.ID}, nil
+}
+
+// Reauthenticate checks, by its id alone, a token that another node
+// authenticated: it must still be known here, unrevoked and unexpired. The
+// leader calls it for the writes followers forward, so that a follower's
+// older view of the tokens never decides who acts.
+func (a *Authorizer) Reauthenticate(id string) (Caller, error) {
+	tok := Token{ID: id}
+	rec, err := a.state.Token(id)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return Caller{}, fmt.Errorf("%w: token %s is not known", ErrUnauthenticated, tok)
+	}
+	if err != nil {
+		return Caller{}, fmt.Errorf("look up token: %w", err)
+	}
+	if err := usable(rec, tok.String(), a.now()); err != nil {
+		return Caller{}, err
+	}
+	return Caller{Subject: rec.GetSubject(), TokenID: id}, nil
+}
+
+// usable refuses a revoked or expired token; name is how errors show it
+// (never with its secret).
+func usable(rec *fsm.Token, name string, now time.Time) error {
+	if rec.GetRevoked() {
+		return fmt.Errorf("%w: token %s is revoked", ErrUnauthenticated, name)
+	}
+	if exp := rec.GetExpiresUnixNano(); exp != 0 && now.UnixNano() >= exp {
+		return fmt.Errorf("%w: token %s expired at %s", ErrUnauthenticated, name, time.Unix(0, exp).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Check decides whether subject holds privilege on resource, directly or
