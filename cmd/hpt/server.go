@@ -210,6 +210,8 @@ existing cluster with --join and no --bootstrap-expect.`,
 	f.StringVar(&join, "join", "", "gossip addresses of other nodes, comma-separated")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
 	f.StringVar(&cfg.MetricsListen, "metrics", "", "serve Prometheus /metrics and /debug/pprof/ over plain HTTP here, e.g. 127.0.0.1:7480 (default off)")
+	f.Uint64Var(&cfg.Raft.SnapshotThreshold, "raft-snapshot-threshold", cfg.Raft.SnapshotThreshold, "Raft log entries between snapshots; each snapshot also flushes the state to disk")
+	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a snapshot is due")
 	nf.register(f)
 	return cmd
 }
