@@ -93,12 +93,13 @@ func TestDirectPortClosesSilentConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// Generous against the 2 s first-byte deadline; far below 120 s.
-	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	// Generous against the 2 s first-byte deadline, below the 10 s
+	// handshake deadline (and gRPC's 120 s before).
+	c.SetReadDeadline(time.Now().Add(8 * time.Second))
 	_, err = c.Read(make([]byte, 1))
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("the agent kept a silent connection open for 15 s")
+		t.Fatal("the agent kept a silent connection open for 8 s")
 	}
 	if err != io.EOF && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("read on a silent connection: %v, want it closed by the agent", err)

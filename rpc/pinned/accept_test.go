@@ -146,7 +146,7 @@ func isReset(err error) bool {
 // started is given the whole Handshake deadline.
 func TestAcceptorFirstByteDeadline(t *testing.T) {
 	server, client := serverConfig(t)
-	a := startAcceptor(t, AcceptConfig{TLS: server, Limits: AcceptLimits{FirstByte: 100 * time.Millisecond, Handshake: time.Minute}})
+	a := startAcceptor(t, AcceptConfig{TLS: server, Limits: AcceptLimits{FirstByte: time.Second, Handshake: time.Minute}})
 	addr := a.Addr().String()
 
 	idle := dialFrom(t, "127.0.0.1", addr)
@@ -178,7 +178,8 @@ func TestAcceptorFirstByteDeadline(t *testing.T) {
 	}
 }
 
-// slowStart writes the first byte alone, then waits 300 ms.
+// slowStart writes the first byte alone, then waits longer than the
+// test's FirstByte.
 type slowStart struct {
 	net.Conn
 	once sync.Once
@@ -190,7 +191,7 @@ func (s *slowStart) Write(b []byte) (int, error) {
 		if _, err := s.Conn.Write(b[:1]); err == nil {
 			wrote = 1
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
 	})
 	n, err := s.Conn.Write(b[wrote:])
 	return n + wrote, err
