@@ -289,6 +289,11 @@ func (a *Acceptor) admit(raw net.Conn) *pendingConn {
 
 // evictLocked removes and returns the oldest pending connection from source
 // (any source if "") that has sent nothing yet, else the oldest one.
+//
+// "Sent nothing" asks the kernel, not only whether the handshake goroutine
+// has read yet: under a flood that reconnects as fast as it is shed, the
+// pool turns over in milliseconds, and a client whose ClientHello has
+// arrived but not yet been read would otherwise be shed like the idle ones.
 func (a *Acceptor) evictLocked(source string) *pendingConn {
 	var oldest *pendingConn
 	for e := a.pending.Front(); e != nil; e = e.Next() {
@@ -299,9 +304,12 @@ func (a *Acceptor) evictLocked(source string) *pendingConn {
 		if oldest == nil {
 			oldest = p
 		}
-		if !p.started.Load() {
-			oldest = p
-			break
+		if !p.started.Load() && !p.sent.Load() {
+			if !hasUnreadData(p.Conn) {
+				oldest = p
+				break
+			}
+			p.sent.Store(true)
 		}
 	}
 	if oldest != nil {
@@ -357,9 +365,11 @@ type pendingConn struct {
 	net.Conn
 	source      string
 	handshakeBy time.Time
-	// started is set once the peer has sent a byte; shed once the
-	// acceptor closed the connection to make room; cut once Close did.
-	started, shed, cut atomic.Bool
+	// started is set once the handshake has read a byte (and moved the
+	// read deadline); sent once eviction found bytes not yet read; shed
+	// once the acceptor closed the connection to make room; cut once
+	// Close did.
+	started, sent, shed, cut atomic.Bool
 	// elem is its place in Acceptor.pending, nil once removed (under
 	// Acceptor.mu).
 	elem *list.Element
