@@ -435,7 +435,8 @@ type refusalLog struct {
 
 type refuser struct {
 	reason string
-	// who is "fingerprint SHA256:..." or "source 192.0.2.1".
+	// kind names who: "fingerprint" (SHA256:...), "source" (192.0.2.1,
+	// 2001:db8::/64) or "others" past maxTrackedRefusers.
 	kind, who string
 }
 
