@@ -132,14 +132,18 @@ func New(cfg Config) (*Agent, error) {
 
 // serveDirect starts the direct provisioning port.
 func (a *Agent) serveDirect(cert tls.Certificate) error {
-	a.ln = a.cfg.Listener
-	if a.ln == nil {
+	ln := a.cfg.Listener
+	if ln == nil {
 		var err error
-		if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		if ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
 			return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 		}
 	}
 	tlsCfg := pinned.ServerConfig(cert, a.verifyClient, pinned.ProtoGRPC)
+	// Handshakes happen in the acceptor, under the same limits as a node's
+	// port, so that idle or refused connections cannot crowd out a client
+	// and refusals are logged in summary; gRPC gets handshaken connections.
+	a.ln = pinned.NewAcceptor(ln, pinned.AcceptConfig{TLS: tlsCfg, Log: a.log})
 	a.grpc = grpc.NewServer(
 		grpc.Creds(pinned.ServerCredentials(tlsCfg)),
 		grpc.MaxRecvMsgSize(a.cfg.MaxMessageSize),
@@ -263,9 +267,8 @@ func (a *Agent) verifyClient(pub ed25519.PublicKey, _ string) error {
 		return &pinned.KeyError{Peer: "client"}
 	}
 	if _, ok := a.trusted[pinned.Fingerprint(pub)]; !ok {
-		err := &pinned.KeyError{Peer: "client", Fingerprint: pinned.Fingerprint(pub)}
-		a.log.Warn("refused client key", "fingerprint", err.Fingerprint)
-		return err
+		// Logged by the acceptor, which throttles it.
+		return &pinned.KeyError{Peer: "client", Fingerprint: pinned.Fingerprint(pub)}
 	}
 	return nil
 }

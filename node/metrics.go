@@ -82,6 +82,7 @@ type nodeCollector struct {
 	leader, lag                                    *prometheus.Desc
 	exportLag, exported, exportConnected           *prometheus.Desc
 	eventsApplied, targetResults, jobsFinished     *prometheus.Desc
+	handshakesRefused, handshakesPending           *prometheus.Desc
 }
 
 func (n *Node) metricsCollector() prometheus.Collector {
@@ -106,12 +107,16 @@ func (n *Node) metricsCollector() prometheus.Collector {
 		eventsApplied: d("events_applied_total", "Events applied to the state by this process, by type.", "type"),
 		targetResults: d("job_target_results_total", "Per-target job results applied by this process, by status.", "status"),
 		jobsFinished:  d("jobs_finished_total", "Jobs finished, applied by this process, by status.", "status"),
+
+		handshakesRefused: d("handshakes_refused_total", "TLS handshakes refused on the node's port, by reason.", "reason"),
+		handshakesPending: d("handshakes_pending", "Connections on the node's port still in their TLS handshake."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.raftState, c.leader, c.term, c.applied, c.commit, c.last, c.lag, c.agents,
-		c.exportLag, c.exported, c.exportConnected, c.eventsApplied, c.targetResults, c.jobsFinished} {
+		c.exportLag, c.exported, c.exportConnected, c.eventsApplied, c.targetResults, c.jobsFinished,
+		c.handshakesRefused, c.handshakesPending} {
 		ch <- d
 	}
 }
@@ -144,6 +149,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(n.fleet.count()))
+	hs := n.mux.handshakes()
+	ch <- prometheus.MustNewConstMetric(c.handshakesPending, prometheus.GaugeValue, float64(hs.Pending))
+	for reason, v := range hs.Refused {
+		ch <- prometheus.MustNewConstMetric(c.handshakesRefused, prometheus.CounterValue, float64(v), reason)
+	}
 	counts := n.fsm.Counts()
 	for _, m := range []struct {
 		desc *prometheus.Desc

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -14,17 +13,15 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// mux owns the node's one TCP listener. It completes the TLS handshake of
-// every connection (which is where unknown keys are refused) and hands the
-// connection to the listener registered for its ALPN protocol: gRPC or Raft.
-//
-// Handshakes run in their own goroutines with a deadline, so a slow or
-// silent client cannot stall accepts; their number is bounded.
+// mux owns the node's one TCP listener. Its pinned.Acceptor completes the
+// TLS handshake of every connection (which is where unknown keys are
+// refused) under the limits of pinned.DefaultAcceptLimits; the mux hands each
+// handshaken connection to the listener registered for its ALPN protocol:
+// gRPC or Raft.
 type mux struct {
-	ln        net.Listener
+	acc       *pinned.Acceptor
 	tlsConfig *tls.Config
 	log       *slog.Logger
-	timeout   time.Duration
 
 	routes map[string]*chanListener
 
@@ -33,24 +30,21 @@ type mux struct {
 	keysMu sync.Mutex
 	byKey  map[string]map[*keyedConn]struct{}
 
-	// serving tracks the accept loop, wg the handshakes it starts: close
+	// serving tracks the accept loop, wg the deliveries it starts: close
 	// waits for the loop to end before it waits for them, because the loop
 	// adds to wg.
 	serving  sync.WaitGroup
 	wg       sync.WaitGroup
-	sem      chan struct{}
 	closing  chan struct{}
 	closeErr sync.Once
 }
 
-const maxPendingHandshakes = 256
-
 func newMux(ln net.Listener, cfg *tls.Config, log *slog.Logger, protos ...string) *mux {
 	m := &mux{
-		ln: ln, tlsConfig: cfg, log: log, timeout: 10 * time.Second,
+		acc:       pinned.NewAcceptor(ln, pinned.AcceptConfig{TLS: cfg, Log: log}),
+		tlsConfig: cfg, log: log,
 		routes:  map[string]*chanListener{},
 		byKey:   map[string]map[*keyedConn]struct{}{},
-		sem:     make(chan struct{}, maxPendingHandshakes),
 		closing: make(chan struct{}),
 	}
 	for _, p := range protos {
@@ -62,7 +56,6 @@ func newMux(ln net.Listener, cfg *tls.Config, log *slog.Logger, protos ...string
 // listener returns the net.Listener that receives connections for proto.
 func (m *mux) listener(proto string) *chanListener { return m.routes[proto] }
 
-// serve accepts until the listener is closed.
 // start runs the accept loop until close.
 func (m *mux) start() {
 	m.serving.Add(1)
@@ -74,58 +67,45 @@ func (m *mux) start() {
 
 func (m *mux) serve() {
 	for {
-		conn, err := m.ln.Accept()
+		conn, err := m.acc.Accept()
 		if err != nil {
 			select {
 			case <-m.closing:
-				return
 			default:
+				m.log.Error("accept failed; stopping listener", "err", err)
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			m.log.Error("accept failed; stopping listener", "err", err)
 			return
 		}
-		select {
-		case m.sem <- struct{}{}:
-		case <-m.closing:
-			conn.Close()
-			return
-		}
+		// Deliver on its own goroutine: a protocol slow to accept must
+		// not hold up the other.
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			defer func() { <-m.sem }()
-			m.handshake(conn)
+			m.route(conn.(*tls.Conn))
 		}()
 	}
 }
 
-func (m *mux) handshake(raw net.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
-	defer cancel()
-	conn := tls.Server(raw, m.tlsConfig)
-	if err := conn.HandshakeContext(ctx); err != nil {
-		m.log.Warn("tls handshake refused", "remote", raw.RemoteAddr(), "err", err)
-		conn.Close()
-		return
-	}
-	route := m.routes[conn.ConnectionState().NegotiatedProtocol]
+func (m *mux) route(conn *tls.Conn) {
+	cs := conn.ConnectionState()
+	route := m.routes[cs.NegotiatedProtocol]
 	if route == nil {
-		m.log.Warn("no protocol negotiated", "remote", raw.RemoteAddr())
+		// The TLS configuration offers only the routed protocols.
+		m.log.Error("no route for negotiated protocol", "proto", cs.NegotiatedProtocol, "remote", conn.RemoteAddr())
 		conn.Close()
 		return
 	}
 	var delivered net.Conn = conn
-	if pub := pinned.PeerKey(conn.ConnectionState()); pub != nil {
+	if pub := pinned.PeerKey(cs); pub != nil {
 		delivered = m.track(conn, pinned.Fingerprint(pub))
 	}
 	if !route.deliver(delivered) {
 		delivered.Close()
 	}
 }
+
+// handshakes returns the acceptor's figures, for metrics.
+func (m *mux) handshakes() pinned.AcceptStats { return m.acc.Stats() }
 
 // keyedConn is a connection from a peer that presented a key.
 type keyedConn struct {
@@ -173,13 +153,13 @@ func (m *mux) closeKey(fp string) int {
 	return len(conns)
 }
 
-// close stops accepting, waits for handshakes in flight and closes the
-// protocol listeners.
+// close stops accepting, cuts the handshakes in flight, waits for
+// deliveries and closes the protocol listeners.
 func (m *mux) close() error {
 	var err error
 	m.closeErr.Do(func() {
 		close(m.closing)
-		err = m.ln.Close()
+		err = m.acc.Close()
 		m.serving.Wait()
 		m.wg.Wait()
 	})
