@@ -235,12 +235,15 @@ func (e *Event) Time() time.Time { return time.Unix(0, e.GetTimeUnixNano()).UTC(
 
 // JSON is the stable machine-readable form of an event (SPEC section 10).
 type JSON struct {
-	Index     uint64          `json:"index"`
-	Time      time.Time       `json:"time"`
-	Actor     string          `json:"actor"`
-	Type      string          `json:"type"`
-	RequestID string          `json:"request_id"`
-	Payload   json.RawMessage `json:"payload"`
+	Index     uint64    `json:"index"`
+	Time      time.Time `json:"time"`
+	Actor     string    `json:"actor"`
+	Type      string    `json:"type"`
+	RequestID string    `json:"request_id"`
+	// TokenID is the public id of the token that authorized the write,
+	// absent for what a node writes on its own.
+	TokenID string          `json:"token_id,omitempty"`
+	Payload json.RawMessage `json:"payload"`
 }
 
 var payloadJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
@@ -255,6 +258,7 @@ func ToJSON(e *Event) (JSON, error) {
 		Actor:     e.GetActor(),
 		Type:      Name(e.GetType()),
 		RequestID: e.GetRequestId(),
+		TokenID:   e.GetTokenId(),
 		Payload:   json.RawMessage("{}"),
 	}
 	m, err := e.DecodePayload()

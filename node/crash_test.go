@@ -195,6 +195,11 @@ func TestLeaderRefusesForwardedWriteOfRevokedToken(t *testing.T) {
 		return admin.Tokens.Revoke(ctx, &rpc.RevokeTokenRequest{Id: tok.GetId()})
 	})
 	c.WaitEvent(w.GetIndex())
+	// Every write records the token that authorized it.
+	ev, err := c.Node(0).State().Event(w.GetIndex())
+	if err != nil || ev.GetTokenId() != c.Admin.ID {
+		t.Fatalf("revocation event records token %q (%v), want the admin's %q", ev.GetTokenId(), err, c.Admin.ID)
+	}
 
 	leader := c.WaitLeader()
 	internal := rpc.NewInternalClient(c.NodeClient(leader))
