@@ -114,7 +114,8 @@ func newJobID() (string, error) {
 }
 
 // resolveTargets returns the registered, unrevoked targets whose name
-// matches glob (empty: all) and whose labels include selector.
+// matches glob (empty: all) and whose labels include selector. Only the
+// labels set at registration count: what an agent claims never selects.
 func (n *Node) resolveTargets(glob string, selector map[string]string) ([]string, error) {
 	keys, err := n.fsm.TargetKeys()
 	if err != nil {
@@ -250,7 +251,7 @@ func (a *targetsAPI) List(context.Context, *rpc.ListTargetsRequest) (*rpc.ListTa
 	resp := &rpc.ListTargetsResponse{}
 	for _, k := range keys {
 		ti := &rpc.TargetInfo{
-			Name: k.GetTarget(), Labels: k.GetLabels(), Node: k.GetNode(),
+			Name: k.GetTarget(), Labels: k.GetLabels(), ClaimedLabels: k.GetClaimedLabels(), Node: k.GetNode(),
 			Fingerprint: pinned.Fingerprint(k.GetPublicKey()), LastSeenUnixNano: k.GetLastTransitionUnixNano(),
 			Gossip: "unknown", Status: "disconnected",
 		}
