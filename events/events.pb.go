@@ -1729,9 +1729,16 @@ type TargetConnected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	// Labels the agent announced (`hpt serve --labels`); they replace the
-	// target's labels.
-	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Written only by nodes before claimed_labels existed: such an entry
+	// replaces the target's labels, as it did then, so that replaying an old
+	// log gives the state it gave. New nodes never set it.
+	//
+	// Deprecated: Marked as deprecated in events/events.proto.
+	Labels map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Labels the agent announced (`hpt serve --labels`). They are a claim by
+	// whoever holds the target's key, recorded for operators to compare: they
+	// never replace the labels set at registration and never select targets.
+	ClaimedLabels map[string]string `protobuf:"bytes,4,rep,name=claimed_labels,json=claimedLabels,proto3" json:"claimed_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1780,9 +1787,17 @@ func (x *TargetConnected) GetNode() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in events/events.proto.
 func (x *TargetConnected) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *TargetConnected) GetClaimedLabels() map[string]string {
+	if x != nil {
+		return x.ClaimedLabels
 	}
 	return nil
 }
@@ -2205,12 +2220,16 @@ const file_events_events_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\"=\n" +
 	"\fJobCancelled\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbc\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\x02\n" +
 	"\x0fTargetConnected\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04node\x18\x02 \x01(\tR\x04node\x12B\n" +
-	"\x06labels\x18\x03 \x03(\v2*.hpt.events.v1.TargetConnected.LabelsEntryR\x06labels\x1a9\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12F\n" +
+	"\x06labels\x18\x03 \x03(\v2*.hpt.events.v1.TargetConnected.LabelsEntryB\x02\x18\x01R\x06labels\x12X\n" +
+	"\x0eclaimed_labels\x18\x04 \x03(\v21.hpt.events.v1.TargetConnected.ClaimedLabelsEntryR\rclaimedLabels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12ClaimedLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\x12TargetDisconnected\x12\x16\n" +
@@ -2275,7 +2294,7 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
 	(*Batch)(nil),               // 1: hpt.events.v1.Batch
@@ -2315,6 +2334,7 @@ var file_events_events_proto_goTypes = []any{
 	nil,                         // 35: hpt.events.v1.JobSubmitted.SelectorEntry
 	nil,                         // 36: hpt.events.v1.JobSubmitted.VarsEntry
 	nil,                         // 37: hpt.events.v1.TargetConnected.LabelsEntry
+	nil,                         // 38: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
@@ -2325,11 +2345,12 @@ var file_events_events_proto_depIdxs = []int32{
 	21, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
 	22, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
 	37, // 7: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	38, // 8: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -2343,7 +2364,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -57,8 +57,8 @@ func CheckName(kind, name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: %s name is empty", ErrInvalidName, kind)
 	}
-	if len(name) > 253 {
-		return fmt.Errorf("%w: %s name has %d characters, at most 253 allowed", ErrInvalidName, kind, len(name))
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%w: %s name has %d characters, at most %d allowed", ErrInvalidName, kind, len(name), MaxNameLen)
 	}
 	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||

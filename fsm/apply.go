@@ -153,7 +153,7 @@ func (t *txn) apply(p proto.Message) *Rejection {
 	case *events.GrantRemoved:
 		return t.removeGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
 	case *events.TargetConnected:
-		return t.targetTransition(p.GetTarget(), p.GetNode(), true, p.GetLabels())
+		return t.targetConnected(p)
 	case *events.TargetDisconnected:
 		return t.targetTransition(p.GetTarget(), p.GetNode(), false, nil)
 	case *events.JobSubmitted, *events.JobBatchStarted, *events.JobTargetDispatched,
@@ -407,11 +407,28 @@ func (t *txn) revokeTargetKey(target string) *Rejection {
 	return nil
 }
 
-// targetTransition records an agent stream opening or closing on a node.
+// targetConnected records an agent's stream opening. What the agent
+// claims about itself is kept apart from the labels set at registration:
+// a host holding only its own keystore must not be able to give itself the
+// labels that select another role's jobs (and their configs and files).
+func (t *txn) targetConnected(p *events.TargetConnected) *Rejection {
+	return t.targetTransition(p.GetTarget(), p.GetNode(), true, func(tk *TargetKey) {
+		// An entry written by an older node keeps the effect it had then,
+		// so that replaying an old log gives the state it gave; new nodes
+		// never write the field.
+		if legacy := p.GetLabels(); legacy != nil {
+			tk.Labels = legacy
+		}
+		tk.ClaimedLabels = p.GetClaimedLabels()
+	})
+}
+
+// targetTransition records an agent stream opening or closing on a node,
+// with update applied to the record of an opening.
 // A disconnect reported by a node that no longer holds the stream (the
 // agent already reconnected elsewhere) is refused, so it cannot undo the
 // newer connection.
-func (t *txn) targetTransition(target, node string, connected bool, labels map[string]string) *Rejection {
+func (t *txn) targetTransition(target, node string, connected bool, update func(*TargetKey)) *Rejection {
 	var tk TargetKey
 	if !t.get(key(tagTarget, target), &tk) {
 		return t.reject(ErrNotFound, "target %q has no key", target)
@@ -422,8 +439,8 @@ func (t *txn) targetTransition(target, node string, connected bool, labels map[s
 	if !connected && (!tk.GetConnected() || tk.GetNode() != node) {
 		return t.reject(ErrConflict, "target %q is not connected to node %s", target, node)
 	}
-	if connected && labels != nil {
-		tk.Labels = labels
+	if connected && update != nil {
+		update(&tk)
 	}
 	tk.Connected = connected
 	tk.Node = node

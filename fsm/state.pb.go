@@ -268,16 +268,20 @@ type TargetKey struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Target    string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	PublicKey []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	Labels    map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Created   *Origin                `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
-	Revoked   bool                   `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	RevokedBy *Origin                `protobuf:"bytes,6,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	// Set at registration: the labels that selectors match.
+	Labels    map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Created   *Origin           `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	Revoked   bool              `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevokedBy *Origin           `protobuf:"bytes,6,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
 	// Last connection transition recorded in the log (not every heartbeat).
 	Connected              bool   `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
 	Node                   string `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
 	LastTransitionUnixNano int64  `protobuf:"varint,9,opt,name=last_transition_unix_nano,json=lastTransitionUnixNano,proto3" json:"last_transition_unix_nano,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// What the agent announced at its last connection; shown, never used to
+	// select (labels above, set at registration, are the authority).
+	ClaimedLabels map[string]string `protobuf:"bytes,10,rep,name=claimed_labels,json=claimedLabels,proto3" json:"claimed_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TargetKey) Reset() {
@@ -371,6 +375,13 @@ func (x *TargetKey) GetLastTransitionUnixNano() int64 {
 		return x.LastTransitionUnixNano
 	}
 	return 0
+}
+
+func (x *TargetKey) GetClaimedLabels() map[string]string {
+	if x != nil {
+		return x.ClaimedLabels
+	}
+	return nil
 }
 
 type Grant struct {
@@ -786,7 +797,7 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\acreated\x18\x06 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\x12\x18\n" +
 	"\arevoked\x18\a \x01(\bR\arevoked\x121\n" +
 	"\n" +
-	"revoked_by\x18\b \x01(\v2\x12.hpt.fsm.v1.OriginR\trevokedBy\"\xa0\x03\n" +
+	"revoked_by\x18\b \x01(\v2\x12.hpt.fsm.v1.OriginR\trevokedBy\"\xb3\x04\n" +
 	"\tTargetKey\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1d\n" +
 	"\n" +
@@ -798,8 +809,13 @@ const file_fsm_state_proto_rawDesc = "" +
 	"revoked_by\x18\x06 \x01(\v2\x12.hpt.fsm.v1.OriginR\trevokedBy\x12\x1c\n" +
 	"\tconnected\x18\a \x01(\bR\tconnected\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x129\n" +
-	"\x19last_transition_unix_nano\x18\t \x01(\x03R\x16lastTransitionUnixNano\x1a9\n" +
+	"\x19last_transition_unix_nano\x18\t \x01(\x03R\x16lastTransitionUnixNano\x12O\n" +
+	"\x0eclaimed_labels\x18\n" +
+	" \x03(\v2(.hpt.fsm.v1.TargetKey.ClaimedLabelsEntryR\rclaimedLabels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12ClaimedLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x01\n" +
 	"\x05Grant\x12\x18\n" +
@@ -868,7 +884,7 @@ func file_fsm_state_proto_rawDescGZIP() []byte {
 	return file_fsm_state_proto_rawDescData
 }
 
-var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_fsm_state_proto_goTypes = []any{
 	(*Origin)(nil),             // 0: hpt.fsm.v1.Origin
 	(*Identity)(nil),           // 1: hpt.fsm.v1.Identity
@@ -878,11 +894,12 @@ var file_fsm_state_proto_goTypes = []any{
 	(*Job)(nil),                // 5: hpt.fsm.v1.Job
 	(*JobTarget)(nil),          // 6: hpt.fsm.v1.JobTarget
 	nil,                        // 7: hpt.fsm.v1.TargetKey.LabelsEntry
-	nil,                        // 8: hpt.fsm.v1.Job.FilesEntry
-	nil,                        // 9: hpt.fsm.v1.Job.SelectorEntry
-	nil,                        // 10: hpt.fsm.v1.Job.VarsEntry
-	nil,                        // 11: hpt.fsm.v1.Job.CountsEntry
-	(*events.BlockResult)(nil), // 12: hpt.events.v1.BlockResult
+	nil,                        // 8: hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	nil,                        // 9: hpt.fsm.v1.Job.FilesEntry
+	nil,                        // 10: hpt.fsm.v1.Job.SelectorEntry
+	nil,                        // 11: hpt.fsm.v1.Job.VarsEntry
+	nil,                        // 12: hpt.fsm.v1.Job.CountsEntry
+	(*events.BlockResult)(nil), // 13: hpt.events.v1.BlockResult
 }
 var file_fsm_state_proto_depIdxs = []int32{
 	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
@@ -891,19 +908,20 @@ var file_fsm_state_proto_depIdxs = []int32{
 	7,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
 	0,  // 4: hpt.fsm.v1.TargetKey.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 5: hpt.fsm.v1.TargetKey.revoked_by:type_name -> hpt.fsm.v1.Origin
-	0,  // 6: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
-	0,  // 7: hpt.fsm.v1.Job.submitted:type_name -> hpt.fsm.v1.Origin
-	8,  // 8: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
-	9,  // 9: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
-	10, // 10: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
-	11, // 11: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
-	0,  // 12: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
-	12, // 13: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	8,  // 6: hpt.fsm.v1.TargetKey.claimed_labels:type_name -> hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	0,  // 7: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 8: hpt.fsm.v1.Job.submitted:type_name -> hpt.fsm.v1.Origin
+	9,  // 9: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
+	10, // 10: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
+	11, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
+	12, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
+	0,  // 13: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
+	13, // 14: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }
@@ -917,7 +935,7 @@ func file_fsm_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_state_proto_rawDesc), len(file_fsm_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
@@ -35,19 +38,34 @@ type targetsAPI struct {
 // DefaultJobTimeout bounds one target's run when the job sets none.
 const DefaultJobTimeout = 10 * time.Minute
 
+// A bundle and vars at their limits leave at least this much of an event
+// for the job's target list and the rest (a compile error if not).
+const jobEventSlack = events.MaxEncodedSize - provision.MaxBundleSize - provision.MaxVarsSize - 2*events.MaxTextLen
+
+var _ [jobEventSlack - 512<<10]struct{}
+
 func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.SubmitJobResponse, error) {
 	n := a.n
-	if _, err := provision.Parse(&provision.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()}); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "config: %v", err)
+	// Authorization comes first, before the config is parsed or the targets
+	// are resolved, so that neither the answer nor its cost depends on
+	// what the caller may not see.
+	seeAll, err := n.mayViewTargets(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if req.GetMaxFailures() < -1 {
-		return nil, status.Error(codes.InvalidArgument, "max_failures: -1 (no limit) or more")
-	}
-	if req.GetTimeoutSeconds() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "timeout: must not be negative")
+	if !seeAll {
+		// A caller who cannot list the targets must keep to a glob its
+		// provision grants cover: otherwise which answer comes back (no
+		// match, or denied) would tell it which names exist.
+		if err := n.authz.Require(ctx, events.PrivProvision, "targets/"+cmp.Or(req.GetTargets(), "*")); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := path.Match(req.GetTargets(), ""); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "targets %q: bad glob: %v", req.GetTargets(), err)
+	}
+	if err := events.CheckLabels("selector", req.GetSelector()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	// Resolve against state the leader confirms, not whatever this node
 	// has applied: a target that just connected or changed labels counts.
@@ -64,8 +82,17 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	// Submitting needs the provision privilege on every resolved target.
 	for _, t := range targets {
 		if err := n.authz.Require(ctx, events.PrivProvision, "targets/"+t); err != nil {
+			if !seeAll {
+				// Inside a glob its grants cover (a grant for "web-?"
+				// covers the glob "web-*", not every name it matches);
+				// still name nothing the caller cannot list.
+				return nil, status.Errorf(codes.PermissionDenied, "denied: the caller may not provision every target matching --targets %q --selector %v", req.GetTargets(), req.GetSelector())
+			}
 			return nil, err
 		}
+	}
+	if err := checkJobInputs(req); err != nil {
+		return nil, err
 	}
 	resp := &rpc.SubmitJobResponse{Targets: targets}
 	if req.GetPreview() {
@@ -79,11 +106,17 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	w, err := n.propose(ctx, &events.JobSubmitted{
+	job := &events.JobSubmitted{
 		JobId: id, Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles(), Targets: targets,
 		TargetGlob: req.GetTargets(), Selector: req.GetSelector(), BatchSize: req.GetBatchSize(),
 		MaxFailures: req.GetMaxFailures(), TimeoutNanos: int64(timeout), Vars: req.GetVars(), DryRun: req.GetDryRun(),
-	})
+	}
+	// Every input is within its limit; only a very long target list can
+	// still make the event too large. Say so rather than give the size.
+	if size := proto.Size(job); size > events.MaxEncodedSize-4<<10 {
+		return nil, status.Errorf(codes.InvalidArgument, "job: its %d targets with the bundle make an event of %d bytes, over the %d MiB event limit; split the job with --targets", len(targets), size, events.MaxEncodedSize>>20)
+	}
+	w, err := n.propose(ctx, job)
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +136,51 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	return resp, nil
 }
 
+// checkJobInputs validates what a submission carries, each input against
+// its own limit (docs/operations.md), and parses the config. It runs only
+// once the caller is authorized.
+func checkJobInputs(req *rpc.SubmitJobRequest) error {
+	if req.GetMaxFailures() < -1 {
+		return status.Error(codes.InvalidArgument, "max_failures: -1 (no limit) or more")
+	}
+	if req.GetTimeoutSeconds() < 0 {
+		return status.Error(codes.InvalidArgument, "timeout: must not be negative")
+	}
+	if err := events.CheckText("name", req.GetName()); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := provision.CheckVars(req.GetVars()); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	// Parse applies the bundle limit first.
+	if _, err := provision.Parse(&provision.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()}); err != nil {
+		return status.Errorf(codes.InvalidArgument, "config: %v", err)
+	}
+	return nil
+}
+
+// mayViewTargets reports whether the caller may list every target (view
+// on targets/*, or admin); nodes may. Denials name targets only to such a
+// caller.
+func (n *Node) mayViewTargets(ctx context.Context) (bool, error) {
+	return n.mayView(ctx, "targets/*")
+}
+
+func (n *Node) mayView(ctx context.Context, resource string) (bool, error) {
+	c, ok := auth.CallerFrom(ctx)
+	if !ok {
+		return false, status.Error(codes.Unauthenticated, "no authenticated caller")
+	}
+	if c.Node {
+		return true, nil
+	}
+	d, err := n.authz.Check(c.Subject, events.PrivView, resource)
+	if err != nil {
+		return false, status.Error(codes.Unavailable, err.Error())
+	}
+	return d.Allowed, nil
+}
+
 // newJobID returns a sortable, unique job id: creation time in base 36 and
 // random letters.
 func newJobID() (string, error) {
@@ -114,7 +192,8 @@ func newJobID() (string, error) {
 }
 
 // resolveTargets returns the registered, unrevoked targets whose name
-// matches glob (empty: all) and whose labels include selector.
+// matches glob (empty: all) and whose labels include selector. Only the
+// labels set at registration count: what an agent claims never selects.
 func (n *Node) resolveTargets(glob string, selector map[string]string) ([]string, error) {
 	keys, err := n.fsm.TargetKeys()
 	if err != nil {
@@ -187,21 +266,39 @@ func (a *jobsAPI) List(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsResp
 	return resp, nil
 }
 
+// Cancel needs provision on every target of the job. A caller who may not
+// view jobs gets one and the same denial whether the job does not exist or
+// it may not cancel it, so that it cannot probe job ids.
 func (a *jobsAPI) Cancel(ctx context.Context, req *rpc.CancelJobRequest) (*rpc.WriteResponse, error) {
-	j, err := a.n.fsm.Job(req.GetJobId())
+	n := a.n
+	seeJobs, err := n.mayView(ctx, "jobs/*")
 	if err != nil {
+		return nil, err
+	}
+	denied := func() error {
+		c, _ := auth.CallerFrom(ctx)
+		return status.Errorf(codes.PermissionDenied, "denied: %s may not cancel job %.80q (needs provision on every target of the job)", c.Subject, req.GetJobId())
+	}
+	j, err := n.fsm.Job(req.GetJobId())
+	if err != nil {
+		if !seeJobs && errors.Is(err, fsm.ErrNotFound) {
+			return nil, denied()
+		}
 		return nil, stateErr(err)
 	}
-	targets, err := a.n.fsm.JobTargets(j.GetId())
+	targets, err := n.fsm.JobTargets(j.GetId())
 	if err != nil {
 		return nil, stateErr(err)
 	}
 	for _, t := range targets {
-		if err := a.n.authz.Require(ctx, events.PrivProvision, "targets/"+t.GetTarget()); err != nil {
+		if err := n.authz.Require(ctx, events.PrivProvision, "targets/"+t.GetTarget()); err != nil {
+			if !seeJobs && status.Code(err) == codes.PermissionDenied {
+				return nil, denied()
+			}
 			return nil, err
 		}
 	}
-	return a.n.propose(ctx, &events.JobCancelled{JobId: j.GetId(), Reason: req.GetReason()})
+	return n.propose(ctx, &events.JobCancelled{JobId: j.GetId(), Reason: req.GetReason()})
 }
 
 // Watch sends the job with its targets whenever it changes, and returns
@@ -250,7 +347,7 @@ func (a *targetsAPI) List(context.Context, *rpc.ListTargetsRequest) (*rpc.ListTa
 	resp := &rpc.ListTargetsResponse{}
 	for _, k := range keys {
 		ti := &rpc.TargetInfo{
-			Name: k.GetTarget(), Labels: k.GetLabels(), Node: k.GetNode(),
+			Name: k.GetTarget(), Labels: k.GetLabels(), ClaimedLabels: k.GetClaimedLabels(), Node: k.GetNode(),
 			Fingerprint: pinned.Fingerprint(k.GetPublicKey()), LastSeenUnixNano: k.GetLastTransitionUnixNano(),
 			Gossip: "unknown", Status: "disconnected",
 		}

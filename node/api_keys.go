@@ -35,6 +35,7 @@ func (a *keysAPI) List(context.Context, *rpc.ListKeysRequest) (*rpc.ListKeysResp
 			Target: k.GetTarget(), PublicKey: k.GetPublicKey(), Fingerprint: pinned.Fingerprint(k.GetPublicKey()),
 			Labels: k.GetLabels(), Revoked: k.GetRevoked(), CreatedUnixNano: k.GetCreated().GetTimeUnixNano(),
 			Connected: k.GetConnected(), Node: k.GetNode(), LastTransitionUnixNano: k.GetLastTransitionUnixNano(),
+			ClaimedLabels: k.GetClaimedLabels(),
 		})
 	}
 	return resp, nil

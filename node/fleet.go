@@ -222,13 +222,13 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 	n.fleet.mu.Unlock()
 
 	pctx, pcancel := context.WithTimeout(stream.Context(), n.cfg.ApplyTimeout)
-	_, err = n.proposeAs(pctx, events.KindTarget+":"+target, "", &events.TargetConnected{Target: target, Node: n.cfg.Name, Labels: hello.GetLabels()})
+	_, err = n.proposeAs(pctx, events.KindTarget+":"+target, "", &events.TargetConnected{Target: target, Node: n.cfg.Name, ClaimedLabels: hello.GetLabels()})
 	pcancel()
 	if err != nil {
 		n.closeSession(sess)
 		return nil, status.Errorf(codes.Unavailable, "record connection: %v", err)
 	}
-	n.log.Info("agent connected", "target", target, "labels", hello.GetLabels())
+	n.log.Info("agent connected", "target", target, "claimed_labels", hello.GetLabels())
 	if err := sess.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
 		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(n.cfg.AgentHeartbeat / time.Second),
 	}}}); err != nil {

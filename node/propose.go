@@ -56,6 +56,11 @@ func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto
 	if len(reqID) > 128 {
 		return nil, status.Errorf(codes.InvalidArgument, "request id has %d characters, at most 128", len(reqID))
 	}
+	// Each field's own limit first, so that an oversized field is refused
+	// by name rather than by the size of the event it would make.
+	if err := events.CheckPayload(payload); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	ev, err := events.New(actor, reqID, time.Now(), payload)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

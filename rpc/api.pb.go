@@ -1882,8 +1882,10 @@ type KeyInfo struct {
 	Connected              bool                   `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
 	Node                   string                 `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
 	LastTransitionUnixNano int64                  `protobuf:"varint,9,opt,name=last_transition_unix_nano,json=lastTransitionUnixNano,proto3" json:"last_transition_unix_nano,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Labels the agent announced at its last connection; never selects.
+	ClaimedLabels map[string]string `protobuf:"bytes,10,rep,name=claimed_labels,json=claimedLabels,proto3" json:"claimed_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyInfo) Reset() {
@@ -1977,6 +1979,13 @@ func (x *KeyInfo) GetLastTransitionUnixNano() int64 {
 		return x.LastTransitionUnixNano
 	}
 	return 0
+}
+
+func (x *KeyInfo) GetClaimedLabels() map[string]string {
+	if x != nil {
+		return x.ClaimedLabels
+	}
+	return nil
 }
 
 type ListKeysResponse struct {
@@ -2828,9 +2837,10 @@ func (*ListTargetsRequest) Descriptor() ([]byte, []int) {
 }
 
 type TargetInfo struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Labels map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Set at registration; --selector matches these.
+	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// connected | disconnected | revoked
 	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	Node   string `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
@@ -2838,8 +2848,12 @@ type TargetInfo struct {
 	Gossip           string `protobuf:"bytes,5,opt,name=gossip,proto3" json:"gossip,omitempty"`
 	LastSeenUnixNano int64  `protobuf:"varint,6,opt,name=last_seen_unix_nano,json=lastSeenUnixNano,proto3" json:"last_seen_unix_nano,omitempty"`
 	Fingerprint      string `protobuf:"bytes,7,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Labels the agent announced at its last connection (`hpt serve
+	// --labels`); shown beside labels (set at registration, the ones
+	// selectors match) and never used to select.
+	ClaimedLabels map[string]string `protobuf:"bytes,8,rep,name=claimed_labels,json=claimedLabels,proto3" json:"claimed_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TargetInfo) Reset() {
@@ -2919,6 +2933,13 @@ func (x *TargetInfo) GetFingerprint() string {
 		return x.Fingerprint
 	}
 	return ""
+}
+
+func (x *TargetInfo) GetClaimedLabels() map[string]string {
+	if x != nil {
+		return x.ClaimedLabels
+	}
+	return nil
 }
 
 type ListTargetsResponse struct {
@@ -3551,7 +3572,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fListKeysRequest\"\x85\x03\n" +
+	"\x0fListKeysRequest\"\x92\x04\n" +
 	"\aKeyInfo\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1d\n" +
 	"\n" +
@@ -3562,8 +3583,13 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12\x1c\n" +
 	"\tconnected\x18\a \x01(\bR\tconnected\x12\x12\n" +
 	"\x04node\x18\b \x01(\tR\x04node\x129\n" +
-	"\x19last_transition_unix_nano\x18\t \x01(\x03R\x16lastTransitionUnixNano\x1a9\n" +
+	"\x19last_transition_unix_nano\x18\t \x01(\x03R\x16lastTransitionUnixNano\x12I\n" +
+	"\x0eclaimed_labels\x18\n" +
+	" \x03(\v2\".hpt.v1.KeyInfo.ClaimedLabelsEntryR\rclaimedLabels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12ClaimedLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"7\n" +
 	"\x10ListKeysResponse\x12#\n" +
@@ -3647,7 +3673,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x14\n" +
-	"\x12ListTargetsRequest\"\xa8\x02\n" +
+	"\x12ListTargetsRequest\"\xb8\x03\n" +
 	"\n" +
 	"TargetInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
@@ -3656,8 +3682,12 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\tR\x04node\x12\x16\n" +
 	"\x06gossip\x18\x05 \x01(\tR\x06gossip\x12-\n" +
 	"\x13last_seen_unix_nano\x18\x06 \x01(\x03R\x10lastSeenUnixNano\x12 \n" +
-	"\vfingerprint\x18\a \x01(\tR\vfingerprint\x1a9\n" +
+	"\vfingerprint\x18\a \x01(\tR\vfingerprint\x12L\n" +
+	"\x0eclaimed_labels\x18\b \x03(\v2%.hpt.v1.TargetInfo.ClaimedLabelsEntryR\rclaimedLabels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
+	"\x12ClaimedLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"C\n" +
 	"\x13ListTargetsResponse\x12,\n" +
@@ -3748,7 +3778,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 	return file_rpc_api_proto_rawDescData
 }
 
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_rpc_api_proto_goTypes = []any{
 	(*WriteResponse)(nil),           // 0: hpt.v1.WriteResponse
 	(*StatusRequest)(nil),           // 1: hpt.v1.StatusRequest
@@ -3809,117 +3839,121 @@ var file_rpc_api_proto_goTypes = []any{
 	(*NodeStatusRequest)(nil),       // 56: hpt.v1.NodeStatusRequest
 	nil,                             // 57: hpt.v1.RegisterKeyRequest.LabelsEntry
 	nil,                             // 58: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 59: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 60: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 61: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 62: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 63: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 64: hpt.v1.TargetInfo.LabelsEntry
-	(events.Type)(0),                // 65: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 66: hpt.events.v1.BlockResult
-	(*events.Event)(nil),            // 67: hpt.events.v1.Event
+	nil,                             // 59: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                             // 60: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 61: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 62: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 63: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 64: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 65: hpt.v1.TargetInfo.LabelsEntry
+	nil,                             // 66: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	(events.Type)(0),                // 67: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 68: hpt.events.v1.BlockResult
+	(*events.Event)(nil),            // 69: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	2,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	65, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	67, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	14, // 3: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	21, // 4: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	25, // 5: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	25, // 6: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
 	57, // 7: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
 	58, // 8: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	31, // 9: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	59, // 10: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	60, // 11: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	61, // 12: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	66, // 13: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	62, // 14: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	39, // 15: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	63, // 16: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	40, // 17: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	64, // 18: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	45, // 19: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	52, // 20: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	1,  // 21: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	5,  // 22: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 23: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	7,  // 24: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	9,  // 25: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	11, // 26: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	12, // 27: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	13, // 28: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	16, // 29: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	17, // 30: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	17, // 31: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	18, // 32: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	20, // 33: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	23, // 34: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	24, // 35: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	26, // 36: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	24, // 37: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	24, // 38: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	29, // 39: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	30, // 40: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	33, // 41: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	34, // 42: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	36, // 43: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	38, // 44: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	41, // 45: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	43, // 46: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	38, // 47: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	44, // 48: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	47, // 49: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	50, // 50: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	51, // 51: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	54, // 52: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	56, // 53: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	5,  // 54: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 55: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	48, // 56: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	48, // 57: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	4,  // 58: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 59: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	7,  // 60: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	8,  // 61: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	10, // 62: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	67, // 63: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 64: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	15, // 65: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 66: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 67: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 68: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	19, // 69: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	22, // 70: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 71: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 72: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	27, // 73: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 74: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	28, // 75: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 76: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	32, // 77: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 78: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	35, // 79: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	37, // 80: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	40, // 81: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	42, // 82: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 83: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	40, // 84: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	46, // 85: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 86: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 87: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	53, // 88: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	55, // 89: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 90: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 91: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	8,  // 92: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	49, // 93: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	49, // 94: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	58, // [58:95] is the sub-list for method output_type
-	21, // [21:58] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	59, // 9: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	31, // 10: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
+	60, // 11: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	61, // 12: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	62, // 13: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	68, // 14: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	63, // 15: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	39, // 16: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	64, // 17: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	40, // 18: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	65, // 19: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	66, // 20: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	45, // 21: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	52, // 22: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	1,  // 23: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	5,  // 24: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 25: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	7,  // 26: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	9,  // 27: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	11, // 28: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	12, // 29: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	13, // 30: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	16, // 31: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	17, // 32: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	17, // 33: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	18, // 34: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	20, // 35: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	23, // 36: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	24, // 37: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	26, // 38: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	24, // 39: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	24, // 40: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	29, // 41: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	30, // 42: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	33, // 43: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	34, // 44: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	36, // 45: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	38, // 46: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	41, // 47: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	43, // 48: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	38, // 49: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	44, // 50: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	47, // 51: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	50, // 52: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	51, // 53: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	54, // 54: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	56, // 55: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	5,  // 56: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 57: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	48, // 58: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	48, // 59: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	4,  // 60: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 61: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	7,  // 62: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	8,  // 63: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	10, // 64: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	69, // 65: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 66: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	15, // 67: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 68: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 69: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 70: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	19, // 71: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	22, // 72: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 73: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 74: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	27, // 75: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 76: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	28, // 77: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 78: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	32, // 79: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 80: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	35, // 81: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	37, // 82: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	40, // 83: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	42, // 84: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 85: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	40, // 86: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	46, // 87: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 88: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 89: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	53, // 90: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	55, // 91: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 92: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 93: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	8,  // 94: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	49, // 95: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	49, // 96: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	60, // [60:97] is the sub-list for method output_type
+	23, // [23:60] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -3933,7 +3967,7 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   10,
 		},

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,10 +16,60 @@ type Bundle struct {
 	Files  map[string][]byte // source files by the path written in the config
 }
 
-// MaxBundleSize bounds the config plus its source files, so that a typo
-// (source = "." of a huge tree, a disk image) fails early instead of
-// shipping gigabytes to every target.
-const MaxBundleSize = 64 << 20
+// MaxBundleSize bounds a bundle: the config plus its source files (their
+// paths and contents). It is one limit for every way a config runs (`hpt
+// apply`, direct provisioning, `hpt job run`), so that a config that works
+// on one host also works as a job: a job's bundle travels in its
+// job_submitted event, which with the vars and the target list must stay
+// under the event limit (events.MaxEncodedSize, 4 MiB, which nodes of every
+// version must agree on). It also makes a typo (source = a disk image)
+// fail early instead of shipping gigabytes to every target.
+const MaxBundleSize = 3 << 20
+
+// MaxVarsSize bounds a run's vars (`--vars`), keys and values together.
+const MaxVarsSize = 64 << 10
+
+// ErrTooLarge is wrapped by every refusal of an input over its limit.
+var ErrTooLarge = errors.New("too large")
+
+// CheckBundle reports a bundle over MaxBundleSize, naming it.
+func CheckBundle(b *Bundle) error {
+	n := bundleSize(b)
+	if n > MaxBundleSize {
+		return fmt.Errorf("%w: bundle %s (the config and its source files) has %d bytes, at most %d (%d MiB) allowed", ErrTooLarge, cmpOr(b.Name, "config"), n, MaxBundleSize, MaxBundleSize>>20)
+	}
+	return nil
+}
+
+func bundleSize(b *Bundle) int64 {
+	n := int64(len(b.Config))
+	for path, content := range b.Files {
+		n += int64(len(path) + len(content))
+	}
+	return n
+}
+
+// CheckVars reports vars over MaxVarsSize or with an empty key.
+func CheckVars(vars map[string]string) error {
+	n := 0
+	for k, v := range vars {
+		if k == "" {
+			return errors.New("vars: a variable has an empty name")
+		}
+		n += len(k) + len(v)
+	}
+	if n > MaxVarsSize {
+		return fmt.Errorf("%w: vars have %d bytes, at most %d (%d KiB) allowed", ErrTooLarge, n, MaxVarsSize, MaxVarsSize>>10)
+	}
+	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
 
 // LoadBundle reads the config at path and the source files its [[file]]
 // blocks name, relative to the config's directory. A source that is absolute,
@@ -66,6 +117,7 @@ func LoadBundle(path string) (*Bundle, error) {
 				return nil, fmt.Errorf("load bundle: %w", err)
 			}
 		}
+		total += int64(len(src))
 		content, err := readRootCapped(root, src, MaxBundleSize-total)
 		if err != nil {
 			fail("read source %q: %v", src, err)
@@ -123,7 +175,7 @@ func readAllCapped(r io.Reader, name string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: bundle larger than %d MiB", name, MaxBundleSize>>20)
+		return nil, fmt.Errorf("%w: %s makes the bundle (the config and its source files) larger than %d bytes (%d MiB)", ErrTooLarge, name, MaxBundleSize, MaxBundleSize>>20)
 	}
 	return data, nil
 }

@@ -97,6 +97,9 @@ func Parse(b *Bundle) (*Config, error) {
 	if b == nil {
 		return nil, ConfigErrors{{Line: 1, Msg: "no config"}}
 	}
+	if err := CheckBundle(b); err != nil {
+		return nil, err
+	}
 	name := b.Name
 	if name == "" {
 		name = "config"

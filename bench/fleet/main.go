@@ -207,7 +207,7 @@ func run(hpt, mode string, n int) error {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			p, err := devcluster.RegisterTarget(ctx, c, fmt.Sprintf("t%04d", i), filepath.Join(dir, "agents"))
+			p, err := devcluster.RegisterTarget(ctx, c, fmt.Sprintf("t%04d", i), filepath.Join(dir, "agents"), nil)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {

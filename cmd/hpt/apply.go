@@ -46,6 +46,9 @@ func parseVars(list []string) (map[string]string, error) {
 			out[k] = v
 		}
 	}
+	if err := provision.CheckVars(out); err != nil {
+		return nil, usagef("--vars: %v", err)
+	}
 	return out, nil
 }
 

@@ -363,7 +363,7 @@ func startAgentProc(t *testing.T, e env, name, labels string) *agentProc {
 	t.Helper()
 	dir := t.TempDir()
 	ks := filepath.Join(dir, name+".db")
-	mustHPT(t, e, "gen-target-keys", "--target", name, "--out", ks)
+	mustHPT(t, e, "gen-target-keys", "--target", name, "--out", ks, "--labels", labels)
 	log, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +35,11 @@ func (a *app) identityCommand(kind string) *cobra.Command {
 		Short: "Add a " + kind,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The server applies the same limits; checking here first keeps
+			// a bad name or text from being sent at all.
+			if err := errors.Join(events.CheckName(kind, args[0]), events.CheckText("--email", email), events.CheckText("--description", desc)); err != nil {
+				return usagef("%v", err)
+			}
 			return a.withClient(func(c *rpc.Client) error {
 				w, err := c.Identities.Add(cmd.Context(), &rpc.AddIdentityRequest{Kind: kind, Name: args[0], Email: email, Description: desc})
 				if err != nil {

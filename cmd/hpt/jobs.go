@@ -108,7 +108,7 @@ unreachable. --detach prints the job id and returns; --preview only shows
 the targets.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sel, err := parseLabels(selector)
+			sel, err := parseLabels("--selector", selector)
 			if err != nil {
 				return err
 			}
@@ -418,21 +418,25 @@ func (a *app) jobCancelCommand() *cobra.Command {
 }
 
 // targetJSON is the stable JSON of `hpt targets list` (SPEC section 10).
+// Labels are the ones set at registration, which --selector matches;
+// ClaimedLabels are what the agent announced, shown apart because anyone
+// holding the target's keystore can announce anything.
 type targetJSON struct {
-	Name        string            `json:"name"`
-	Labels      map[string]string `json:"labels"`
-	Status      string            `json:"status"`
-	Node        string            `json:"node"`
-	Gossip      string            `json:"gossip"`
-	LastSeen    *time.Time        `json:"last_seen"`
-	Fingerprint string            `json:"fingerprint"`
+	Name          string            `json:"name"`
+	Labels        map[string]string `json:"labels"`
+	ClaimedLabels map[string]string `json:"claimed_labels"`
+	Status        string            `json:"status"`
+	Node          string            `json:"node"`
+	Gossip        string            `json:"gossip"`
+	LastSeen      *time.Time        `json:"last_seen"`
+	Fingerprint   string            `json:"fingerprint"`
 }
 
 func (a *app) targetsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "targets", Short: "Targets registered with the cluster"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
-		Short: "Name, labels, connection, gossip state, last seen",
+		Short: "Name, labels (registered; and what the agent claims), connection, gossip state, last seen",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withClient(func(c *rpc.Client) error {
@@ -446,16 +450,20 @@ func (a *app) targetsCommand() *cobra.Command {
 					if labels == nil {
 						labels = map[string]string{}
 					}
-					out = append(out, targetJSON{Name: t.GetName(), Labels: labels, Status: t.GetStatus(), Node: t.GetNode(),
+					claimed := t.GetClaimedLabels()
+					if claimed == nil {
+						claimed = map[string]string{}
+					}
+					out = append(out, targetJSON{Name: t.GetName(), Labels: labels, ClaimedLabels: claimed, Status: t.GetStatus(), Node: t.GetNode(),
 						Gossip: t.GetGossip(), LastSeen: timePtr(t.GetLastSeenUnixNano()), Fingerprint: t.GetFingerprint()})
 				}
 				if a.json() {
 					return a.printJSON(out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tLABELS\tSTATUS\tNODE\tGOSSIP\tLAST SEEN")
+				fmt.Fprintln(tw, "NAME\tLABELS\tCLAIMED\tSTATUS\tNODE\tGOSSIP\tLAST SEEN")
 				for _, t := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(labelString(t.Labels)), t.Status, orDash(t.Node), t.Gossip, fmtTime(t.LastSeen, "-"))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(labelString(t.Labels)), orDash(labelString(t.ClaimedLabels)), t.Status, orDash(t.Node), t.Gossip, fmtTime(t.LastSeen, "-"))
 				}
 				return tw.Flush()
 			})

@@ -46,9 +46,9 @@ type keyJSON struct {
 }
 
 func (a *app) keyCommands() []*cobra.Command {
-	var target, out string
+	var target, out, labels string
 	gen := &cobra.Command{
-		Use:   "gen-target-keys --target NAME [--out FILE]",
+		Use:   "gen-target-keys --target NAME [--out FILE] [--labels k=v,...]",
 		Short: "Make a keypair for a target: its keystore file, and its public key where clients find it",
 		Long: `Generates a keypair for target NAME and writes a new target keystore (--out,
 default NAME.keystore.db) holding it, for delivery to the target's
@@ -60,11 +60,21 @@ keystore trusts this client's key (created on first use).
 
 With --addr/HPT_ADDR the public key is registered in the cluster (an event),
 and the target keystore trusts the cluster key and carries the gossip key
-and seed node addresses. The private key exists only in the written file.`,
+and seed node addresses. The private key exists only in the written file.
+--labels (cluster mode only) sets the target's labels, the ones that job
+--selector matches; what the agent itself announces (hpt serve --labels) is
+shown as its claim and never selects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := events.CheckName("target", target); err != nil {
 				return usagef("--target: %v", err)
+			}
+			lbl, err := parseLabels("--labels", labels)
+			if err != nil {
+				return err
+			}
+			if len(lbl) > 0 && !a.clusterMode() {
+				return usagef("--labels needs cluster mode (--addr or HPT_ADDR): labels select targets for cluster jobs")
 			}
 			if out == "" {
 				out = target + ".keystore.db"
@@ -77,13 +87,14 @@ and seed node addresses. The private key exists only in the written file.`,
 				return err
 			}
 			if a.clusterMode() {
-				return a.genClusterTarget(cmd.Context(), target, out, pub, priv)
+				return a.genClusterTarget(cmd.Context(), target, out, pub, priv, lbl)
 			}
 			return a.genLocalTarget(target, out, pub, priv)
 		},
 	}
 	gen.Flags().StringVar(&target, "target", "", "target name")
 	gen.Flags().StringVar(&out, "out", "", "target keystore to write (default NAME.keystore.db)")
+	gen.Flags().StringVar(&labels, "labels", "", "the target's labels k=v,... (cluster mode; job --selector matches them)")
 
 	list := &cobra.Command{
 		Use:   "list-target-keys",
@@ -180,7 +191,7 @@ func (a *app) genLocalTarget(target, out string, pub ed25519.PublicKey, priv ed2
 	return nil
 }
 
-func (a *app) genClusterTarget(ctx context.Context, target, out string, pub ed25519.PublicKey, priv ed25519.PrivateKey) error {
+func (a *app) genClusterTarget(ctx context.Context, target, out string, pub ed25519.PublicKey, priv ed25519.PrivateKey, labels map[string]string) error {
 	return a.withClient(func(c *rpc.Client) error {
 		enr, err := c.Keys.Enrollment(ctx, &rpc.EnrollmentRequest{})
 		if err != nil {
@@ -202,7 +213,7 @@ func (a *app) genClusterTarget(ctx context.Context, target, out string, pub ed25
 		}); err != nil {
 			return err
 		}
-		w, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: target, PublicKey: pub})
+		w, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: target, PublicKey: pub, Labels: labels})
 		if err != nil {
 			os.Remove(out)
 			return err

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/sdactivation"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -34,7 +35,7 @@ sent, each at most once (--journal records them).`,
 			if path == "" {
 				return usagef("--keystore: the target keystore from `hpt gen-target-keys` is required")
 			}
-			lbl, err := parseLabels(labels)
+			lbl, err := parseLabels("--labels", labels)
 			if err != nil {
 				return err
 			}
@@ -59,22 +60,25 @@ sent, each at most once (--journal records them).`,
 	}
 	cmd.Flags().IntVar(&port, "port", agent.DefaultPort, "direct provisioning port (0 picks a free one)")
 	cmd.Flags().StringVar(&bind, "bind", "", "address to listen on (default all)")
-	cmd.Flags().StringVar(&labels, "labels", "", "target labels k=v,... (templates see .Target.Labels; jobs select on them)")
+	cmd.Flags().StringVar(&labels, "labels", "", "labels this agent announces k=v,... (templates see .Target.Labels; shown as its claim, jobs select on the labels set by gen-target-keys --labels)")
 	cmd.Flags().StringVar(&join, "join", "", "gossip addresses of cluster nodes, comma-separated (default: the keystore's seeds)")
 	cmd.Flags().StringVar(&gossip, "gossip", ":7402", "the agent's gossip address (port 0: a free one)")
 	cmd.Flags().StringVar(&journal, "journal", "", "file recording the jobs run here (default: KEYSTORE.journal)")
 	return cmd
 }
 
-// parseLabels parses k=v,k=v.
-func parseLabels(s string) (map[string]string, error) {
+// parseLabels parses flag's k=v,k=v and applies the label limits.
+func parseLabels(flag, s string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range splitList(s) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, usagef("label %q: want key=value", kv)
+			return nil, usagef("%s: label %q: want key=value", flag, kv)
 		}
 		out[k] = v
+	}
+	if err := events.CheckLabels(flag, out); err != nil {
+		return nil, usagef("%v", err)
 	}
 	return out, nil
 }

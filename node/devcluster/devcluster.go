@@ -152,13 +152,14 @@ func (c *Cluster) startAgents(ctx context.Context, dir string, n int, log *slog.
 	defer client.Close()
 	for i := range n {
 		name := fmt.Sprintf("dev-%d", i+1)
-		path, err := RegisterTarget(ctx, client, name, filepath.Join(dir, "agents"))
+		labels := map[string]string{"role": "dev"}
+		path, err := RegisterTarget(ctx, client, name, filepath.Join(dir, "agents"), labels)
 		if err != nil {
 			return err
 		}
 		a, err := agent.New(agent.Config{
 			Keystore: path, Listen: "127.0.0.1:0", GossipListen: "127.0.0.1:0",
-			Labels: map[string]string{"role": "dev"}, Logger: log.With("agent", name),
+			Labels: labels, Logger: log.With("agent", name),
 		})
 		if err != nil {
 			return fmt.Errorf("start agent %s: %w", name, err)
@@ -169,10 +170,11 @@ func (c *Cluster) startAgents(ctx context.Context, dir string, n int, log *slog.
 }
 
 // RegisterTarget does what `hpt gen-target-keys` does against a cluster:
-// it makes a keypair for target name, registers the public key, and writes
-// a target keystore under dir that trusts the cluster key and holds the
-// gossip key and seeds. It returns the keystore's path.
-func RegisterTarget(ctx context.Context, c *rpc.Client, name, dir string) (string, error) {
+// it makes a keypair for target name, registers the public key with
+// labels (the ones job selectors match), and writes a target keystore
+// under dir that trusts the cluster key and holds the gossip key and
+// seeds. It returns the keystore's path.
+func RegisterTarget(ctx context.Context, c *rpc.Client, name, dir string, labels map[string]string) (string, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return "", err
@@ -199,7 +201,7 @@ func RegisterTarget(ctx context.Context, c *rpc.Client, name, dir string) (strin
 		os.Remove(path)
 		return "", fmt.Errorf("write keystore for %s: %w", name, err)
 	}
-	if _, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub}); err != nil {
+	if _, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub, Labels: labels}); err != nil {
 		os.Remove(path)
 		return "", fmt.Errorf("register %s: %w", name, err)
 	}

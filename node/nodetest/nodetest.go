@@ -311,7 +311,12 @@ func Eventually(ctx context.Context, timeout time.Duration, cond func() error) e
 
 // AgentOptions tune StartAgent.
 type AgentOptions struct {
+	// Labels are registered with the target's key (gen-target-keys
+	// --labels) and, unless Claim is set, announced by the agent too.
 	Labels map[string]string
+	// Claim, if not nil, is what the agent announces instead of Labels
+	// (hpt serve --labels): a claim that must never select.
+	Claim map[string]string
 	// Gossip makes the agent find nodes through gossip instead of dialling
 	// them directly.
 	Gossip bool
@@ -326,10 +331,15 @@ type AgentOptions struct {
 // keystore into dir, as `hpt gen-target-keys` does against a cluster.
 func (c *Cluster) RegisterTarget(name, dir string) string {
 	c.t.Helper()
+	return c.registerTarget(name, dir, nil)
+}
+
+func (c *Cluster) registerTarget(name, dir string, labels map[string]string) string {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	admin := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
-	path, err := devcluster.RegisterTarget(ctx, admin, name, dir)
+	path, err := devcluster.RegisterTarget(ctx, admin, name, dir, labels)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -346,10 +356,14 @@ func (c *Cluster) StartAgent(name string, opts AgentOptions) *agent.Agent {
 	}
 	path := filepath.Join(opts.Dir, name+".keystore.db")
 	if _, err := os.Stat(path); err != nil {
-		path = c.RegisterTarget(name, opts.Dir)
+		path = c.registerTarget(name, opts.Dir, opts.Labels)
+	}
+	claim := opts.Labels
+	if opts.Claim != nil {
+		claim = opts.Claim
 	}
 	cfg := agent.Config{
-		Keystore: path, Listen: "127.0.0.1:0", Labels: opts.Labels, Provision: opts.Provision,
+		Keystore: path, Listen: "127.0.0.1:0", Labels: claim, Provision: opts.Provision,
 		Logger: testLogger(c.t, "agent-"+name), GossipListen: "127.0.0.1:0",
 	}
 	if !opts.Gossip {
