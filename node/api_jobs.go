@@ -188,6 +188,12 @@ func (a *jobsAPI) List(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsResp
 }
 
 func (a *jobsAPI) Cancel(ctx context.Context, req *rpc.CancelJobRequest) (*rpc.WriteResponse, error) {
+	// Look the job up in state the leader confirms: writes carry no min
+	// index (see readBarrier), and a job submitted a moment ago through
+	// another node must be found here too.
+	if err := a.n.syncRead(ctx); err != nil {
+		return nil, err
+	}
 	j, err := a.n.fsm.Job(req.GetJobId())
 	if err != nil {
 		return nil, stateErr(err)

@@ -69,14 +69,20 @@ func (n *Node) proposeAs(ctx context.Context, actor, reqID string, payload proto
 
 // apply commits an encoded event as part of this node's next batch:
 // directly on the leader, otherwise by forwarding the batch to the leader
-// over the shared port. It retries across leader
-// changes until ctx (or ApplyTimeout) ends; the event's request id makes a
-// retry of a write that did commit harmless.
+// over the shared port. It retries across leader changes until ctx (or
+// ApplyTimeout) ends; the event's request id makes a retry of a write that
+// did commit harmless. A node that has no leader, and finds none within
+// patience, refuses at once with "no leader" instead of retrying into the
+// timeout: a partitioned minority cannot commit, and the client has other
+// nodes to try.
 func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
+		if err := n.awaitLeader(ctx); err != nil {
+			return nil, err
+		}
 		resp, err := n.batches.write(ctx, data)
 		if err == nil || !retryable(err) {
 			return resp, err
@@ -89,6 +95,61 @@ func (n *Node) apply(ctx context.Context, data []byte) (*rpc.WriteResponse, erro
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// patience is how long a call waits on this node, for a leader during an
+// election or for this node to apply an index the call needs, before it
+// answers Unavailable so that the client tries another node. Two election
+// timeouts ride out a normal election and a healthy follower's apply lag;
+// a node that is partitioned away, slow or out of disk is not worth
+// waiting for longer while other nodes can serve. Never more than
+// ApplyTimeout.
+func (n *Node) patience() time.Duration {
+	return min(2*n.cfg.Raft.ElectionTimeout, n.cfg.ApplyTimeout)
+}
+
+// leaderless reports whether this node knows it has no leader: it is not
+// the leader and knows none, or, as a follower, it has heard nothing from
+// the leader it knows for longer than an election timeout (raft's
+// LastContact), which is how a partition from the leader looks before raft
+// starts an election of its own. A leader cut off from its quorum steps
+// down after its lease, and is leaderless from then on.
+func (n *Node) leaderless() bool {
+	if n.IsLeader() {
+		return false
+	}
+	if _, addr := n.Leader(); addr == "" {
+		return true
+	}
+	return time.Since(n.raft.LastContact()) > n.cfg.Raft.ElectionTimeout
+}
+
+// awaitLeader returns nil once this node leads or is in contact with a
+// leader, waiting up to patience for an election to end. Then it gives up
+// with Unavailable "no leader" (rpc.NoLeaderError): the client takes that
+// to another node, or to its caller once no node it knows has a leader.
+func (n *Node) awaitLeader(ctx context.Context) error {
+	if !n.leaderless() {
+		return nil
+	}
+	giveUp := time.NewTimer(n.patience())
+	defer giveUp.Stop()
+	poll := time.NewTicker(max(n.cfg.Raft.ElectionTimeout/20, time.Millisecond))
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-n.ctx.Done():
+			return status.Error(codes.Unavailable, ErrShutdown.Error())
+		case <-giveUp.C:
+			return rpc.NoLeaderError(fmt.Sprintf("node %s: %v (no contact with a leader; try another node)", n.cfg.Name, ErrNoLeader))
+		case <-poll.C:
+			if !n.leaderless() {
+				return nil
+			}
+		}
 	}
 }
 
@@ -144,8 +205,12 @@ func rejectionStatus(r *fsm.Rejection) error {
 
 // readIndex returns an index whose application makes a read on this node
 // linearizable: the leader's commit index, taken while the leader has
-// confirmed with a quorum that it still leads.
+// confirmed with a quorum that it still leads. A node without a leader, or
+// whose leader does not answer within patience, answers Unavailable.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	if err := n.awaitLeader(ctx); err != nil {
+		return 0, err
+	}
 	if n.IsLeader() {
 		if !n.isLeaderReady() {
 			return 0, status.Error(codes.Unavailable, "leader is still applying its predecessor's log")
@@ -158,15 +223,24 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	}
 	_, addr := n.Leader()
 	if addr == "" {
-		return 0, status.Error(codes.Unavailable, ErrNoLeader.Error())
+		return 0, rpc.NoLeaderError(fmt.Sprintf("node %s: %v", n.cfg.Name, ErrNoLeader))
 	}
 	conn, err := n.peers.get(addr)
 	if err != nil {
 		return 0, status.Errorf(codes.Unavailable, "reach leader: %v", err)
 	}
-	resp, err := rpc.NewInternalClient(conn).ReadIndex(ctx, &rpc.ReadIndexRequest{})
+	// A leader behind a partition that drops packets never answers: bound
+	// the wait, so that the client can try another node.
+	rctx, cancel := context.WithTimeout(ctx, n.patience())
+	defer cancel()
+	resp, err := rpc.NewInternalClient(conn).ReadIndex(rctx, &rpc.ReadIndexRequest{})
 	if err != nil {
-		return 0, err
+		if ctx.Err() != nil {
+			return 0, status.FromContextError(ctx.Err()).Err()
+		}
+		// Whatever the leader said (not the leader any more, cannot verify
+		// its leadership, unreachable), another node may do better.
+		return 0, status.Errorf(codes.Unavailable, "read index from leader %s: %v", addr, status.Convert(err).Message())
 	}
 	return resp.GetIndex(), nil
 }
@@ -178,21 +252,45 @@ func (n *Node) syncRead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+	return n.awaitApplied(ctx, idx)
+}
+
+// awaitApplied waits up to patience for this node to apply log entry
+// index. A node that is further behind (partitioned away, slow, out of
+// disk) answers Unavailable, so that the client reads from another node
+// instead of timing out on this one.
+func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
+	if n.fsm.AppliedIndex() >= index {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.patience())
 	defer cancel()
-	if err := n.fsm.WaitApplied(wctx, idx); err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "node %s has not applied index %d: %v", n.cfg.Name, idx, err)
+	if err := n.fsm.WaitApplied(wctx, index); err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.Unavailable, "node %s is behind: applied log entry %d, the call needs %d; try another node", n.cfg.Name, n.fsm.AppliedIndex(), index)
 	}
 	return nil
 }
 
-// readBarrier honours a call's consistency metadata: hpt-min-index waits
+// readBarrier honours a read's consistency metadata: hpt-min-index waits
 // until this node has applied the entry carrying that event index
-// (read-your-writes anywhere);
-// hpt-consistent, for reads only, waits for the leader-confirmed read index.
+// (read-your-writes anywhere); hpt-consistent waits for the
+// leader-confirmed read index.
+//
+// Writes ignore both. A write needs no min index to be ordered after the
+// caller's earlier writes: the leader appends it after every entry it has
+// committed, and those include every write the caller saw acknowledged, and
+// the state machine checks it (exists, revoked, ...) in that order on every
+// node. What this node has applied does not change the outcome, so waiting
+// for it would only make a write through a lagging node fail where
+// forwarding it succeeds. The few write handlers that read this node's
+// state first make their own read point (Jobs.Submit and Jobs.Cancel call
+// syncRead); authorization runs before this barrier either way.
 func (n *Node) readBarrier(ctx context.Context, read bool) error {
 	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
+	if !ok || !read {
 		return nil
 	}
 	var want uint64
@@ -204,7 +302,7 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 		// An event index: wait for the entry that carries it.
 		want = events.EntryOf(idx)
 	}
-	if v := md.Get(MDConsistent); read && len(v) > 0 && v[0] == "1" {
+	if v := md.Get(MDConsistent); len(v) > 0 && v[0] == "1" {
 		idx, err := n.readIndex(ctx)
 		if err != nil {
 			return err
@@ -214,12 +312,7 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 	if want == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-	defer cancel()
-	if err := n.fsm.WaitApplied(wctx, want); err != nil {
-		return status.Errorf(codes.DeadlineExceeded, "node %s has not applied log entry %d: %v", n.cfg.Name, want, err)
-	}
-	return nil
+	return n.awaitApplied(ctx, want)
 }
 
 // peerPool keeps one gRPC connection per other node, dialled lazily.

@@ -47,9 +47,10 @@ type ClientConfig struct {
 }
 
 // Client is a connection to a cluster, with the API's service clients. It
-// adds to every call: the bearer token; for writes a request id that stays
-// the same across its retries; for reads the highest index this client has
-// written (read-your-writes on any node) and, if configured, consistency.
+// adds to every call: the bearer token; a request id that stays the same
+// across the call's retries (writes are deduplicated by it); the highest
+// index this client has written, which nodes honour on reads only
+// (read-your-writes on any node), and, if configured, consistency.
 type Client struct {
 	conn *grpc.ClientConn
 	cfg  ClientConfig
@@ -212,9 +213,14 @@ func (c *Client) observe(reply any) {
 	}
 }
 
-// unary retries calls that failed because no node could serve them right
-// now (a leader election, a node going away), with the same request id, for
-// up to 15 seconds or the caller's deadline.
+// unary retries calls that failed because the node could not serve them
+// right now (a leader election, a node going away or behind), with the same
+// request id, for up to 15 seconds or the caller's deadline. Each attempt
+// goes to the next node (round robin), so a node that answers Unavailable
+// is a failover, not a wait. A node that answers "no leader" has already
+// waited out an election: once as many answers as there are addresses say
+// so, no node this client can reach has a leader, and the call fails
+// instead of retrying into the deadline.
 func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
 	deadline := time.Now().Add(15 * time.Second)
@@ -222,6 +228,7 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		deadline = dl
 	}
 	backoff := 50 * time.Millisecond
+	noLeader := 0
 	for {
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
@@ -230,6 +237,11 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		}
 		if status.Code(err) != codes.Unavailable || time.Now().Add(backoff).After(deadline) {
 			return err
+		}
+		if IsNoLeader(err) {
+			if noLeader++; noLeader >= len(c.cfg.Addrs) {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
