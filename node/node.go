@@ -80,6 +80,8 @@ type Node struct {
 	batches *batcher
 	// exporter, if configured, runs while this node leads.
 	exporter *export.Exporter
+	// leaderGone is since when this node has had no leader (watchLeader).
+	leaderGone leaderWatch
 
 	// authSyncMu serializes catching up for unknown tokens; authSyncStart
 	// is when the last successful catch-up started.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -67,6 +68,10 @@ type Client struct {
 	Jobs       JobsClient
 	Targets    TargetsClient
 }
+
+// noLeaderAnswers bounds the "no leader" answers a call takes, per
+// address, before it gives up (see unary).
+const noLeaderAnswers = 3
 
 // Metadata keys (see api.proto).
 const (
@@ -218,9 +223,10 @@ func (c *Client) observe(reply any) {
 // request id, for up to 15 seconds or the caller's deadline. Each attempt
 // goes to the next node (round robin), so a node that answers Unavailable
 // is a failover, not a wait. A node that answers "no leader" has already
-// waited out an election: once as many answers as there are addresses say
-// so, no node this client can reach has a leader, and the call fails
-// instead of retrying into the deadline.
+// waited out an election, so the call fails instead of retrying into the
+// deadline once every address has said so, or, when some cannot be
+// reached, after noLeaderAnswers times as many such answers as there are
+// addresses (time for the connections to the others to come up).
 func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
 	deadline := time.Now().Add(15 * time.Second)
@@ -228,8 +234,11 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		deadline = dl
 	}
 	backoff := 50 * time.Millisecond
-	noLeader := 0
+	var answered peer.Peer
+	opts = append(opts, grpc.Peer(&answered))
+	noLeader, noLeaderFrom := 0, map[string]bool{}
 	for {
+		answered = peer.Peer{}
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
 			c.observe(reply)
@@ -239,7 +248,11 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 			return err
 		}
 		if IsNoLeader(err) {
-			if noLeader++; noLeader >= len(c.cfg.Addrs) {
+			noLeader++
+			if answered.Addr != nil {
+				noLeaderFrom[answered.Addr.String()] = true
+			}
+			if len(noLeaderFrom) >= len(c.cfg.Addrs) || noLeader >= noLeaderAnswers*len(c.cfg.Addrs) {
 				return err
 			}
 		}
