@@ -128,7 +128,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state"), n.log.With("component", "state")); err != nil {
+	if n.fsm, err = fsm.OpenWith(filepath.Join(cfg.DataDir, "state"), fsm.Options{Logger: n.log.With("component", "state"), Fatal: cfg.StorageFatal}); err != nil {
 		return nil, err
 	}
 	if cfg.Export != nil {
