@@ -335,23 +335,24 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64) error {
 	return nil
 }
 
-// readBarrier honours a read's consistency metadata: hpt-min-index waits
+// readBarrier honours a call's consistency metadata: hpt-min-index waits
 // until this node has applied the entry carrying that event index
-// (read-your-writes anywhere); hpt-consistent waits for the
-// leader-confirmed read index.
+// (read-your-writes anywhere); hpt-consistent, for reads only (the methods
+// whose rule asks for view), waits for the leader-confirmed read index.
 //
-// Writes ignore both. A write needs no min index to be ordered after the
-// caller's earlier writes: the leader appends it after every entry it has
-// committed, and those include every write the caller saw acknowledged, and
-// the state machine checks it (exists, revoked, ...) in that order on every
-// node. What this node has applied does not change the outcome, so waiting
-// for it would only make a write through a lagging node fail where
-// forwarding it succeeds. The few write handlers that read this node's
-// state first make their own read point (Jobs.Submit and Jobs.Cancel call
-// syncRead); authorization runs before this barrier either way.
-func (n *Node) readBarrier(ctx context.Context, read bool) error {
+// Writes (isWrite) ignore both. A write needs no min index to be ordered
+// after the caller's earlier writes: the leader appends it after every
+// entry it has committed, and those include every write the caller saw
+// acknowledged, and the state machine checks it (exists, revoked, ...) in
+// that order on every node. What this node has applied does not change the
+// outcome, so waiting for it would only make a write through a lagging
+// node fail where forwarding it succeeds. The few write handlers that read
+// this node's state first make their own read point (Jobs.Submit and
+// Jobs.Cancel call syncRead); authorization runs before this barrier
+// either way.
+func (n *Node) readBarrier(ctx context.Context, method string) error {
 	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok || !read {
+	if !ok || isWrite(method) {
 		return nil
 	}
 	var want uint64
@@ -363,7 +364,7 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 		// An event index: wait for the entry that carries it.
 		want = events.EntryOf(idx)
 	}
-	if v := md.Get(MDConsistent); len(v) > 0 && v[0] == "1" {
+	if v := md.Get(MDConsistent); n.isRead(method) && len(v) > 0 && v[0] == "1" {
 		idx, err := n.readIndex(ctx)
 		if err != nil {
 			return err
@@ -378,6 +379,25 @@ func (n *Node) readBarrier(ctx context.Context, read bool) error {
 		return err
 	}
 	return n.awaitApplied(ctx, want)
+}
+
+// isWrite reports the API methods that commit an event. A method missing
+// here is treated as a read, which only costs a write the min-index wait;
+// a read listed here would lose read-your-writes (SnapshotSave is one that
+// needs admin, so the privilege alone cannot tell).
+func isWrite(method string) bool {
+	switch method {
+	case "/hpt.v1.Cluster/RemoveNode", "/hpt.v1.Cluster/SnapshotRestore",
+		"/hpt.v1.Identities/Add", "/hpt.v1.Identities/Remove",
+		"/hpt.v1.Identities/AddMember", "/hpt.v1.Identities/RemoveMember",
+		"/hpt.v1.Tokens/Create", "/hpt.v1.Tokens/Revoke",
+		"/hpt.v1.Grants/Add", "/hpt.v1.Grants/Remove",
+		"/hpt.v1.Keys/Register", "/hpt.v1.Keys/Revoke",
+		"/hpt.v1.Bench/Write",
+		"/hpt.v1.Jobs/Submit", "/hpt.v1.Jobs/Cancel":
+		return true
+	}
+	return false
 }
 
 // peerPool keeps one gRPC connection per other node, dialled lazily.
