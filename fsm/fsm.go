@@ -91,8 +91,9 @@ type Result struct {
 // from one goroutine at a time (Raft's FSM goroutine); reads may be called
 // from any goroutine concurrently with them.
 type FSM struct {
-	dir string
-	log *slog.Logger
+	dir  string
+	log  *slog.Logger
+	plog pebbleLogger
 
 	// mu guards db against Restore swapping it. Readers hold it shared for
 	// the duration of one read; lock order: mu before waitMu.
@@ -189,8 +190,30 @@ func prefixEnd(p []byte) []byte {
 // so that Restore can switch to a fully written copy atomically.
 const currentFile = "CURRENT"
 
+// Options tune OpenWith.
+type Options struct {
+	// Logger receives Pebble's messages; default discards them.
+	Logger *slog.Logger
+	// Fatal, if set, is called when Pebble meets an error it cannot go on
+	// from (a full disk while it writes its manifest, corruption), with an
+	// error that unwraps to the cause (errors.Is(err, syscall.ENOSPC)).
+	// It runs on the goroutine that failed, which may hold Pebble's locks:
+	// it must not touch the state, which is unusable from then on, not even
+	// to Close it. When Fatal returns, that goroutine blocks for good, as
+	// Pebble requires of a fatal log call; the owner is expected to exit
+	// the process, and the next start recovers (Pebble repairs an
+	// interrupted manifest write on open). Default: panic.
+	Fatal func(error)
+}
+
 // Open opens (or creates) the state under dir.
 func Open(dir string, log *slog.Logger) (*FSM, error) {
+	return OpenWith(dir, Options{Logger: log})
+}
+
+// OpenWith opens (or creates) the state under dir.
+func OpenWith(dir string, o Options) (*FSM, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -204,11 +227,12 @@ func Open(dir string, log *slog.Logger) (*FSM, error) {
 	if err := removeStale(dir, name); err != nil {
 		return nil, err
 	}
-	db, err := openPebble(filepath.Join(dir, name), log)
+	plog := pebbleLogger{log: log, fatal: o.Fatal}
+	db, err := openPebble(filepath.Join(dir, name), plog)
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{dir: dir, log: log, db: db, waitCh: make(chan struct{})}
+	f := &FSM{dir: dir, log: log, plog: plog, db: db, waitCh: make(chan struct{})}
 	idx, err := readU64(db, keyApplied)
 	if err != nil {
 		db.Close()
@@ -285,9 +309,9 @@ func removeStale(dir, current string) error {
 	return nil
 }
 
-func openPebble(path string, log *slog.Logger) (*pebble.DB, error) {
+func openPebble(path string, log pebbleLogger) (*pebble.DB, error) {
 	opts := &pebble.Options{
-		Logger: pebbleLogger{log},
+		Logger: log,
 		// The Raft log is the state's write-ahead log (see the package
 		// documentation); a second one cost a write per applied batch.
 		DisableWAL: true,
@@ -554,7 +578,10 @@ func (r *requestLookup) add(id string, index uint64) {
 
 func (r *requestLookup) close() { r.it.Close() }
 
-type pebbleLogger struct{ log *slog.Logger }
+type pebbleLogger struct {
+	log   *slog.Logger
+	fatal func(error)
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
@@ -564,7 +591,29 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
+// Fatalf must not return: Pebble goes on as if the process had ended
+// (some callers return right after it, holding state half updated).
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...))
+	err := &StorageError{Msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if e, ok := a.(error); ok {
+			err.causes = append(err.causes, e)
+		}
+	}
+	if l.fatal == nil {
+		l.log.Error(err.Msg, "component", "pebble")
+		panic(err.Msg)
+	}
+	l.fatal(err)
+	select {}
 }
+
+// StorageError is a failure of the state's storage that the state cannot
+// go on from (see Options.Fatal).
+type StorageError struct {
+	Msg    string
+	causes []error
+}
+
+func (e *StorageError) Error() string   { return e.Msg }
+func (e *StorageError) Unwrap() []error { return e.causes }

@@ -183,7 +183,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := os.RemoveAll(newPath); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	db, err := openPebble(newPath, f.log)
+	db, err := openPebble(newPath, f.plog)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

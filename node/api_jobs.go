@@ -275,6 +275,12 @@ func (a *jobsAPI) Cancel(ctx context.Context, req *rpc.CancelJobRequest) (*rpc.W
 	if err != nil {
 		return nil, err
 	}
+	// Look the job up in state the leader confirms: writes carry no min
+	// index (see readBarrier), and a job submitted a moment ago through
+	// another node must be found here too.
+	if err := n.syncRead(ctx); err != nil {
+		return nil, err
+	}
 	denied := func() error {
 		c, _ := auth.CallerFrom(ctx)
 		return status.Errorf(codes.PermissionDenied, "denied: %s may not cancel job %.80q (needs provision on every target of the job)", c.Subject, req.GetJobId())

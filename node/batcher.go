@@ -67,19 +67,32 @@ func newPendingWrite(ev *events.Event, data []byte) *pendingWrite {
 }
 
 // write commits the encoded event as part of the next batch and waits
-// for its outcome or ctx. The errors are alike whether this node leads or
-// forwards, so apply's retry loop treats both the same.
+// for its outcome, for ctx, or until this node has lost its leader. The
+// errors are alike whether this node leads or forwards, so apply's retry
+// loop treats both the same.
 func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rpc.WriteResponse, error) {
 	w := newPendingWrite(ev, data)
 	if err := b.enqueue(w); err != nil {
 		return nil, err
 	}
-	select {
-	case <-w.done:
-		return w.resp, w.err
-	case <-ctx.Done():
-		// The write may still commit; its request id makes a retry safe.
-		return nil, status.FromContextError(ctx.Err()).Err()
+	// A batch forwarded to a leader behind a partition that drops packets
+	// hangs until its timeout; look at the leader now and then, so that a
+	// node that knows it has lost its leader stops waiting for it.
+	check := time.NewTicker(b.n.cfg.Raft.HeartbeatTimeout)
+	defer check.Stop()
+	for {
+		select {
+		case <-w.done:
+			return w.resp, w.err
+		case <-ctx.Done():
+			// The write may still commit; its request id makes a retry safe.
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-check.C:
+			if b.n.leaderless() {
+				// As above: a retry at a new leader is safe.
+				return nil, ErrNoLeader
+			}
+		}
 	}
 }
 

@@ -95,6 +95,12 @@ type Config struct {
 	// forwarded writes, status). Default: a net.Dialer. Tests inject
 	// network faults through it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// StorageFatal, if set, is called once the state's storage fails in a
+	// way the node cannot go on from (fsm.Options.Fatal: a full disk while
+	// Pebble writes its manifest, corruption). The node can neither serve
+	// nor shut down cleanly after it; the caller should exit the process,
+	// and a restart recovers. It may be called during New. Default: panic.
+	StorageFatal func(error)
 	// Export, if set, makes the node publish every committed event to NATS
 	// JetStream while it is the leader (see package export). Its Logger
 	// defaults to the node's. Default off.

@@ -80,6 +80,8 @@ type Node struct {
 	batches *batcher
 	// exporter, if configured, runs while this node leads.
 	exporter *export.Exporter
+	// leaderGone is since when this node has had no leader (watchLeader).
+	leaderGone leaderWatch
 
 	// fresh says whether the state is known to be no older than before
 	// the last stop; until it is, the node authenticates nothing.
@@ -130,7 +132,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state"), n.log.With("component", "state")); err != nil {
+	if n.fsm, err = fsm.OpenWith(filepath.Join(cfg.DataDir, "state"), fsm.Options{Logger: n.log.With("component", "state"), Fatal: cfg.StorageFatal}); err != nil {
 		return nil, err
 	}
 	if cfg.Export != nil {

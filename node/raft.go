@@ -102,6 +102,8 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
+	n.wg.Add(1)
+	go n.watchLeader()
 	return nil
 }
 

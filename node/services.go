@@ -130,14 +130,14 @@ func methodRules() map[string]auth.Rule {
 // consistencyUnary and consistencyStream apply a call's read consistency
 // metadata before the handler runs (see readBarrier).
 func (n *Node) consistencyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := n.readBarrier(ctx, n.isRead(info.FullMethod)); err != nil {
+	if err := n.readBarrier(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (n *Node) consistencyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := n.readBarrier(ss.Context(), n.isRead(info.FullMethod)); err != nil {
+	if err := n.readBarrier(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
 	return handler(srv, ss)

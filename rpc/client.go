@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -47,9 +48,10 @@ type ClientConfig struct {
 }
 
 // Client is a connection to a cluster, with the API's service clients. It
-// adds to every call: the bearer token; for writes a request id that stays
-// the same across its retries; for reads the highest index this client has
-// written (read-your-writes on any node) and, if configured, consistency.
+// adds to every call: the bearer token; a request id that stays the same
+// across the call's retries (writes are deduplicated by it); the highest
+// index this client has written, which nodes honour on reads only
+// (read-your-writes on any node), and, if configured, consistency.
 type Client struct {
 	conn *grpc.ClientConn
 	cfg  ClientConfig
@@ -66,6 +68,10 @@ type Client struct {
 	Jobs       JobsClient
 	Targets    TargetsClient
 }
+
+// noLeaderAnswers bounds the "no leader" answers a call takes, per
+// address, before it gives up (see unary).
+const noLeaderAnswers = 3
 
 // Metadata keys (see api.proto).
 const (
@@ -212,9 +218,15 @@ func (c *Client) observe(reply any) {
 	}
 }
 
-// unary retries calls that failed because no node could serve them right
-// now (a leader election, a node going away), with the same request id, for
-// up to 15 seconds or the caller's deadline.
+// unary retries calls that failed because the node could not serve them
+// right now (a leader election, a node going away or behind), with the same
+// request id, for up to 15 seconds or the caller's deadline. Each attempt
+// goes to the next node (round robin), so a node that answers Unavailable
+// is a failover, not a wait. A node that answers "no leader" has already
+// waited out an election, so the call fails instead of retrying into the
+// deadline once every address has said so, or, when some cannot be
+// reached, after noLeaderAnswers times as many such answers as there are
+// addresses (time for the connections to the others to come up).
 func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
 	deadline := time.Now().Add(15 * time.Second)
@@ -222,7 +234,11 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		deadline = dl
 	}
 	backoff := 50 * time.Millisecond
+	var answered peer.Peer
+	opts = append(opts, grpc.Peer(&answered))
+	noLeader, noLeaderFrom := 0, map[string]bool{}
 	for {
+		answered = peer.Peer{}
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
 			c.observe(reply)
@@ -230,6 +246,15 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 		}
 		if status.Code(err) != codes.Unavailable || time.Now().Add(backoff).After(deadline) {
 			return err
+		}
+		if IsNoLeader(err) {
+			noLeader++
+			if answered.Addr != nil {
+				noLeaderFrom[answered.Addr.String()] = true
+			}
+			if len(noLeaderFrom) >= len(c.cfg.Addrs) || noLeader >= noLeaderAnswers*len(c.cfg.Addrs) {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -190,14 +191,45 @@ existing cluster with --join and no --bootstrap-expect.`,
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
-			n, err := node.New(cfg)
-			if err != nil {
-				return err
+			// A storage failure (a full disk while Pebble writes its
+			// manifest) leaves the state unusable, possibly with Pebble's
+			// locks held, even inside New: exit with one line instead of
+			// shutting down, which could not finish. The Raft log is
+			// durable on its own and a restart recovers.
+			fatal := make(chan error, 1)
+			cfg.StorageFatal = func(err error) {
+				select {
+				case fatal <- err:
+				default:
+				}
+			}
+			type started struct {
+				n   *node.Node
+				err error
+			}
+			start := make(chan started, 1)
+			go func() {
+				n, err := node.New(cfg)
+				start <- started{n, err}
+			}()
+			var n *node.Node
+			select {
+			case s := <-start:
+				if s.err != nil {
+					return s.err
+				}
+				n = s.n
+			case err := <-fatal:
+				return storageFailed(cfg.Name, err)
 			}
 			fmt.Fprintf(a.stderr, "hpt server %s: serving on %s (gossip %s), cluster key %s\n",
 				cfg.Name, n.Addr(), n.GossipAddr(), pinned.Fingerprint(n.ClusterKey()))
-			<-cmd.Context().Done()
-			return n.Shutdown()
+			select {
+			case <-cmd.Context().Done():
+				return n.Shutdown()
+			case err := <-fatal:
+				return storageFailed(cfg.Name, err)
+			}
 		},
 	}
 	f := cmd.Flags()
@@ -214,6 +246,16 @@ existing cluster with --join and no --bootstrap-expect.`,
 	f.DurationVar(&cfg.Raft.SnapshotInterval, "raft-snapshot-interval", cfg.Raft.SnapshotInterval, "how often to check whether a snapshot is due")
 	nf.register(f)
 	return cmd
+}
+
+// storageFailed is the error `hpt server` exits with when its state's
+// storage fails.
+func storageFailed(name string, err error) error {
+	hint := "see the error"
+	if errors.Is(err, syscall.ENOSPC) {
+		hint = "free disk space"
+	}
+	return fmt.Errorf("server %s: state storage failed, stopping (%s, then restart): %w", name, hint, err)
 }
 
 // serverGCPercent replaces Go's default GOGC of 100 for servers. A node's
