@@ -110,3 +110,51 @@ func snapshotTB(tb testing.TB, f *FSM) []byte {
 	}
 	return buf.Bytes()
 }
+
+// FuzzVerifySnapshot is FuzzRestore's decoder without the state: uploads
+// are verified with VerifySnapshot before Raft restores them, and it runs
+// fast enough for the fuzzer to explore the format (Restore opens a fresh
+// database per try). A refusal is ErrBadSnapshot; an accepted stream is
+// one Restore accepts too, at the index VerifySnapshot reported, and no
+// truncation of it is accepted.
+func FuzzVerifySnapshot(f *testing.F) {
+	src, err := Open(f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { src.Close() })
+	applyTB(f, src, 1, &events.UserAdded{Name: "alice"})
+	applyTB(f, src, 2, &events.GroupAdded{Name: "ops"})
+	good := snapshotTB(f, src)
+	f.Add(good)
+	f.Add(good[:len(snapshotMagic)])
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{})
+	dst, err := Open(f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { dst.Close() })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		index, err := VerifySnapshot(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, ErrBadSnapshot) {
+				t.Fatalf("refusal %v is not ErrBadSnapshot", err)
+			}
+			return
+		}
+		for _, n := range []int{len(data) - 1, len(data) / 2, len(snapshotMagic)} {
+			if n >= 0 && n < len(data) {
+				if _, err := VerifySnapshot(bytes.NewReader(data[:n])); err == nil {
+					t.Fatalf("the first %d of %d bytes verify too", n, len(data))
+				}
+			}
+		}
+		if err := dst.Restore(bytes.NewReader(data)); err != nil {
+			t.Fatalf("VerifySnapshot accepted what Restore refuses: %v", err)
+		}
+		if dst.AppliedIndex() != index {
+			t.Fatalf("restored index %d, verified %d", dst.AppliedIndex(), index)
+		}
+	})
+}
