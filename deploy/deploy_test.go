@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 func TestUnits(t *testing.T) {
@@ -38,9 +40,7 @@ func TestUnits(t *testing.T) {
 
 	// systemd-analyze verify reports unknown keys and bad values as
 	// warnings with exit status 0: any output is a failure.
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed: units not verified")
-	}
+	testenv.NeedTool(t, "systemd-analyze", "systemd")
 	// A machine where systemd-analyze complains about a trivial unit (no
 	// systemd state to read, say) cannot judge ours.
 	probe := filepath.Join(dir, "probe.service")
@@ -48,7 +48,7 @@ func TestUnits(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("systemd-analyze", "verify", "--man=no", probe).CombinedOutput(); err != nil || len(out) > 0 {
-		t.Skipf("systemd-analyze cannot verify units here: %v %s", err, out)
+		testenv.Missing(t, "systemd-analyze cannot verify even a trivial unit here: %v %s", err, out)
 	}
 	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
 	if err != nil || len(out) > 0 {
@@ -59,9 +59,7 @@ func TestUnits(t *testing.T) {
 // TestDockerCompose validates the top-level docker-compose.yml with
 // Debian's docker-compose, which needs no engine for `config`.
 func TestDockerCompose(t *testing.T) {
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Skip("docker-compose not installed (apt-get install docker-compose)")
-	}
+	testenv.NeedTool(t, "docker-compose", "docker-compose")
 	out, err := exec.Command("docker-compose", "-f", filepath.Join("..", "docker-compose.yml"), "config", "-q").CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("docker-compose config: %v\n%s", err, out)

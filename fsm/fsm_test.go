@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -376,30 +377,48 @@ func TestRestoreRefusesBadSnapshot(t *testing.T) {
 	}
 }
 
+// TestWaitApplied proves by events, not by a time window, that a waiter
+// woken by an apply short of its index goes back to waiting: synctest.Wait
+// returns only once every goroutine of the bubble is blocked, so after it
+// the waiter has seen index 2 and is blocked again, or has returned.
 func TestWaitApplied(t *testing.T) {
 	f := openTest(t, t.TempDir())
 	a := &applier{t: t, f: f}
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- f.WaitApplied(ctx, 2)
-	}()
-	a.mustApply(&events.UserAdded{Name: "a"})
-	select {
-	case err := <-done:
-		t.Fatalf("WaitApplied(2) returned at index 1: %v", err)
-	case <-time.After(20 * time.Millisecond):
-	}
-	a.mustApply(&events.UserAdded{Name: "b"})
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancel()
-	if err := f.WaitApplied(ctx, 99); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitApplied(99) = %v, want deadline exceeded", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		// The channel WaitApplied blocks on is made by the last apply; made
+		// inside the bubble, blocking on it is what synctest can see.
+		a.t = t
+		a.mustApply(&events.UserAdded{Name: "a"})
+		done := make(chan error, 1)
+		go func() { done <- f.WaitApplied(context.Background(), 3) }()
+		synctest.Wait()
+		a.mustApply(&events.UserAdded{Name: "b"})
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("WaitApplied(3) returned at index 2: %v", err)
+		default:
+		}
+		a.mustApply(&events.UserAdded{Name: "c"})
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("WaitApplied(3) at index 3: %v", err)
+			}
+		default:
+			t.Fatal("WaitApplied(3) still waiting at index 3")
+		}
+		// Already applied: no wait at all.
+		if err := f.WaitApplied(context.Background(), 2); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := f.WaitApplied(ctx, 99); !errors.Is(err, context.Canceled) {
+			t.Fatalf("WaitApplied(99) with its context done = %v, want context.Canceled", err)
+		}
+	})
 }
 
 func TestApplyHaltsOnUndecodableEntry(t *testing.T) {

@@ -299,35 +299,49 @@ func (n *Node) recvLoop(ctx context.Context, s *session) error {
 // (idempotently: their request ids are derived from job and target, so a
 // result sent again after a reconnect is applied once).
 func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentMessage) error {
+	ev, reqID, err := agentEvent(n.cfg.Name, s.target, m)
+	if err != nil || ev == nil {
+		return err
+	}
 	actor := events.KindTarget + ":" + s.target
-	switch msg := m.GetMsg().(type) {
-	case *rpc.AgentMessage_Ack:
-		job := msg.Ack.GetJobId()
-		_, err := n.proposeTolerant(ctx, actor, "ack/"+job+"/"+s.target,
-			&events.JobTargetDispatched{JobId: job, Target: s.target, Node: n.cfg.Name})
-		if err != nil {
-			n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
-		}
-	case *rpc.AgentMessage_Result:
-		r := msg.Result
-		st := r.GetStatus()
-		if st != fsm.TargetOK && st != fsm.TargetChanged && st != fsm.TargetFailed {
-			st = fsm.TargetFailed
-		}
-		_, err := n.proposeTolerant(ctx, actor, "result/"+r.GetJobId()+"/"+s.target, &events.JobTargetFinished{
-			JobId: r.GetJobId(), Target: s.target, Status: st, Blocks: r.GetBlocks(), Error: r.GetError(),
-		})
+	_, err = n.proposeTolerant(ctx, actor, reqID, ev)
+	if r := m.GetResult(); r != nil {
 		if err != nil {
 			// Not acknowledged: the agent sends it again later.
 			n.log.Warn("record job result", "job", r.GetJobId(), "target", s.target, "err", err)
 			return nil
 		}
 		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}})
-	case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
-	default:
-		return status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
+	}
+	if err != nil {
+		n.log.Warn("record job start", "job", m.GetAck().GetJobId(), "target", s.target, "err", err)
 	}
 	return nil
+}
+
+// agentEvent is the event (and its request id) that a message from target's
+// agent, received on node, writes to the log; nil for messages that write
+// nothing. The target is always the stream's, whatever the message says:
+// an agent speaks only for itself. Its bytes come from the agent, so this is
+// where they are checked (FuzzAgentEvent).
+func agentEvent(node, target string, m *rpc.AgentMessage) (proto.Message, string, error) {
+	switch msg := m.GetMsg().(type) {
+	case *rpc.AgentMessage_Ack:
+		job := msg.Ack.GetJobId()
+		return &events.JobTargetDispatched{JobId: job, Target: target, Node: node}, "ack/" + job + "/" + target, nil
+	case *rpc.AgentMessage_Result:
+		r := msg.Result
+		st := r.GetStatus()
+		if st != fsm.TargetOK && st != fsm.TargetChanged && st != fsm.TargetFailed {
+			st = fsm.TargetFailed
+		}
+		return &events.JobTargetFinished{JobId: r.GetJobId(), Target: target, Status: st, Blocks: r.GetBlocks(), Error: r.GetError()},
+			"result/" + r.GetJobId() + "/" + target, nil
+	case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
+		return nil, "", nil
+	default:
+		return nil, "", status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
+	}
 }
 
 // proposeTolerant writes an event whose rejection as a conflict (the state

@@ -204,15 +204,28 @@ func TestJobSurvivesLeaderLossAndRunsOnce(t *testing.T) {
 	}
 }
 
+// gatedConfig counts runs like countingConfig, then holds each run until
+// the file dir/release exists (at most a minute), so a test decides by an
+// event when runs may finish.
+func gatedConfig(dir string) []byte {
+	script := fmt.Sprintf("echo run >> %[1]s/{{ .Target.Name }}.runs; i=0; while [ ! -e %[1]s/release ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done", dir)
+	return []byte(fmt.Sprintf("[[exec]]\nname = \"count\"\nscript = %q\n", script))
+}
+
+// A revoked target's stream is cut on every node by the revocation itself:
+// heartbeats are too slow here to cut anything during the test, and its run
+// is held open until after the cut, so the run cannot finish first.
 func TestRevokedTargetCutOffAndRefused(t *testing.T) {
-	c := nodetest.Start(t, 3)
+	c := nodetest.Start(t, 3, nodetest.Options{Configure: func(_ int, cfg *node.Config) {
+		cfg.AgentHeartbeat = 10 * time.Minute
+	}})
 	dir := t.TempDir()
-	c.StartAgent("web-1", nodetest.AgentOptions{})
+	web1 := c.StartAgent("web-1", nodetest.AgentOptions{})
 	c.StartAgent("web-2", nodetest.AgentOptions{})
 	c.WaitConnected("web-1", "web-2")
 	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
-	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 2*time.Second, false), Targets: "web-*", MaxFailures: -1, TimeoutSeconds: 60})
-	c.Eventually(10*time.Second, func() error {
+	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: gatedConfig(dir), Targets: "web-*", MaxFailures: -1, TimeoutSeconds: 120})
+	c.Eventually(30*time.Second, func() error {
 		if runs(t, dir, "web-1") == 0 || runs(t, dir, "web-2") == 0 {
 			return fmt.Errorf("runs not started")
 		}
@@ -222,10 +235,10 @@ func TestRevokedTargetCutOffAndRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	revokedAt := time.Now()
-	// Every node must drop the stream within a second of applying the
-	// revocation; the state records the disconnection.
-	c.Eventually(5*time.Second, func() error {
+	// Every node applies the revocation (which records web-1 as
+	// disconnected) and drops the stream: the agent itself sees it end and
+	// cannot attach again. The deadline only catches a hang.
+	c.Eventually(30*time.Second, func() error {
 		for _, n := range c.Running() {
 			if n.State().AppliedIndex() < events.EntryOf(w.GetIndex()) {
 				return fmt.Errorf("%s has not applied the revocation", n.Name())
@@ -233,12 +246,15 @@ func TestRevokedTargetCutOffAndRefused(t *testing.T) {
 		}
 		tk, _ := c.Node(0).State().TargetKey("web-1")
 		if tk.GetConnected() {
-			return fmt.Errorf("web-1 still connected")
+			return fmt.Errorf("web-1 still recorded as connected")
+		}
+		if node := web1.Node(); node != "" {
+			return fmt.Errorf("web-1's stream to %s is still open", node)
 		}
 		return nil
 	})
-	if d := time.Since(revokedAt); d > time.Second {
-		t.Errorf("revoked target cut off %s after the revocation committed, want within a second", d)
+	if err := os.WriteFile(filepath.Join(dir, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
 	st := targetStatuses(info)
@@ -292,12 +308,16 @@ func TestSilentAgentIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// The deadline only catches a stream that is never cut.
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	stream, err := rpc.NewFleetClient(conn).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Taken before the hello: the node's silence clock starts after it,
+	// so the cut can only come later than three periods from here.
+	quiet := time.Now()
 	if err := stream.Send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -308,21 +328,21 @@ func TestSilentAgentIsCutOff(t *testing.T) {
 	if got := welcome.GetWelcome().GetHeartbeatSeconds(); got != 1 {
 		t.Fatalf("welcome announces a heartbeat of %ds, want 1", got)
 	}
-	quiet := time.Now()
 	beats := 0
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			break
-		}
-		if m.GetHeartbeat() != nil {
+	var recvErr error
+	for recvErr == nil {
+		var m *rpc.NodeMessage
+		if m, recvErr = stream.Recv(); m.GetHeartbeat() != nil {
 			beats++
 		}
 	}
-	cut := time.Since(quiet)
-	// Cut at the first heartbeat round after three silent periods.
-	if cut < 3*time.Second || cut > 6*time.Second {
-		t.Errorf("silent stream cut after %s, want between 3s and 6s", cut)
+	if ctx.Err() != nil {
+		t.Fatalf("silent stream never cut: %v", recvErr)
+	}
+	// Not before three silent periods: a lower bound no load can break,
+	// unlike an upper one.
+	if cut := time.Since(quiet); cut < 3*time.Second {
+		t.Errorf("silent stream cut after %s, before three heartbeat periods (3s)", cut)
 	}
 	if beats < 2 {
 		t.Errorf("%d heartbeats before the cut, want at least 2", beats)

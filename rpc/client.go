@@ -57,6 +57,9 @@ type Client struct {
 	cfg  ClientConfig
 	// lastIndex is the highest write index this client has seen.
 	lastIndex atomic.Uint64
+	// keyRefused is whether the last handshake found a node key the pin
+	// refuses: that does not heal by waiting, so calls are not retried.
+	keyRefused atomic.Bool
 
 	Cluster    ClusterClient
 	Events     EventsClient
@@ -111,6 +114,12 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
 	c := &Client{cfg: cfg}
+	pin := verify
+	verify = func(pub ed25519.PublicKey, proto string) error {
+		err := pin(pub, proto)
+		c.keyRefused.Store(err != nil)
+		return err
+	}
 	opts := []grpc.DialOption{
 		grpc.WithResolvers(r),
 		// Spread calls over every node given, and route around one that is
@@ -220,13 +229,14 @@ func (c *Client) observe(reply any) {
 
 // unary retries calls that failed because the node could not serve them
 // right now (a leader election, a node going away or behind), with the same
-// request id, for up to 15 seconds or the caller's deadline. Each attempt
-// goes to the next node (round robin), so a node that answers Unavailable
-// is a failover, not a wait. A node that answers "no leader" has already
-// waited out an election, so the call fails instead of retrying into the
-// deadline once every address has said so, or, when some cannot be
-// reached, after noLeaderAnswers times as many such answers as there are
-// addresses (time for the connections to the others to come up).
+// request id, for up to 15 seconds or the caller's deadline; not when the
+// node's key was refused, which waiting does not change. Each attempt goes
+// to the next node (round robin), so a node that answers Unavailable is a
+// failover, not a wait. A node that answers "no leader" has already waited
+// out an election, so the call fails instead of retrying into the deadline
+// once every address has said so, or, when some cannot be reached, after
+// noLeaderAnswers times as many such answers as there are addresses (time
+// for the connections to the others to come up).
 func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
 	deadline := time.Now().Add(15 * time.Second)
@@ -244,7 +254,7 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 			c.observe(reply)
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || time.Now().Add(backoff).After(deadline) {
+		if status.Code(err) != codes.Unavailable || c.keyRefused.Load() || time.Now().Add(backoff).After(deadline) {
 			return err
 		}
 		if IsNoLeader(err) {

@@ -7,15 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 // TestGeneratedCodeIsFresh regenerates every .pb.go with the pinned
 // generators into a temporary directory and compares it with what is
 // committed, so that a .proto edited without `go generate ./...` fails.
 func TestGeneratedCodeIsFresh(t *testing.T) {
-	if _, err := exec.LookPath("protoc"); err != nil {
-		t.Skip("protoc not installed (apt-get install protobuf-compiler)")
-	}
+	testenv.NeedTool(t, "protoc", "protobuf-compiler")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package provision
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,34 +36,45 @@ func TestExamplesParse(t *testing.T) {
 	}
 }
 
-// TestHelloExampleDryRun dry-runs examples/hello.toml for real: everything
-// it touches is under /tmp, and a dry run writes nothing.
+// TestHelloExampleDryRun dry-runs examples/hello.toml for real, then
+// applies it twice, as its header shows. Its /tmp/hpt-hello is moved into a
+// fresh temporary directory, so what earlier runs left in /tmp cannot turn
+// the expected changes into "ok".
 func TestHelloExampleDryRun(t *testing.T) {
 	b, err := LoadBundle("../../examples/hello.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(b.Config, []byte("/tmp/hpt-hello/hello.txt")) {
+		t.Fatal("examples/hello.toml no longer writes /tmp/hpt-hello/hello.txt: update this test")
+	}
+	dir := filepath.Join(t.TempDir(), "hpt-hello")
+	b.Config = bytes.ReplaceAll(b.Config, []byte("/tmp/hpt-hello"), []byte(dir))
 	cfg, err := Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := &RecordingRunner{}
 	rep := apply(t, cfg, Options{DryRun: true, Runner: rec, Facts: Facts{Name: "example"}})
-	if rep.Failed() {
-		t.Fatalf("dry run failed:\n%s", reportText(rep))
-	}
 	if len(rec.Commands()) != 0 {
 		t.Fatalf("dry run ran %v", rec.Lines())
 	}
-	idx := slices.IndexFunc(rep.Blocks, func(b BlockResult) bool { return b.Name == "/tmp/hpt-hello/hello.txt" })
+	wantOutcomes(t, rep, OutcomeChanged, OutcomeChanged, OutcomeChanged)
+	idx := slices.IndexFunc(rep.Blocks, func(b BlockResult) bool { return b.Name == dir+"/hello.txt" })
 	if idx < 0 {
 		t.Fatalf("no block for hello.txt:\n%s", reportText(rep))
 	}
-	// ok when someone already ran the example with this target name.
-	if rep.Blocks[idx].Outcome != OutcomeOK {
-		c := findChange(t, rep, idx, "content")
-		if !strings.Contains(c.Diff, "+Hello from example!") {
-			t.Fatalf("template not rendered in the diff:\n%s", c.Diff)
-		}
+	if c := findChange(t, rep, idx, "content"); !strings.Contains(c.Diff, "+Hello from example!") {
+		t.Fatalf("template not rendered in the diff:\n%s", c.Diff)
 	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the dry run created %s: %v", dir, err)
+	}
+
+	// Applied, it does what it said; applied again, everything is ok.
+	wantOutcomes(t, apply(t, cfg, Options{Facts: Facts{Name: "example"}}), OutcomeChanged, OutcomeChanged, OutcomeChanged)
+	if got, err := os.ReadFile(filepath.Join(dir, "hello.txt")); err != nil || !strings.HasPrefix(string(got), "Hello from example!\n") {
+		t.Fatalf("hello.txt = %q, %v", got, err)
+	}
+	wantOutcomes(t, apply(t, cfg, Options{Facts: Facts{Name: "example"}}), OutcomeOK, OutcomeOK, OutcomeOK)
 }

@@ -1,9 +1,14 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +23,7 @@ func TestExecBlocks(t *testing.T) {
 		output  string // substring of Output
 		err     string // substring of Error
 		created string // file the command creates, relative to dir
+		killed  string // file in dir holding the pid of a child that must be dead
 	}{
 		{name: "script runs", config: "[[exec]]\nscript = \"echo hi; echo err >&2; touch %[1]s/ran\"\n",
 			want: OutcomeChanged, output: "hi\nerr\n", created: "ran"},
@@ -45,8 +51,10 @@ func TestExecBlocks(t *testing.T) {
 		{name: "guards see pwd and env", config: "[[exec]]\nscript = \"touch ran\"\npwd = \"%[1]s\"\nenv = { F = \"marker\" }\nunless = \"test -e $F\"\n",
 			setup: func(dir string) { os.WriteFile(filepath.Join(dir, "marker"), nil, 0o644) },
 			want:  OutcomeOK},
-		{name: "timeout kills", config: "[[exec]]\nscript = \"sleep 30 & sleep 30\"\ntimeout = \"300ms\"\n",
-			want: OutcomeFailed, err: "timed out after 300ms"},
+		// The background sleep holds the output pipe open and would outlive
+		// the shell if only the shell were killed.
+		{name: "timeout kills", config: "[[exec]]\nscript = \"sleep 600 & echo $! > %[1]s/child; wait\"\ntimeout = \"3s\"\n",
+			want: OutcomeFailed, err: "timed out after 3s", killed: "child"},
 		{name: "template script", config: "[vars]\nwho = \"world\"\n[[exec]]\nscript = \"echo hello {{ .Vars.who }} from {{ .Target.Name }}\"\n",
 			want: OutcomeChanged, output: "hello world from testhost"},
 		{name: "shebang script", config: "[[exec]]\nscript = \"\"\"#!/bin/sh -e\necho shebang $0\nfalse\necho not reached\n\"\"\"\n",
@@ -59,7 +67,6 @@ func TestExecBlocks(t *testing.T) {
 				tc.setup(dir)
 			}
 			cfg := parse(t, strings.ReplaceAll(tc.config, "%[1]s", dir), nil)
-			start := time.Now()
 			rep := apply(t, cfg, Options{Facts: Facts{Name: "testhost"}})
 			wantOutcomes(t, rep, tc.want)
 			b := rep.Blocks[0]
@@ -79,8 +86,8 @@ func TestExecBlocks(t *testing.T) {
 					t.Fatal("guarded command ran")
 				}
 			}
-			if time.Since(start) > 20*time.Second {
-				t.Fatalf("took %v: children not killed on timeout?", time.Since(start))
+			if tc.killed != "" {
+				waitDead(t, readPid(t, filepath.Join(dir, tc.killed)))
 			}
 		})
 	}
@@ -171,27 +178,91 @@ func TestExecOutputCapped(t *testing.T) {
 	}
 }
 
+// Cancelling a running command kills it and its children. The command is
+// cancelled only once it has started (it wrote its child's pid), so the
+// test cannot pass by cancelling before anything ran.
 func TestExecRunnerCancel(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child")
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := ExecRunner{}.Run(ctx, Command{Name: "/bin/sh", Args: []string{"-c", "sleep 30"}})
+		_, err := ExecRunner{}.Run(ctx, Command{Name: "/bin/sh", Args: []string{"-c", "sleep 600 & echo $! > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; wait"}})
 		done <- err
 	}()
+	var pid int
+	for deadline := time.Now().Add(30 * time.Second); pid == 0; {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			pid = parsePid(t, b)
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("command ended before it was cancelled: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("command did not start")
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
-		if err == nil {
-			t.Fatal("cancelled command reported success")
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled command: err = %v, want context.Canceled", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("cancel did not kill the command")
+	case <-time.After(60 * time.Second):
+		t.Fatal("cancel did not end the command")
 	}
+	waitDead(t, pid)
 }
 
 func TestExecRunnerStdinAndExitCode(t *testing.T) {
 	res, err := ExecRunner{}.Run(context.Background(), Command{Name: "/bin/sh", Args: []string{"-c", "cat; exit 7"}, Stdin: []byte("in")})
 	if err != nil || res.ExitCode != 7 || string(res.Stdout) != "in" {
 		t.Fatalf("res %+v err %v", res, err)
+	}
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the command never wrote its child's pid: %v", err)
+	}
+	return parsePid(t, b)
+}
+
+func parsePid(t *testing.T, b []byte) int {
+	t.Helper()
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("pid %q: %v", b, err)
+	}
+	return pid
+}
+
+// waitDead waits until pid has exited (gone, or a zombie nobody reaped
+// yet: PID 1 of a container may never reap it). A killed process dies at
+// once; the deadline only catches a child that was never killed.
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return
+			}
+			t.Fatal(err)
+		}
+		// The state follows the parenthesised command name.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d still running: %s", pid, b)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,10 +2,10 @@ package provision
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 // parse parses src as provision.toml with the given source files, failing
@@ -69,18 +69,16 @@ func findChange(t *testing.T, rep *Report, i int, field string) Change {
 	return Change{}
 }
 
+// needRoot and needTool skip on a developer's machine and fail under
+// CI=true (see internal/testenv).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.NeedRoot(t)
 }
 
 func needTool(t *testing.T, name, debianPackage string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("needs %s (Debian package %s)", name, debianPackage)
-	}
+	testenv.NeedTool(t, name, debianPackage)
 }
 
 // script answers commands by their String() line; unknown commands fail the

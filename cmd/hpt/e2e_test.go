@@ -444,7 +444,8 @@ func TestFleetProcesses(t *testing.T) {
 	web1.start(t)
 	var st jobJSON
 	waitFor(t, 60*time.Second, func() error {
-		json.Unmarshal([]byte(mustHPT(t, e, "job", "status", id, "-o", "json")), &st)
+		// Exit 1 once the target has failed; the JSON is printed either way.
+		json.Unmarshal([]byte(hpt(t, e, "job", "status", id, "-o", "json").stdout), &st)
 		if st.Status == "running" {
 			return fmt.Errorf("job still running: %+v", st.Totals)
 		}
@@ -458,7 +459,7 @@ func TestFleetProcesses(t *testing.T) {
 	}
 	// Exit code 1 for a failed target, with the recap on stdout.
 	r = hpt(t, e, "job", "status", id)
-	if r.code != 0 || !strings.Contains(r.stdout, "RECAP") {
+	if r.code != exitFailure || !strings.Contains(r.stdout, "RECAP") {
 		t.Fatalf("job status: exit %d\n%s", r.code, r.stdout)
 	}
 }

@@ -307,10 +307,15 @@ func (a *app) jobStatusCommand() *cobra.Command {
 					return err
 				}
 				if a.json() {
-					return a.printJSON(toJobJSON(info))
+					if err := a.printJSON(toJobJSON(info)); err != nil {
+						return err
+					}
+				} else {
+					a.printRecap(info)
 				}
-				a.printRecap(info)
-				return nil
+				// The same exit code as `job run` (SPEC section 5: 1 for a
+				// failure), so a script can check a detached job.
+				return jobExit(info)
 			})
 		},
 	}

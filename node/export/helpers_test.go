@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,7 +53,6 @@ type history struct {
 	next     uint64 // last index applied
 	seq      int
 	lastUser int
-	maxApply time.Duration // the slowest ApplyBatch call
 }
 
 func newHistory(t *testing.T, replicas int) *history {
@@ -97,9 +96,7 @@ func (h *history) reject() {
 func (h *history) apply(entries []fsm.Entry, rejected []bool) {
 	h.t.Helper()
 	for _, f := range h.replicas {
-		start := time.Now()
 		res := f.ApplyBatch(entries)
-		h.maxApply = max(h.maxApply, time.Since(start))
 		for i, r := range res {
 			if got := len(r) == 1 && r[0].Rejected != nil; got != rejected[i] {
 				h.t.Fatalf("entry %d: results %+v, want rejected = %v", entries[i].Index, r, rejected[i])
@@ -156,29 +153,23 @@ func sha(i int) []byte {
 	return s[:]
 }
 
-// watchedSource records how long the exporter keeps a read of the state
-// open: FSM.Events holds the lock that Restore (on the FSM goroutine) waits
-// for, so a read held across a NATS call would stall the state machine.
+// watchedSource records whether the exporter publishes while it holds a
+// read of the state open: FSM.Events holds the lock that Restore (on the
+// FSM goroutine) waits for, so a read held across a NATS call would stall
+// the state machine.
 type watchedSource struct {
 	*fsm.FSM
-	mu      sync.Mutex
-	longest time.Duration
+	reading atomic.Int32
 }
 
 func (w *watchedSource) Events(since uint64, fn func(*events.Event) bool) error {
-	start := time.Now()
-	err := w.FSM.Events(since, fn)
-	w.mu.Lock()
-	w.longest = max(w.longest, time.Since(start))
-	w.mu.Unlock()
-	return err
+	w.reading.Add(1)
+	defer w.reading.Add(-1)
+	return w.FSM.Events(since, fn)
 }
 
-func (w *watchedSource) longestRead() time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.longest
-}
+// inRead reports whether a read of the state is open right now.
+func (w *watchedSource) inRead() bool { return w.reading.Load() > 0 }
 
 // archived returns every archived event of f in order.
 func archived(t *testing.T, f *fsm.FSM) []*events.Event {
