@@ -352,30 +352,18 @@ func readU64(r getter, k []byte) (uint64, error) {
 
 // Close waits for snapshots being persisted and closes the state.
 func (f *FSM) Close() error {
-	f.persisting.Wait()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil
-	}
-	f.closed = true
 	// Without a WAL, what is only in memtables would be replayed from the
 	// Raft log on the next start; flushing makes a clean restart free.
-	flushErr := f.db.Flush()
-	if err := f.db.Close(); err != nil {
-		return fmt.Errorf("close state: %w", err)
-	}
-	if flushErr != nil {
-		return fmt.Errorf("close state: flush: %w", flushErr)
-	}
-	return nil
+	return f.close(true)
 }
 
 // Abandon closes the state as a killed process leaves it: what is only in
 // memtables is lost, and the next Open starts from the last flush. It is
 // for fault tests that crash a node inside one process, where the state's
 // directory must be released without the flush Close makes.
-func (f *FSM) Abandon() error {
+func (f *FSM) Abandon() error { return f.close(false) }
+
+func (f *FSM) close(flush bool) error {
 	f.persisting.Wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -383,8 +371,15 @@ func (f *FSM) Abandon() error {
 		return nil
 	}
 	f.closed = true
+	var flushErr error
+	if flush {
+		flushErr = f.db.Flush()
+	}
 	if err := f.db.Close(); err != nil {
-		return fmt.Errorf("abandon state: %w", err)
+		return fmt.Errorf("close state: %w", err)
+	}
+	if flushErr != nil {
+		return fmt.Errorf("close state: flush: %w", flushErr)
 	}
 	return nil
 }
