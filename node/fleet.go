@@ -231,6 +231,7 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 	n.log.Info("agent connected", "target", target, "labels", hello.GetLabels())
 	if err := sess.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
 		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(n.cfg.AgentHeartbeat / time.Second),
+		ConfirmStarts: true,
 	}}}); err != nil {
 		n.closeSession(sess)
 		return nil, err
@@ -302,12 +303,7 @@ func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentM
 	actor := events.KindTarget + ":" + s.target
 	switch msg := m.GetMsg().(type) {
 	case *rpc.AgentMessage_Ack:
-		job := msg.Ack.GetJobId()
-		_, err := n.proposeTolerant(ctx, actor, "ack/"+job+"/"+s.target,
-			&events.JobTargetDispatched{JobId: job, Target: s.target, Node: n.cfg.Name})
-		if err != nil {
-			n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
-		}
+		return n.confirmStart(ctx, s, msg.Ack.GetJobId())
 	case *rpc.AgentMessage_Result:
 		r := msg.Result
 		st := r.GetStatus()
@@ -328,6 +324,59 @@ func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentM
 		return status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
 	}
 	return nil
+}
+
+// confirmStart records that a target starts a job and tells its agent
+// whether to run it: JobStart once the log holds the start, JobCancel when
+// the log refuses it (the job was cancelled, or is over). The agent runs a
+// new job only on JobStart, so a dispatch sent by a node that had not yet
+// seen the cancel runs nothing.
+func (n *Node) confirmStart(ctx context.Context, s *session, job string) error {
+	_, err := n.proposeAs(ctx, events.KindTarget+":"+s.target, "ack/"+job+"/"+s.target,
+		&events.JobTargetDispatched{JobId: job, Target: s.target, Node: n.cfg.Name})
+	run := err == nil
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.NotFound {
+		// Refused: perhaps the target had started already (this is the
+		// agent asking again after a JobStart was lost with its stream);
+		// the log, read as of now, says.
+		run, err = n.startRecorded(ctx, job, s.target)
+	}
+	if err != nil {
+		// Neither told: the agent holds the job unrun until its stream
+		// ends, and the target times out unless a dispatch comes again.
+		n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
+		return nil
+	}
+	if run {
+		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Start{Start: &rpc.JobStart{JobId: job}}})
+	}
+	n.log.Info("job start refused; agent told not to run it", "job", job, "target", s.target)
+	return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: job}}})
+}
+
+// startRecorded reports whether the log, read at the leader's commit point,
+// has target started on job and the job still running.
+func (n *Node) startRecorded(ctx context.Context, job, target string) (bool, error) {
+	if err := n.syncRead(ctx); err != nil {
+		return false, err
+	}
+	j, err := n.fsm.Job(job)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || j.GetStatus() != fsm.JobRunning {
+		return false, err
+	}
+	jts, err := n.fsm.JobTargets(job)
+	if err != nil {
+		return false, err
+	}
+	for _, jt := range jts {
+		if jt.GetTarget() == target {
+			return jt.GetStatus() == fsm.TargetRunning, nil
+		}
+	}
+	return false, nil
 }
 
 // proposeTolerant writes an event whose rejection as a conflict (the state
