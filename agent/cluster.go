@@ -167,7 +167,7 @@ func (l *clusterLink) session(ctx context.Context, addr string) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- sendLoop(sctx, stream, out, beat) }()
-	go func() { errc <- l.recvLoop(sctx, stream, 3*beat) }()
+	go func() { errc <- l.recvLoop(sctx, stream, 3*beat, welcome.GetConfirmStarts()) }()
 	err = <-errc
 	cancel()
 	<-errc
@@ -217,7 +217,14 @@ func sendLoop(ctx context.Context, stream grpc.BidiStreamingClient[rpc.AgentMess
 
 // recvLoop handles what the node sends. The stream is dropped when the node
 // has been silent for longer than silence (its heartbeats stopped).
-func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingClient[rpc.AgentMessage, rpc.NodeMessage], silence time.Duration) error {
+//
+// With confirm (the node's welcome promised it), a new job runs only when
+// the node answers its acknowledgement with JobStart: the log then holds
+// the target's start, which it refuses once the job is cancelled. Until
+// then the dispatch waits in awaiting, which ends with the stream; the node
+// dispatches again on the next one.
+func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingClient[rpc.AgentMessage, rpc.NodeMessage], silence time.Duration, confirm bool) error {
+	awaiting := map[string]*rpc.JobDispatch{}
 	msgs := make(chan *rpc.NodeMessage)
 	errc := make(chan error, 1)
 	go func() {
@@ -249,8 +256,23 @@ func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingCli
 			timer.Reset(silence)
 			switch msg := m.GetMsg().(type) {
 			case *rpc.NodeMessage_Dispatch:
-				l.dispatch(ctx, msg.Dispatch)
+				d := msg.Dispatch
+				if !l.dispatch(d) {
+					break
+				}
+				if confirm {
+					awaiting[d.GetJobId()] = d
+				} else if !l.start(d) {
+					break
+				}
+				l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Ack{Ack: &rpc.JobAck{JobId: d.GetJobId()}}})
+			case *rpc.NodeMessage_Start:
+				if d := awaiting[msg.Start.GetJobId()]; d != nil {
+					delete(awaiting, msg.Start.GetJobId())
+					l.start(d)
+				}
 			case *rpc.NodeMessage_Cancel:
+				delete(awaiting, msg.Cancel.GetJobId())
 				l.runMu.Lock()
 				if cancel := l.running[msg.Cancel.GetJobId()]; cancel != nil {
 					cancel()
@@ -265,9 +287,10 @@ func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingCli
 	}
 }
 
-// dispatch starts a job unless the journal says it already ran (or is
-// running): each job runs at most once on this host.
-func (l *clusterLink) dispatch(ctx context.Context, d *rpc.JobDispatch) {
+// dispatch answers a dispatch of a job this host has run or is running
+// (from the process or the journal: each job runs at most once on this
+// host) and reports whether the job is new, to be acknowledged and started.
+func (l *clusterLink) dispatch(d *rpc.JobDispatch) bool {
 	job := d.GetJobId()
 	ack := &rpc.AgentMessage{Msg: &rpc.AgentMessage_Ack{Ack: &rpc.JobAck{JobId: job}}}
 	l.runMu.Lock()
@@ -275,12 +298,12 @@ func (l *clusterLink) dispatch(ctx context.Context, d *rpc.JobDispatch) {
 	l.runMu.Unlock()
 	if inProcess {
 		l.send(ack)
-		return
+		return false
 	}
 	e, err := l.journal.get(job)
 	if err != nil {
 		l.a.log.Error("journal", "job", job, "err", err)
-		return
+		return false
 	}
 	switch {
 	case e != nil && e.Status == journalDone:
@@ -288,28 +311,40 @@ func (l *clusterLink) dispatch(ctx context.Context, d *rpc.JobDispatch) {
 			l.send(ack)
 			l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
 		}
-		return
+		return false
 	case e != nil:
 		// Started by an earlier run of this agent that died before it
 		// finished. Running it again could do half the work twice.
 		r := &rpc.JobResult{JobId: job, Status: "failed", Error: "the agent stopped during this run; not run again (at most once per job)"}
 		if err := l.journal.finish(r); err != nil {
 			l.a.log.Error("journal", "job", job, "err", err)
-			return
+			return false
 		}
 		l.send(ack)
 		l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
-		return
+		return false
+	}
+	return true
+}
+
+// start records a new job in the journal and runs it; false if it could
+// not be recorded (then it does not run).
+func (l *clusterLink) start(d *rpc.JobDispatch) bool {
+	job := d.GetJobId()
+	l.runMu.Lock()
+	_, inProcess := l.running[job]
+	l.runMu.Unlock()
+	if inProcess {
+		return true
 	}
 	if err := l.journal.start(job); err != nil {
 		l.a.log.Error("journal", "job", job, "err", err)
-		return
+		return false
 	}
 	runCtx, cancel := context.WithTimeout(l.a.ctx, time.Duration(d.GetTimeoutNanos()))
 	l.runMu.Lock()
 	l.running[job] = cancel
 	l.runMu.Unlock()
-	l.send(ack)
 	l.a.wg.Add(1)
 	go func() {
 		defer l.a.wg.Done()
@@ -326,6 +361,7 @@ func (l *clusterLink) dispatch(ctx context.Context, d *rpc.JobDispatch) {
 		}
 		l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_Result{Result: r}})
 	}()
+	return true
 }
 
 // run applies a dispatched job and turns the report into a result.

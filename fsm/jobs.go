@@ -218,6 +218,12 @@ func (t *txn) targetStarted(p *events.JobTargetDispatched) *Rejection {
 	if rej != nil {
 		return rej
 	}
+	// Only a running job starts targets: after job_cancelled nothing of the
+	// job starts, whatever a node or agent that had not seen the cancel yet
+	// sent. Every replica refuses the same start.
+	if j.GetStatus() != JobRunning {
+		return t.reject(ErrConflict, "job %q is %s: target %q not started", j.GetId(), j.GetStatus(), jt.GetTarget())
+	}
 	if jt.GetStatus() != TargetDispatched {
 		return t.reject(ErrConflict, "job %q: target %q is %s, not dispatched", j.GetId(), jt.GetTarget(), jt.GetStatus())
 	}
@@ -290,9 +296,14 @@ func (t *txn) cancelJob(p *events.JobCancelled) *Rejection {
 	if j.GetStatus() != JobRunning {
 		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus())
 	}
+	// Targets that have not started end here: pending ones, and released
+	// ones whose start (job_target_dispatched) is not in the log. The log
+	// refuses their start from now on, and agents run a job only once its
+	// start is recorded, so none of them runs. Running targets finish
+	// with their results (their agents are told to stop) or time out.
 	for _, k := range t.keysWithPrefix(key(tagJobTarget, j.GetId(), "")) {
 		var jt JobTarget
-		if t.get(k, &jt) && jt.GetStatus() == TargetPending {
+		if t.get(k, &jt) && (jt.GetStatus() == TargetPending || jt.GetStatus() == TargetDispatched) {
 			t.setTargetStatus(j, &jt, TargetCancelled)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -202,4 +203,45 @@ func TestActiveJobsAreIndexed(t *testing.T) {
 	if v, _ := readU64(f.db, keyActiveJobsIndexed); v != 1 {
 		t.Fatalf("state not marked indexed after the migration (%d)", v)
 	}
+}
+
+// A cancel ends every target that has not started, released or not, and
+// from then on the log refuses any start of the job: a node or agent that
+// had not seen the cancel cannot start a target after it. A target that
+// had started finishes with its result.
+func TestCancelledJobStartsNothing(t *testing.T) {
+	f := openTest(t, t.TempDir())
+	a := &applier{t: t, f: f}
+	registerTargets(t, a, "a", "b", "c")
+	a.mustApply(&events.JobSubmitted{JobId: "j1", Config: []byte("x"), Targets: []string{"a", "b", "c"}, BatchSize: 2, TimeoutNanos: int64(time.Minute)})
+	a.mustApply(&events.JobBatchStarted{JobId: "j1", Batch: 1, Targets: []string{"a", "b"}})
+	a.mustApply(&events.JobTargetDispatched{JobId: "j1", Target: "a", Node: "n1"})
+	a.mustApply(&events.JobCancelled{JobId: "j1"})
+
+	jts, err := f.JobTargets("j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, jt := range jts {
+		got[jt.GetTarget()] = jt.GetStatus()
+	}
+	if want := map[string]string{"a": TargetRunning, "b": TargetCancelled, "c": TargetCancelled}; !maps.Equal(got, want) {
+		t.Fatalf("after the cancel: targets %v, want %v", got, want)
+	}
+	if r := a.apply("", &events.JobTargetDispatched{JobId: "j1", Target: "b", Node: "n1"}); r.Rejected == nil {
+		t.Fatal("a start of a cancelled job's target was accepted")
+	}
+	j, err := f.Job("j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.GetStatus() != JobCancelling || j.GetCounts()[TargetRunning] != 1 || j.GetCounts()[TargetCancelled] != 2 {
+		t.Fatalf("job %s, counts %v; want cancelling, 1 running, 2 cancelled", j.GetStatus(), j.GetCounts())
+	}
+	if r := a.apply("", &events.JobFinished{JobId: "j1", Status: JobCancelled}); r.Rejected == nil {
+		t.Fatal("the job finished with a target still running")
+	}
+	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "a", Status: TargetChanged})
+	a.mustApply(&events.JobFinished{JobId: "j1", Status: JobCancelled})
 }

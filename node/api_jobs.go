@@ -94,6 +94,9 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	if err := checkJobInputs(req); err != nil {
 		return nil, err
 	}
+	if err := n.checkTemplates(req, targets); err != nil {
+		return nil, err
+	}
 	resp := &rpc.SubmitJobResponse{Targets: targets}
 	if req.GetPreview() {
 		return resp, nil

@@ -231,6 +231,7 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 	n.log.Info("agent connected", "target", target, "claimed_labels", hello.GetLabels())
 	if err := sess.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Welcome{Welcome: &rpc.NodeWelcome{
 		Node: n.cfg.Name, Target: target, HeartbeatSeconds: uint32(n.cfg.AgentHeartbeat / time.Second),
+		ConfirmStarts: true,
 	}}}); err != nil {
 		n.closeSession(sess)
 		return nil, err
@@ -303,18 +304,16 @@ func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentM
 	if err != nil || ev == nil {
 		return err
 	}
-	actor := events.KindTarget + ":" + s.target
-	_, err = n.proposeTolerant(ctx, actor, reqID, ev)
-	if r := m.GetResult(); r != nil {
-		if err != nil {
+	switch ev := ev.(type) {
+	case *events.JobTargetDispatched:
+		return n.confirmStart(ctx, s, ev, reqID)
+	case *events.JobTargetFinished:
+		if _, err := n.proposeTolerant(ctx, events.KindTarget+":"+s.target, reqID, ev); err != nil {
 			// Not acknowledged: the agent sends it again later.
-			n.log.Warn("record job result", "job", r.GetJobId(), "target", s.target, "err", err)
+			n.log.Warn("record job result", "job", ev.GetJobId(), "target", s.target, "err", err)
 			return nil
 		}
-		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: r.GetJobId()}}})
-	}
-	if err != nil {
-		n.log.Warn("record job start", "job", m.GetAck().GetJobId(), "target", s.target, "err", err)
+		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_ResultAck{ResultAck: &rpc.ResultAck{JobId: ev.GetJobId()}}})
 	}
 	return nil
 }
@@ -342,6 +341,59 @@ func agentEvent(node, target string, m *rpc.AgentMessage) (proto.Message, string
 	default:
 		return nil, "", status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
 	}
+}
+
+// confirmStart records that a target starts a job and tells its agent
+// whether to run it: JobStart once the log holds the start, JobCancel when
+// the log refuses it (the job was cancelled, or is over). The agent runs a
+// new job only on JobStart, so a dispatch sent by a node that had not yet
+// seen the cancel runs nothing.
+func (n *Node) confirmStart(ctx context.Context, s *session, ev *events.JobTargetDispatched, reqID string) error {
+	job := ev.GetJobId()
+	_, err := n.proposeAs(ctx, events.KindTarget+":"+s.target, reqID, ev)
+	run := err == nil
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.NotFound {
+		// Refused: perhaps the target had started already (this is the
+		// agent asking again after a JobStart was lost with its stream);
+		// the log, read as of now, says.
+		run, err = n.startRecorded(ctx, job, s.target)
+	}
+	if err != nil {
+		// Neither told: the agent holds the job unrun until its stream
+		// ends, and the target times out unless a dispatch comes again.
+		n.log.Warn("record job start", "job", job, "target", s.target, "err", err)
+		return nil
+	}
+	if run {
+		return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Start{Start: &rpc.JobStart{JobId: job}}})
+	}
+	n.log.Info("job start refused; agent told not to run it", "job", job, "target", s.target)
+	return s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: job}}})
+}
+
+// startRecorded reports whether the log, read at the leader's commit point,
+// has target started on job and the job still running.
+func (n *Node) startRecorded(ctx context.Context, job, target string) (bool, error) {
+	if err := n.syncRead(ctx); err != nil {
+		return false, err
+	}
+	j, err := n.fsm.Job(job)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || j.GetStatus() != fsm.JobRunning {
+		return false, err
+	}
+	jts, err := n.fsm.JobTargets(job)
+	if err != nil {
+		return false, err
+	}
+	for _, jt := range jts {
+		if jt.GetTarget() == target {
+			return jt.GetStatus() == fsm.TargetRunning, nil
+		}
+	}
+	return false, nil
 }
 
 // proposeTolerant writes an event whose rejection as a conflict (the state

@@ -210,7 +210,10 @@ func (x *AgentHello) GetVersion() string {
 	return ""
 }
 
-// The agent received a dispatch and started it (or had already started it).
+// The agent received a dispatch. For a job it has already run or started
+// (its journal says so) it answers from the journal; for a new one it waits
+// for the node's JobStart (when the welcome says confirm_starts) or starts
+// it at once (older nodes).
 type JobAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -431,6 +434,7 @@ type NodeMessage struct {
 	//	*NodeMessage_Cancel
 	//	*NodeMessage_ResultAck
 	//	*NodeMessage_Heartbeat
+	//	*NodeMessage_Start
 	Msg           isNodeMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -518,6 +522,15 @@ func (x *NodeMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *NodeMessage) GetStart() *JobStart {
+	if x != nil {
+		if x, ok := x.Msg.(*NodeMessage_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
 type isNodeMessage_Msg interface {
 	isNodeMessage_Msg()
 }
@@ -542,6 +555,10 @@ type NodeMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,5,opt,name=heartbeat,proto3,oneof"`
 }
 
+type NodeMessage_Start struct {
+	Start *JobStart `protobuf:"bytes,6,opt,name=start,proto3,oneof"`
+}
+
 func (*NodeMessage_Welcome) isNodeMessage_Msg() {}
 
 func (*NodeMessage_Dispatch) isNodeMessage_Msg() {}
@@ -552,6 +569,8 @@ func (*NodeMessage_ResultAck) isNodeMessage_Msg() {}
 
 func (*NodeMessage_Heartbeat) isNodeMessage_Msg() {}
 
+func (*NodeMessage_Start) isNodeMessage_Msg() {}
+
 type NodeWelcome struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Node   string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -559,8 +578,13 @@ type NodeWelcome struct {
 	// Seconds between heartbeats the node expects; the stream is considered
 	// dead after three missed ones.
 	HeartbeatSeconds uint32 `protobuf:"varint,3,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The node answers every JobAck with JobStart (the log records the
+	// target's start: run it) or JobCancel (the log refused it, the job was
+	// cancelled: do not run it). An agent welcomed so runs a new job only on
+	// JobStart, so nothing runs that the log does not say started.
+	ConfirmStarts bool `protobuf:"varint,4,opt,name=confirm_starts,json=confirmStarts,proto3" json:"confirm_starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeWelcome) Reset() {
@@ -612,6 +636,13 @@ func (x *NodeWelcome) GetHeartbeatSeconds() uint32 {
 		return x.HeartbeatSeconds
 	}
 	return 0
+}
+
+func (x *NodeWelcome) GetConfirmStarts() bool {
+	if x != nil {
+		return x.ConfirmStarts
+	}
+	return false
 }
 
 type JobDispatch struct {
@@ -750,6 +781,52 @@ func (x *JobCancel) GetJobId() string {
 	return ""
 }
 
+// The log recorded the start of job_id on this target (job_target_dispatched):
+// the agent may run it.
+type JobStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStart) Reset() {
+	*x = JobStart{}
+	mi := &file_rpc_fleet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStart) ProtoMessage() {}
+
+func (x *JobStart) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_fleet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStart.ProtoReflect.Descriptor instead.
+func (*JobStart) Descriptor() ([]byte, []int) {
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *JobStart) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 // The node committed the agent's result for job_id.
 type ResultAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -760,7 +837,7 @@ type ResultAck struct {
 
 func (x *ResultAck) Reset() {
 	*x = ResultAck{}
-	mi := &file_rpc_fleet_proto_msgTypes[10]
+	mi := &file_rpc_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +849,7 @@ func (x *ResultAck) String() string {
 func (*ResultAck) ProtoMessage() {}
 
 func (x *ResultAck) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_fleet_proto_msgTypes[10]
+	mi := &file_rpc_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +862,7 @@ func (x *ResultAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultAck.ProtoReflect.Descriptor instead.
 func (*ResultAck) Descriptor() ([]byte, []int) {
-	return file_rpc_fleet_proto_rawDescGZIP(), []int{10}
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResultAck) GetJobId() string {
@@ -825,19 +902,21 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05block\x18\x02 \x01(\v2\x1a.hpt.events.v1.BlockResultR\x05block\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\"\x8c\x02\n" +
+	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\"\xb6\x02\n" +
 	"\vNodeMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.hpt.v1.NodeWelcomeH\x00R\awelcome\x121\n" +
 	"\bdispatch\x18\x02 \x01(\v2\x13.hpt.v1.JobDispatchH\x00R\bdispatch\x12+\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x11.hpt.v1.JobCancelH\x00R\x06cancel\x122\n" +
 	"\n" +
 	"result_ack\x18\x04 \x01(\v2\x11.hpt.v1.ResultAckH\x00R\tresultAck\x121\n" +
-	"\theartbeat\x18\x05 \x01(\v2\x11.hpt.v1.HeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"f\n" +
+	"\theartbeat\x18\x05 \x01(\v2\x11.hpt.v1.HeartbeatH\x00R\theartbeat\x12(\n" +
+	"\x05start\x18\x06 \x01(\v2\x10.hpt.v1.JobStartH\x00R\x05startB\x05\n" +
+	"\x03msg\"\x8d\x01\n" +
 	"\vNodeWelcome\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12+\n" +
-	"\x11heartbeat_seconds\x18\x03 \x01(\rR\x10heartbeatSeconds\"\xea\x02\n" +
+	"\x11heartbeat_seconds\x18\x03 \x01(\rR\x10heartbeatSeconds\x12%\n" +
+	"\x0econfirm_starts\x18\x04 \x01(\bR\rconfirmStarts\"\xea\x02\n" +
 	"\vJobDispatch\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -854,6 +933,8 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\"\n" +
 	"\tJobCancel\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"!\n" +
+	"\bJobStart\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\"\n" +
 	"\tResultAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId2A\n" +
@@ -872,7 +953,7 @@ func file_rpc_fleet_proto_rawDescGZIP() []byte {
 	return file_rpc_fleet_proto_rawDescData
 }
 
-var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_rpc_fleet_proto_goTypes = []any{
 	(*AgentMessage)(nil),       // 0: hpt.v1.AgentMessage
 	(*AgentHello)(nil),         // 1: hpt.v1.AgentHello
@@ -884,11 +965,12 @@ var file_rpc_fleet_proto_goTypes = []any{
 	(*NodeWelcome)(nil),        // 7: hpt.v1.NodeWelcome
 	(*JobDispatch)(nil),        // 8: hpt.v1.JobDispatch
 	(*JobCancel)(nil),          // 9: hpt.v1.JobCancel
-	(*ResultAck)(nil),          // 10: hpt.v1.ResultAck
-	nil,                        // 11: hpt.v1.AgentHello.LabelsEntry
-	nil,                        // 12: hpt.v1.JobDispatch.FilesEntry
-	nil,                        // 13: hpt.v1.JobDispatch.VarsEntry
-	(*events.BlockResult)(nil), // 14: hpt.events.v1.BlockResult
+	(*JobStart)(nil),           // 10: hpt.v1.JobStart
+	(*ResultAck)(nil),          // 11: hpt.v1.ResultAck
+	nil,                        // 12: hpt.v1.AgentHello.LabelsEntry
+	nil,                        // 13: hpt.v1.JobDispatch.FilesEntry
+	nil,                        // 14: hpt.v1.JobDispatch.VarsEntry
+	(*events.BlockResult)(nil), // 15: hpt.events.v1.BlockResult
 }
 var file_rpc_fleet_proto_depIdxs = []int32{
 	1,  // 0: hpt.v1.AgentMessage.hello:type_name -> hpt.v1.AgentHello
@@ -896,23 +978,24 @@ var file_rpc_fleet_proto_depIdxs = []int32{
 	3,  // 2: hpt.v1.AgentMessage.result:type_name -> hpt.v1.JobResult
 	5,  // 3: hpt.v1.AgentMessage.heartbeat:type_name -> hpt.v1.Heartbeat
 	4,  // 4: hpt.v1.AgentMessage.progress:type_name -> hpt.v1.BlockProgress
-	11, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
-	14, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
-	14, // 7: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
+	12, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
+	15, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
+	15, // 7: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
 	7,  // 8: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
 	8,  // 9: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
 	9,  // 10: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
-	10, // 11: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
+	11, // 11: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
 	5,  // 12: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
-	12, // 13: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
-	13, // 14: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
-	0,  // 15: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
-	6,  // 16: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 13: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
+	13, // 14: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
+	14, // 15: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
+	0,  // 16: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
+	6,  // 17: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
+	17, // [17:18] is the sub-list for method output_type
+	16, // [16:17] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_rpc_fleet_proto_init() }
@@ -933,6 +1016,7 @@ func file_rpc_fleet_proto_init() {
 		(*NodeMessage_Cancel)(nil),
 		(*NodeMessage_ResultAck)(nil),
 		(*NodeMessage_Heartbeat)(nil),
+		(*NodeMessage_Start)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -940,7 +1024,7 @@ func file_rpc_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_fleet_proto_rawDesc), len(file_rpc_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -78,3 +78,42 @@ func TestHelloExampleDryRun(t *testing.T) {
 	}
 	wantOutcomes(t, apply(t, cfg, Options{Facts: Facts{Name: "example"}}), OutcomeOK, OutcomeOK, OutcomeOK)
 }
+
+// TestWebserverExampleDryRun is the dry run examples/webserver.toml
+// suggests, with the host's commands answered by a recorder: it passes, and
+// its page shows the target's "role" label, or "none" without one.
+func TestWebserverExampleDryRun(t *testing.T) {
+	b, err := LoadBundle("../../examples/webserver.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		facts Facts
+		role  string
+	}{
+		{Facts{Name: "example"}, "none"},
+		{Facts{Name: "web-1", Labels: map[string]string{"role": "web"}}, "web"},
+	} {
+		if err := CheckTemplates(cfg, tc.facts, nil); err != nil {
+			t.Errorf("%s: templates: %v", tc.facts.Name, err)
+		}
+		rep := apply(t, cfg, Options{DryRun: true, Runner: &RecordingRunner{}, Facts: tc.facts, PackageManager: "apt"})
+		if rep.Failed() {
+			t.Errorf("%s: dry run failed:\n%s", tc.facts.Name, reportText(rep))
+			continue
+		}
+		idx := slices.IndexFunc(rep.Blocks, func(b BlockResult) bool { return b.Name == "/var/www/hpt/index.html" })
+		if idx < 0 {
+			t.Fatalf("no block for index.html:\n%s", reportText(rep))
+		}
+		if rep.Blocks[idx].Outcome == OutcomeChanged {
+			if c := findChange(t, rep, idx, "content"); !strings.Contains(c.Diff, "Role: "+tc.role+".") {
+				t.Errorf("%s: page diff does not show role %s:\n%s", tc.facts.Name, tc.role, c.Diff)
+			}
+		}
+	}
+}

@@ -64,8 +64,8 @@ func (b *ExecBlock) apply(r *run) blockOutcome {
 		shown = cmd.String()
 	} else {
 		var buf bytes.Buffer
-		if err := b.tmpl.Execute(&buf, r.data); err != nil {
-			return o.fail("script template: %s", templateErr(err))
+		if err := render(b.tmpl, &buf, r.data); err != nil {
+			return o.fail("script template: %v", err)
 		}
 		script := buf.String()
 		shown = describeScript(script)
@@ -118,7 +118,7 @@ func (b *ExecBlock) shown(r *run) string {
 		return Command{Name: b.Cmd, Args: b.Args}.String()
 	}
 	var buf bytes.Buffer
-	if err := b.tmpl.Execute(&buf, r.data); err != nil {
+	if err := render(b.tmpl, &buf, r.data); err != nil {
 		return describeScript(b.Script)
 	}
 	return describeScript(buf.String())

@@ -190,8 +190,8 @@ func (b *FileBlock) render(r *run) ([]byte, error) {
 		return data, nil
 	}
 	var buf bytes.Buffer
-	if err := b.tmpl.Execute(&buf, r.data); err != nil {
-		return nil, fmt.Errorf("template: %s", templateErr(err))
+	if err := render(b.tmpl, &buf, r.data); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
 	}
 	return buf.Bytes(), nil
 }

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -114,6 +113,7 @@ func Parse(b *Bundle) (*Config, error) {
 	if err := p.result(); err != nil {
 		return nil, err
 	}
+	cfg.Name = name
 	return cfg, nil
 }
 
@@ -400,7 +400,7 @@ func (p *parser) fileBlock(f *fields, pos blockPos) Block {
 		} else {
 			return b
 		}
-		t, err := newTemplate(b.Path).Parse(text)
+		t, err := parseTemplate(b.Path, text)
 		if err != nil {
 			f.errorf(what, "template: %s", templateErr(err))
 		}
@@ -455,7 +455,7 @@ func (p *parser) execBlock(f *fields, pos blockPos) Block {
 		f.errorf("onlyif", "onlyif is empty")
 	}
 	if b.Script != "" {
-		t, err := newTemplate("script").Parse(b.Script)
+		t, err := parseTemplate("script", b.Script)
 		if err != nil {
 			f.errorf("script", "template: %s", templateErr(err))
 		}
@@ -970,10 +970,6 @@ func describe(v any) string {
 		return fmt.Sprintf("the boolean %v", v)
 	}
 	return tomlType(v)
-}
-
-func newTemplate(name string) *template.Template {
-	return template.New(name).Option("missingkey=error")
 }
 
 // templateErr drops text/template's "template: NAME:" prefix, which repeats
