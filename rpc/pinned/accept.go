@@ -341,8 +341,10 @@ func (a *Acceptor) handshake(p *pendingConn) {
 	}
 	if err != nil {
 		conn.Close()
-		// A handshake cut by Close was not refused.
-		if !p.cut.Load() {
+		// A handshake cut by Close was not refused; one that failed on its
+		// own just before Close cut it (the peer may already have its
+		// refusal) was.
+		if !p.cut.Load() || !errors.Is(err, net.ErrClosed) {
 			a.refuse.record(p, err)
 		}
 		return
