@@ -53,7 +53,8 @@ type Rule struct {
 	Privilege string
 	// Resource returns the resource the call touches, from its request. Nil
 	// means Static (or "*" if that is empty too). Streaming calls have no
-	// request at interception time and use Static.
+	// request at interception time and use Static, unless the rule has an
+	// Owner: then a server-streaming call is checked on its request.
 	Resource func(req any) string
 	Static   string
 	// Owner, if set, returns the subject the request's resource belongs to
