@@ -261,7 +261,7 @@ func (n *Node) clientTLS(proto string) *tls.Config {
 
 func (n *Node) startGRPC() {
 	n.access = newAccessCache(n.fsm)
-	n.authz = auth.NewAuthorizer(authState{n}, n.clusterPub, methodRules())
+	n.authz = auth.NewAuthorizer(authState{n}, n.clusterPub, methodRules(n))
 	n.grpc = grpc.NewServer(append(rpc.FlowServerOptions(),
 		grpc.Creds(pinned.ServerCredentials(n.mux.tlsConfig)),
 		grpc.MaxRecvMsgSize(n.cfg.MaxMessageSize),

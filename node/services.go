@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 )
@@ -33,7 +35,9 @@ func (n *Node) registerServices(s *grpc.Server) {
 //
 // Resources name what a call touches as KIND/NAME, matched against grant
 // globs: "identities/alice", "targets/web-1", "cluster/snapshot".
-func methodRules() map[string]auth.Rule {
+//
+// n is used only when a call comes in (Rule.Owner reads the state).
+func methodRules(n *Node) map[string]auth.Rule {
 	const (
 		cluster    = "/hpt.v1.Cluster/"
 		evs        = "/hpt.v1.Events/"
@@ -73,6 +77,29 @@ func methodRules() map[string]auth.Rule {
 		return "*"
 	}
 	node := auth.Rule{Peer: auth.PeerNode}
+	// Whoever submitted a job may read and follow it without view.
+	jobRead := func() auth.Rule {
+		return auth.Rule{
+			Privilege: events.PrivView,
+			Resource:  func(req any) string { return "jobs/" + req.(*rpc.GetJobRequest).GetJobId() },
+			Owner: func(ctx context.Context, req any) (string, error) {
+				// Authorization runs before the read barrier: catch up to
+				// the caller's last write first, so that a job it just
+				// submitted through another node is found here.
+				if err := n.readBarrier(ctx, jobs+"Get"); err != nil {
+					return "", err
+				}
+				j, err := n.fsm.Job(req.(*rpc.GetJobRequest).GetJobId())
+				if errors.Is(err, fsm.ErrNotFound) {
+					return "", nil
+				}
+				if err != nil {
+					return "", stateErr(err)
+				}
+				return j.GetSubmitted().GetActor(), nil
+			},
+		}
+	}
 	return map[string]auth.Rule{
 		cluster + "Status":          view("cluster/status"),
 		cluster + "RemoveNode":      byName(events.PrivAdmin, "cluster", func(r any) string { return r.(*rpc.RemoveNodeRequest).GetName() }),
@@ -95,7 +122,10 @@ func methodRules() map[string]auth.Rule {
 		grants + "Add":    admin("grants/*"),
 		grants + "List":   view("grants/*"),
 		grants + "Remove": admin("grants/*"),
-		grants + "Check":  view("grants/*"),
+		// Anyone may check their own grants (as kubectl auth can-i).
+		grants + "Check": {Privilege: events.PrivView, Static: "grants/*", Owner: func(_ context.Context, req any) (string, error) {
+			return req.(*rpc.GrantRequest).GetSubject(), nil
+		}},
 
 		keys + "Register":   byName(events.PrivKeys, "targets", target),
 		keys + "List":       view("targets/*"),
@@ -108,9 +138,9 @@ func methodRules() map[string]auth.Rule {
 		// job; the handlers check each one (Authorizer.Require).
 		jobs + "Submit": {},
 		jobs + "Cancel": {},
-		jobs + "Get":    view("jobs/*"),
+		jobs + "Get":    jobRead(),
 		jobs + "List":   view("jobs/*"),
-		jobs + "Watch":  view("jobs/*"),
+		jobs + "Watch":  jobRead(),
 
 		targets + "List": view("targets/*"),
 

@@ -216,6 +216,10 @@ func (c *Client) observe(reply any) {
 		idx = r.GetIndex()
 	case *CreateTokenResponse:
 		idx = r.GetIndex()
+	case *SubmitJobResponse:
+		// So that following the job just submitted finds it on a node
+		// that has not applied it yet.
+		idx = r.GetIndex()
 	case *SnapshotRestoreResponse:
 		idx = r.GetIndex()
 	}

@@ -53,9 +53,17 @@ type Rule struct {
 	Privilege string
 	// Resource returns the resource the call touches, from its request. Nil
 	// means Static (or "*" if that is empty too). Streaming calls have no
-	// request at interception time and use Static.
+	// request at interception time and use Static, unless the rule has an
+	// Owner: then a server-streaming call is checked on its request.
 	Resource func(req any) string
 	Static   string
+	// Owner, if set, returns the subject the request's resource belongs to
+	// ("" if none, or if it does not exist): that subject needs no grant
+	// for it. A job's submitter may follow the job, and anyone may check
+	// their own grants. It is asked only when the grant check fails, and
+	// for a streaming call on its first request message, so that an
+	// unknown resource and another's resource are denied alike.
+	Owner func(ctx context.Context, req any) (string, error)
 }
 
 func (r Rule) resource(req any) string {
@@ -232,24 +240,37 @@ func covers(g *fsm.Grant, privilege, resource string) bool {
 
 // authorize authenticates the caller of method and checks its rule.
 func (a *Authorizer) authorize(ctx context.Context, method string, req any) (context.Context, error) {
+	rule, ctx, err := a.authenticate(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.permit(ctx, rule, req); err != nil {
+		return nil, err
+	}
+	return ctx, nil
+}
+
+// authenticate finds method's rule and proves the caller; the returned
+// context carries the caller. Grants are checked by permit.
+func (a *Authorizer) authenticate(ctx context.Context, method string) (Rule, context.Context, error) {
 	rule, ok := a.rules[method]
 	if !ok {
 		// Deny by default: a method without a rule is unreachable.
-		return nil, status.Errorf(codes.PermissionDenied, "method %s has no authorization rule", method)
+		return Rule{}, nil, status.Errorf(codes.PermissionDenied, "method %s has no authorization rule", method)
 	}
 	switch rule.Peer {
 	case PeerNode:
 		key := pinned.PeerKeyFromContext(ctx)
 		if key == nil || !key.Equal(a.clusterKey) {
-			return nil, status.Errorf(codes.PermissionDenied, "%s is for cluster nodes only", method)
+			return Rule{}, nil, status.Errorf(codes.PermissionDenied, "%s is for cluster nodes only", method)
 		}
-		return context.WithValue(ctx, callerKey{}, Caller{Node: true}), nil
+		return rule, context.WithValue(ctx, callerKey{}, Caller{Node: true}), nil
 	case PeerTarget:
 		key := pinned.PeerKeyFromContext(ctx)
 		if key == nil {
-			return nil, status.Errorf(codes.PermissionDenied, "%s is for agents only", method)
+			return Rule{}, nil, status.Errorf(codes.PermissionDenied, "%s is for agents only", method)
 		}
-		return context.WithValue(ctx, callerKey{}, Caller{TargetKey: key}), nil
+		return rule, context.WithValue(ctx, callerKey{}, Caller{TargetKey: key}), nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var bearer string
@@ -259,28 +280,44 @@ func (a *Authorizer) authorize(ctx context.Context, method string, req any) (con
 		}
 	}
 	if bearer == "" {
-		return nil, status.Error(codes.Unauthenticated, "no API token: set HPT_TOKEN or --token")
+		return Rule{}, nil, status.Error(codes.Unauthenticated, "no API token: set HPT_TOKEN or --token")
 	}
 	caller, err := a.Authenticate(bearer)
 	if err != nil {
 		if errors.Is(err, ErrUnauthenticated) {
-			return nil, status.Error(codes.Unauthenticated, err.Error())
+			return Rule{}, nil, status.Error(codes.Unauthenticated, err.Error())
 		}
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return Rule{}, nil, status.Error(codes.Unavailable, err.Error())
 	}
-	if rule.Privilege == "" {
-		// Any valid token will do (whoami).
-		return context.WithValue(ctx, callerKey{}, caller), nil
+	return rule, context.WithValue(ctx, callerKey{}, caller), nil
+}
+
+// permit checks rule's grant for the authenticated caller in ctx, and
+// failing that whether the caller owns what req names (Rule.Owner).
+func (a *Authorizer) permit(ctx context.Context, rule Rule, req any) error {
+	caller, _ := CallerFrom(ctx)
+	if rule.Peer != PeerToken || rule.Privilege == "" {
+		// Peers were proven at TLS; any valid token will do (whoami).
+		return nil
 	}
-	res := rule.resource(req)
-	d, err := a.Check(caller.Subject, rule.Privilege, res)
+	d, err := a.Check(caller.Subject, rule.Privilege, rule.resource(req))
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.Unavailable, err.Error())
 	}
-	if !d.Allowed {
-		return nil, status.Errorf(codes.PermissionDenied, "denied: %s", d.Reason)
+	if d.Allowed {
+		return nil
 	}
-	return context.WithValue(ctx, callerKey{}, caller), nil
+	if rule.Owner != nil && req != nil {
+		owner, err := rule.Owner(ctx, req)
+		if err != nil {
+			return err
+		}
+		if owner != "" && owner == caller.Subject {
+			return nil
+		}
+	}
+	// The same denial whether or not the resource exists.
+	return status.Errorf(codes.PermissionDenied, "denied: %s", d.Reason)
 }
 
 // Require checks, inside a handler, a further privilege the call needs (a
@@ -314,19 +351,41 @@ func (a *Authorizer) UnaryInterceptor(ctx context.Context, req any, info *grpc.U
 
 // StreamInterceptor authorizes every streaming call.
 func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := a.authorize(ss.Context(), info.FullMethod, nil)
+	rule, ctx, err := a.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+	as := &authedStream{ServerStream: ss, ctx: ctx}
+	if rule.Owner != nil && info.IsServerStream && !info.IsClientStream {
+		// The grant check may need the request (whose resource it
+		// is): make it on the one request message, before the handler
+		// sees it.
+		as.check = func(req any) error { return a.permit(ctx, rule, req) }
+	} else if err := a.permit(ctx, rule, nil); err != nil {
+		return err
+	}
+	return handler(srv, as)
 }
 
 type authedStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	// check, if set, authorizes the first message received.
+	check func(req any) error
 }
 
 func (s *authedStream) Context() context.Context { return s.ctx }
+
+func (s *authedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if check := s.check; check != nil {
+		s.check = nil
+		return check(m)
+	}
+	return nil
+}
 
 // WithCaller returns ctx carrying c as the authenticated caller; for calls a
 // node relays on behalf of a caller it authenticated itself.
