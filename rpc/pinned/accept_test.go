@@ -250,10 +250,14 @@ func TestAcceptorRefusalsAreSummarised(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		io.Copy(io.Discard, c)
 	}
-	waitFor(t, "refusals counted", func() error {
+	// A refusal is counted before its line is logged: wait for both.
+	waitFor(t, "refusals counted and logged", func() error {
 		s := a.Stats()
 		if s.Refused[RefusedKey] != n1+n2 || s.Refused[RefusedTLS] != garbage {
 			return fmt.Errorf("counted %v", s.Refused)
+		}
+		if got := logs.lines(); len(got) < 3 {
+			return fmt.Errorf("%d lines logged", len(got))
 		}
 		return nil
 	})
