@@ -1,0 +1,68 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// TestUsageErrors: a mistyped command or subcommand, a bad flag and a
+// wrong number of arguments are usage errors (exit 2) that say so, with
+// "did you mean" where a command is close; a group command alone still
+// shows its help.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"targts"}, "did you mean targets?"},
+		{[]string{"targets", "lst"}, `unknown command "lst" for "hpt targets"; did you mean list?`},
+		{[]string{"job", "lst"}, "did you mean list?"},
+		{[]string{"cluster", "snapshot", "sav"}, "did you mean save?"},
+		{[]string{"tokens", "xyzzy"}, `unknown command "xyzzy" for "hpt tokens"`},
+		{[]string{"xyzzy"}, `unknown command "xyzzy" (a config to apply must end in .toml)`},
+		{[]string{"events", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"events", "--limit", "many"}, "--limit"},
+		{[]string{"grants", "add", "user:a"}, "accepts 3 arg(s)"},
+		{[]string{"users", "list", "extra"}, `unknown command "extra"`},
+	}
+	for _, tc := range tests {
+		r := runIn(nil, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("hpt %s: exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), r.code, r.stderr, exitUsage, tc.want)
+		}
+	}
+	r := runIn(nil, "targets")
+	if r.code != exitOK || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("hpt targets: exit %d, stdout %q; want its help", r.code, r.stdout)
+	}
+}
+
+// TestUsageErrorsAreClassified: run classifies cobra's errors by the
+// hooks classifyUsage installs (flag parsing, argument checks). Cobra's
+// required-flag and flag-group checks have no hook, so no command may use
+// them without giving them one.
+func TestUsageErrorsAreClassified(t *testing.T) {
+	unhooked := []string{
+		cobra.BashCompOneRequiredFlag,
+		"cobra_annotation_required_if_others_set",
+		"cobra_annotation_one_required",
+		"cobra_annotation_mutually_exclusive",
+	}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			for _, k := range unhooked {
+				if _, ok := f.Annotations[k]; ok {
+					t.Errorf("%s --%s uses %s, whose error run would not classify as a usage error", c.CommandPath(), f.Name, k)
+				}
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk((&app{getenv: func(string) string { return "" }}).rootCommand())
+}
