@@ -66,3 +66,17 @@ func TestUsageErrorsAreClassified(t *testing.T) {
 	}
 	walk((&app{getenv: func(string) string { return "" }}).rootCommand())
 }
+
+// TestGrantOnLabelsIsUsageError: `grants add … targets/role=web` is
+// refused before connecting (no address is set), with the hint.
+func TestGrantOnLabelsIsUsageError(t *testing.T) {
+	r := runIn(nil, "grants", "add", "user:a", "view", "targets/role=web")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "RESOURCE") || !strings.Contains(r.stderr, "label-based resources are not supported yet") {
+		t.Fatalf("grants add on a label: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// Removing one stays possible: it gets as far as wanting an address.
+	r = runIn(nil, "grants", "remove", "user:a", "view", "targets/role=web")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "no node address") {
+		t.Fatalf("grants remove on a label: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

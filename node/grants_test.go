@@ -1,0 +1,36 @@
+package node_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/node/nodetest"
+	"github.com/hpt-dev/hpt/rpc"
+)
+
+// TestGrantOnLabelsRefused: a grant on "targets/role=web" would be a name
+// glob that matches nothing; the node refuses it naming the resource and
+// saying why, and records nothing.
+func TestGrantOnLabelsRefused(t *testing.T) {
+	c := nodetest.Start(t, 1)
+	ctx := ctxT(t)
+	admin := c.Client(0)
+	if _, err := admin.Identities.Add(ctx, &rpc.AddIdentityRequest{Kind: "user", Name: "deployer"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := admin.Grants.Add(ctx, &rpc.GrantRequest{Subject: "user:deployer", Privilege: events.PrivProvision, Resource: "targets/role=web"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "resource") || !strings.Contains(err.Error(), "label") {
+		t.Fatalf("grant on targets/role=web: %v, want InvalidArgument naming the resource and labels", err)
+	}
+	resp, err := admin.Grants.List(ctx, &rpc.ListGrantsRequest{Subject: "user:deployer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetGrants()) != 0 {
+		t.Fatalf("refused grant left %v", resp.GetGrants())
+	}
+}
