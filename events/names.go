@@ -129,3 +129,22 @@ func CheckNewGrantResource(r string) error {
 	}
 	return nil
 }
+
+// ParseActor parses who an event is by, as --actor names it: a subject
+// (ParseSubject), "node:NAME" or "target:NAME". A bare name is refused
+// rather than matching nothing: every actor has a kind.
+func ParseActor(s string) (Subject, error) {
+	kind, name, ok := strings.Cut(s, ":")
+	switch {
+	case !ok:
+		return Subject{}, fmt.Errorf("%w: actor %q has no kind: want user:NAME, machine:NAME, group:NAME, node:NAME or target:NAME (user:%s?)", ErrInvalidName, s, s)
+	case kind == KindUser || kind == KindMachine || kind == KindGroup:
+		return ParseSubject(s)
+	case kind == KindNode || kind == KindTarget:
+		if name == "" {
+			return Subject{}, fmt.Errorf("%w: actor %q: %s name is empty", ErrInvalidName, s, kind)
+		}
+		return Subject{Kind: kind, Name: name}, nil
+	}
+	return Subject{}, fmt.Errorf("%w: actor %q: kind %q is not user, machine, group, node or target", ErrInvalidName, s, kind)
+}

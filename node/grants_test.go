@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -32,5 +33,26 @@ func TestGrantOnLabelsRefused(t *testing.T) {
 	}
 	if len(resp.GetGrants()) != 0 {
 		t.Fatalf("refused grant left %v", resp.GetGrants())
+	}
+}
+
+// TestEventsActorValidated: the node refuses an actor without a kind
+// rather than streaming nothing.
+func TestEventsActorValidated(t *testing.T) {
+	c := nodetest.Start(t, 1)
+	ctx := ctxT(t)
+	stream, err := c.Client(0).Events.List(ctx, &rpc.ListEventsRequest{Actor: "admin"})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "actor") {
+		t.Fatalf("events by actor \"admin\": %v, want InvalidArgument naming the actor", err)
+	}
+	stream, err = c.Client(0).Events.List(ctx, &rpc.ListEventsRequest{Actor: "user:admin", Limit: 1})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil && err != io.EOF {
+		t.Fatalf("events by user:admin: %v", err)
 	}
 }

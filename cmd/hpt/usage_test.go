@@ -80,3 +80,24 @@ func TestGrantOnLabelsIsUsageError(t *testing.T) {
 		t.Fatalf("grants remove on a label: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestEventsActorMustHaveAKind: `--actor alice` matched nothing, silently;
+// it is a usage error naming the flag and the form wanted.
+func TestEventsActorMustHaveAKind(t *testing.T) {
+	for _, actor := range []string{"alice", "foo:bar", "user:", "node:"} {
+		r := runIn(nil, "events", "--actor", actor)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--actor") {
+			t.Errorf("events --actor %s: exit %d, stderr %q", actor, r.code, r.stderr)
+		}
+	}
+	if r := runIn(nil, "events", "--actor", "alice"); !strings.Contains(r.stderr, "user:alice?") {
+		t.Errorf("events --actor alice: stderr %q does not suggest user:alice", r.stderr)
+	}
+	// Well-formed actors get as far as wanting an address.
+	for _, actor := range []string{"user:alice@example.com", "node:n1", "target:web-1", "group:ops"} {
+		r := runIn(nil, "events", "--actor", actor)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "no node address") {
+			t.Errorf("events --actor %s: exit %d, stderr %q", actor, r.code, r.stderr)
+		}
+	}
+}
