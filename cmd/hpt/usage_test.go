@@ -1,11 +1,16 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/hpt-dev/hpt/node/nodetest"
+	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
 // TestUsageErrors: a mistyped command or subcommand, a bad flag and a
@@ -99,5 +104,28 @@ func TestEventsActorMustHaveAKind(t *testing.T) {
 		if r.code != exitUsage || !strings.Contains(r.stderr, "no node address") {
 			t.Errorf("events --actor %s: exit %d, stderr %q", actor, r.code, r.stderr)
 		}
+	}
+}
+
+// TestGenTargetKeysSaysItsMode: gen-target-keys picks direct or cluster
+// mode from --addr/HPT_ADDR alone; it says which on stderr, every time.
+func TestGenTargetKeysSaysItsMode(t *testing.T) {
+	dir := t.TempDir()
+	client := filepath.Join(dir, "client.db")
+	r := runIn(map[string]string{"HPT_KEYSTORE": client}, "gen-target-keys", "--target", "web-1", "--out", filepath.Join(dir, "web-1.db"))
+	if r.code != exitOK || !strings.Contains(r.stderr, "direct mode") || !strings.Contains(r.stderr, client) || strings.Contains(r.stdout, "direct mode") {
+		t.Fatalf("direct gen-target-keys: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	c := nodetest.Start(t, 1)
+	vars := map[string]string{
+		"HPT_ADDR":        c.Node(0).Addr(),
+		"HPT_TOKEN":       c.Admin.Secret(),
+		"HPT_CLUSTER_KEY": pinned.Fingerprint(c.ClusterKey.Public().(ed25519.PublicKey)),
+		"HPT_KEYSTORE":    client,
+	}
+	r = runIn(vars, "gen-target-keys", "--target", "web-2", "--out", filepath.Join(dir, "web-2.db"))
+	if r.code != exitOK || !strings.Contains(r.stderr, "cluster mode") || strings.Contains(r.stderr, "direct mode") {
+		t.Fatalf("cluster gen-target-keys: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
