@@ -95,6 +95,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 // not covered: no command uses them (TestUsageErrorsAreClassified checks).
 func classifyUsage(tree *cobra.Command) {
 	tree.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Cobra adds help and completion only when it executes; add them now
+	// so that the walk below covers them too.
+	tree.InitDefaultHelpCmd()
+	tree.InitDefaultCompletionCmd()
+	for _, c := range tree.Commands() {
+		if c.Name() == "help" && c.Run != nil {
+			c.RunE = helpTopicCheck(c.Run)
+			c.Run = nil
+		}
+	}
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		// SuggestionsFor suggests nothing at distance 0, cobra's unset
@@ -118,6 +128,23 @@ func classifyUsage(tree *cobra.Command) {
 		}
 	}
 	walk(tree)
+}
+
+// helpTopicCheck wraps cobra's help command: for a topic that is no
+// command (`hpt help targts`) it would show the root's help and exit 0,
+// because the root takes arbitrary arguments (FILE.toml).
+func helpTopicCheck(show func(*cobra.Command, []string)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		topic, rest, err := cmd.Root().Find(args)
+		if err != nil {
+			return usageError{err}
+		}
+		if len(rest) > 0 {
+			return usagef("unknown help topic %q%s", strings.Join(args, " "), suggest(topic, rest[0]))
+		}
+		show(cmd, args)
+		return nil
+	}
 }
 
 // unknownSubcommand is the argument check of a group command: any argument

@@ -32,6 +32,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"events", "--limit", "many"}, "--limit"},
 		{[]string{"grants", "add", "user:a"}, "accepts 3 arg(s)"},
 		{[]string{"users", "list", "extra"}, `unknown command "extra"`},
+		{[]string{"help", "targts"}, `unknown help topic "targts"; did you mean targets?`},
+		{[]string{"help", "targets", "lst"}, "did you mean list?"},
+		{[]string{"completion", "bsh"}, "did you mean bash"},
 	}
 	for _, tc := range tests {
 		r := runIn(nil, tc.args...)
@@ -39,9 +42,11 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("hpt %s: exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), r.code, r.stderr, exitUsage, tc.want)
 		}
 	}
-	r := runIn(nil, "targets")
-	if r.code != exitOK || !strings.Contains(r.stdout, "Available Commands") {
-		t.Errorf("hpt targets: exit %d, stdout %q; want its help", r.code, r.stdout)
+	for _, args := range [][]string{{"targets"}, {"help", "targets"}, {"targets", "--help"}} {
+		r := runIn(nil, args...)
+		if r.code != exitOK || !strings.Contains(r.stdout, "Targets registered with the cluster") {
+			t.Errorf("hpt %s: exit %d, stdout %q; want the help of targets", strings.Join(args, " "), r.code, r.stdout)
+		}
 	}
 }
 
