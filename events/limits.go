@@ -117,7 +117,13 @@ func CheckPayload(p proto.Message) error {
 	case *TargetConnected:
 		return CheckLabels("claimed labels", p.GetClaimedLabels())
 	case *GrantAdded:
-		return checkGrant(p.GetSubject(), p.GetResource())
+		if err := checkGrant(p.GetSubject(), p.GetResource()); err != nil {
+			return err
+		}
+		if err := CheckNewGrantResource(p.GetResource()); err != nil {
+			return fmt.Errorf("resource: %w", err)
+		}
+		return nil
 	case *GrantRemoved:
 		return checkGrant(p.GetSubject(), p.GetResource())
 	case *JobCancelled:

@@ -11,6 +11,11 @@ import (
 // ---- Events ----
 
 func (a *eventsAPI) List(req *rpc.ListEventsRequest, stream grpc.ServerStreamingServer[events.Event]) error {
+	if req.GetActor() != "" {
+		if _, err := events.ParseActor(req.GetActor()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "actor: %v", err)
+		}
+	}
 	types := map[events.Type]bool{}
 	for _, t := range req.GetTypes() {
 		types[t] = true

@@ -31,6 +31,11 @@ With --follow, waits for new events until interrupted; -o json then prints
 one object per line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if actor != "" {
+				if _, err := events.ParseActor(actor); err != nil {
+					return usagef("--actor: %w", err)
+				}
+			}
 			req := &rpc.ListEventsRequest{Since: since, Actor: actor, Follow: follow, Limit: limit}
 			for _, t := range types {
 				for _, one := range splitList(t) {
@@ -93,7 +98,7 @@ one object per line.`,
 	f := cmd.Flags()
 	f.Uint64Var(&since, "since", 0, "start at this index")
 	f.StringArrayVar(&types, "type", nil, "only these event types (repeat or comma-separate)")
-	f.StringVar(&actor, "actor", "", "only events by this subject (user:alice@example.com)")
+	f.StringVar(&actor, "actor", "", "only events by this actor: user:NAME, machine:NAME, group:NAME, node:NAME or target:NAME (user:alice@example.com)")
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing new events")
 	f.Uint32Var(&limit, "limit", 0, "stop after this many events (0: no limit)")
 	return cmd

@@ -276,6 +276,14 @@ func (a *app) grantsCommand() *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(3),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if use == "add" {
+					// Refused here too so that the answer is a usage
+					// error before any connection; the node checks the
+					// same (events.CheckPayload).
+					if err := events.CheckNewGrantResource(args[2]); err != nil {
+						return usagef("RESOURCE: %w", err)
+					}
+				}
 				return a.withClient(func(c *rpc.Client) error {
 					w, err := call(c, cmd, &rpc.GrantRequest{Subject: args[0], Privilege: args[1], Resource: args[2]})
 					if err != nil {

@@ -86,9 +86,14 @@ shown as its claim and never selects.`,
 			if err != nil {
 				return err
 			}
+			// Which mode is chosen by --addr/HPT_ADDR alone (a saved
+			// `hpt login` does not count), so say it every time, on
+			// stderr where it does not disturb what scripts read.
 			if a.clusterMode() {
+				fmt.Fprintf(a.stderr, "gen-target-keys: cluster mode (--addr or HPT_ADDR is set): registering %s with the cluster\n", target)
 				return a.genClusterTarget(cmd.Context(), target, out, pub, priv, lbl)
 			}
+			fmt.Fprintf(a.stderr, "gen-target-keys: direct mode (no --addr or HPT_ADDR; a saved hpt login does not count): %s goes into the client keystore %s, not a cluster\n", target, a.keystorePath())
 			return a.genLocalTarget(target, out, pub, priv)
 		},
 	}

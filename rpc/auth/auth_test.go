@@ -132,7 +132,7 @@ func TestCheck(t *testing.T) {
 		if d.Allowed != tc.allowed || d.Via != tc.via {
 			t.Errorf("Check(%s %s %s) = %+v, want allowed=%t via=%q", tc.subject, tc.priv, tc.res, d, tc.allowed, tc.via)
 		}
-		if !d.Allowed && !strings.Contains(d.Reason, "hpt grants add "+tc.subject+" "+tc.priv+" "+tc.res) {
+		if !d.Allowed && !strings.Contains(d.Reason, "hpt grants add "+tc.subject+" "+tc.priv+" "+shellQuote(tc.res)) {
 			t.Errorf("denial %q does not name the missing grant", d.Reason)
 		}
 	}

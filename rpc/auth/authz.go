@@ -221,7 +221,7 @@ func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error
 		}
 	}
 	return Decision{Reason: fmt.Sprintf("%s has no grant for %s on %s (add one with: hpt grants add %s %s %s)",
-		subject, privilege, resource, subject, privilege, resource)}, nil
+		subject, privilege, resource, shellQuote(subject), shellQuote(privilege), shellQuote(resource))}, nil
 }
 
 // covers reports whether grant g satisfies privilege on resource. admin
