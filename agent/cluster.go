@@ -30,6 +30,7 @@ type clusterLink struct {
 	cert       tls.Certificate
 	clusterKey ed25519.PublicKey
 	gossip     *memberlist.Memberlist // nil when dialling Servers directly
+	servers    *rpc.GossipMembers     // the servers gossip knows, with gossip
 	journal    *journal
 
 	// out is the current stream's outbox; nil between streams.
@@ -86,13 +87,8 @@ func (l *clusterLink) pickServer(avoid string) string {
 	if l.gossip == nil {
 		addrs = append(addrs, l.a.cfg.Servers...)
 	} else {
-		for _, m := range l.gossip.Members() {
-			if m.State != memberlist.StateAlive {
-				continue
-			}
-			if meta, err := rpc.DecodeGossipMeta(m.Meta); err == nil && meta.Role == rpc.RoleServer && meta.Addr != "" {
-				addrs = append(addrs, meta.Addr)
-			}
+		for _, addr := range l.servers.Servers() {
+			addrs = append(addrs, addr)
 		}
 	}
 	if len(addrs) == 0 {
@@ -411,6 +407,9 @@ func (l *clusterLink) startGossip(listen string, gossipKey []byte, join []string
 	mc.BindPort = port
 	mc.SecretKey = gossipKey
 	mc.Delegate = staticMeta(meta)
+	// An agent needs to know the servers, not the rest of the fleet.
+	l.servers = &rpc.GossipMembers{Keep: func(m rpc.GossipMember) bool { return m.Meta.Role == rpc.RoleServer }}
+	mc.Events = l.servers
 	mc.Logger = logs.Std(l.a.log, "gossip")
 	if l.gossip, err = memberlist.Create(mc); err != nil {
 		return fmt.Errorf("start gossip: %w", err)

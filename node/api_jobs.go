@@ -347,8 +347,8 @@ func (a *targetsAPI) List(context.Context, *rpc.ListTargetsRequest) (*rpc.ListTa
 		return nil, stateErr(err)
 	}
 	gossip := map[string]string{}
-	for _, m := range a.n.gossip.Members() {
-		if meta, err := rpc.DecodeGossipMeta(m.Meta); err == nil && meta.Role == rpc.RoleAgent {
+	for _, m := range a.n.members.Members() {
+		if m.Meta.Role == rpc.RoleAgent {
 			gossip[m.Name] = gossipState(m.State)
 		}
 	}

@@ -47,7 +47,8 @@ func (n *Node) startGossip() error {
 	}
 	mc.SecretKey = n.cfg.GossipKey
 	mc.Delegate = &gossipDelegate{meta: meta}
-	mc.Events = &gossipEvents{n: n}
+	n.members = &rpc.GossipMembers{Changed: n.nudgeReconcile}
+	mc.Events = n.members
 	mc.Logger = logs.Std(n.log, "gossip")
 	n.gossip, err = memberlist.Create(mc)
 	if err != nil {
@@ -91,20 +92,7 @@ func (n *Node) joinLoop() {
 }
 
 // gossipServers returns the alive server members: name -> API address.
-func (n *Node) gossipServers() map[string]string {
-	out := map[string]string{}
-	for _, m := range n.gossip.Members() {
-		if m.State != memberlist.StateAlive {
-			continue
-		}
-		meta, err := rpc.DecodeGossipMeta(m.Meta)
-		if err != nil || meta.Role != rpc.RoleServer || meta.Addr == "" {
-			continue
-		}
-		out[m.Name] = meta.Addr
-	}
-	return out
-}
+func (n *Node) gossipServers() map[string]string { return n.members.Servers() }
 
 func (n *Node) nudgeReconcile() {
 	select {
@@ -126,11 +114,6 @@ func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return ni
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-type gossipEvents struct{ n *Node }
-
-func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { e.n.nudgeReconcile() }
-func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { e.n.nudgeReconcile() }
-func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { e.n.nudgeReconcile() }
 
 // sortedNames returns the keys of m in order.
 func sortedNames(m map[string]string) []string {

@@ -62,6 +62,8 @@ type Node struct {
 	access *accessCache
 	peers  *peerPool
 	gossip *memberlist.Memberlist
+	// members is this node's copy of the gossip members (rpc.GossipMembers).
+	members *rpc.GossipMembers
 
 	httpServer  *http.Server
 	metricsAddr string

@@ -182,12 +182,8 @@ func (n *Node) isRead(method string) bool {
 // new targets.
 func (n *Node) gossipSeeds() []string {
 	var out []string
-	for _, m := range n.gossip.Members() {
-		if m.State != memberlist.StateAlive {
-			continue
-		}
-		meta, err := rpc.DecodeGossipMeta(m.Meta)
-		if err != nil || meta.Role != rpc.RoleServer {
+	for _, m := range n.members.Members() {
+		if m.State != memberlist.StateAlive || m.Meta.Role != rpc.RoleServer {
 			continue
 		}
 		out = append(out, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
