@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"io"
@@ -10,29 +9,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/internal/testlog"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // An untrusted client that keeps trying is logged once, then summarised,
 // instead of one WARN line per attempt.
@@ -40,7 +22,7 @@ func TestDirectRefusalsAreThrottled(t *testing.T) {
 	clientPub, _ := genKey(t)
 	targetPub, targetPriv := genKey(t)
 	_, strangerPriv := genKey(t)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	a, err := New(Config{Keystore: targetKeystore(t, "web-1", targetPriv, clientPub), Listen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

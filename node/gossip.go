@@ -114,7 +114,6 @@ func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return ni
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-
 // sortedNames returns the keys of m in order.
 func sortedNames(m map[string]string) []string {
 	names := make([]string, 0, len(m))

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -19,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/connectivity"
 
+	"github.com/hpt-dev/hpt/internal/testlog"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
@@ -104,28 +104,10 @@ func TestIdleConnectionsDoNotStarveHandshakes(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination shared by the node's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Refused handshakes are logged once per key and interval, and every one
 // is counted in hpt_handshakes_refused_total.
 func TestRefusedHandshakesAreThrottledAndCounted(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	c := nodetest.Start(t, 1, nodetest.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.MetricsListen = "127.0.0.1:0"
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))

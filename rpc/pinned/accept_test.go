@@ -1,7 +1,6 @@
 package pinned
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hpt-dev/hpt/internal/testlog"
 )
 
 // startAcceptor serves an Acceptor on 127.0.0.1 that completes handshakes
@@ -197,30 +198,12 @@ func (s *slowStart) Write(b []byte) (int, error) {
 	return n + wrote, err
 }
 
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
-
 // Many refusals of one key log one line, then one summary counting the
 // rest; each refused key and each reason is tracked on its own.
 func TestAcceptorRefusalsAreSummarised(t *testing.T) {
 	server, _ := serverConfig(t)
 	serverPub := server.Certificates[0].Leaf.PublicKey.(ed25519.PublicKey)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -256,16 +239,16 @@ func TestAcceptorRefusalsAreSummarised(t *testing.T) {
 		if s.Refused[RefusedKey] != n1+n2 || s.Refused[RefusedTLS] != garbage {
 			return fmt.Errorf("counted %v", s.Refused)
 		}
-		if got := logs.lines(); len(got) < 3 {
+		if got := logs.Lines(); len(got) < 3 {
 			return fmt.Errorf("%d lines logged", len(got))
 		}
 		return nil
 	})
-	if got := logs.lines(); len(got) != 3 {
+	if got := logs.Lines(); len(got) != 3 {
 		t.Fatalf("log before the summary has %d lines, want 3 (one per key, one for the garbage):\n%s", len(got), strings.Join(got, "\n"))
 	}
 	a.Close()
-	got := logs.lines()
+	got := logs.Lines()
 	fp1 := Fingerprint(k1.Leaf.PublicKey.(ed25519.PublicKey))
 	fp2 := Fingerprint(k2.Leaf.PublicKey.(ed25519.PublicKey))
 	want := []string{
@@ -288,7 +271,7 @@ func TestAcceptorRefusalsAreSummarised(t *testing.T) {
 func TestAcceptorRefusalSummaryIsPeriodic(t *testing.T) {
 	server, _ := serverConfig(t)
 	serverPub := server.Certificates[0].Leaf.PublicKey.(ed25519.PublicKey)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -304,11 +287,11 @@ func TestAcceptorRefusalSummaryIsPeriodic(t *testing.T) {
 		if err := roundTrip(a.Addr().String(), cfg); !IsRefusedByPeer(err) {
 			t.Fatalf("handshake: %v, want refused", err)
 		}
-		if strings.Contains(strings.Join(logs.lines(), "\n"), `msg="tls handshakes refused"`) {
+		if strings.Contains(strings.Join(logs.Lines(), "\n"), `msg="tls handshakes refused"`) {
 			return
 		}
 	}
-	t.Fatalf("no summary line while refusals continued:\n%s", strings.Join(logs.lines(), "\n"))
+	t.Fatalf("no summary line while refusals continued:\n%s", strings.Join(logs.Lines(), "\n"))
 }
 
 // Close cuts handshakes in progress instead of waiting out their deadline,
