@@ -339,9 +339,33 @@ func (n *Node) restore(ctx context.Context, recv func() (*rpc.SnapshotChunk, err
 	return w.GetIndex(), nil
 }
 
+// Whoami needs no grant: it tells the caller who its token is, when the
+// token expires and what the caller may do, as `kubectl auth whoami` does.
 func (a *clusterAPI) Whoami(ctx context.Context, _ *rpc.WhoamiRequest) (*rpc.WhoamiResponse, error) {
 	c, _ := auth.CallerFrom(ctx)
-	return &rpc.WhoamiResponse{Subject: c.Subject, Node: a.n.cfg.Name, ClusterKey: pinned.Fingerprint(a.n.clusterPub)}, nil
+	resp := &rpc.WhoamiResponse{Subject: c.Subject, Node: a.n.cfg.Name, ClusterKey: pinned.Fingerprint(a.n.clusterPub), TokenId: c.TokenID}
+	tok, err := a.n.access.token(c.TokenID)
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	resp.ExpiresUnixNano = tok.GetExpiresUnixNano()
+	if resp.Groups, err = a.n.access.groupsOf(c.Subject); err != nil {
+		return nil, stateErr(err)
+	}
+	holders := []string{c.Subject}
+	for _, g := range resp.Groups {
+		holders = append(holders, events.KindGroup+":"+g)
+	}
+	for _, h := range holders {
+		grants, err := a.n.access.grantsOf(h)
+		if err != nil {
+			return nil, stateErr(err)
+		}
+		for _, g := range grants {
+			resp.Grants = append(resp.Grants, grantInfo(g))
+		}
+	}
+	return resp, nil
 }
 
 // ---- helpers ----

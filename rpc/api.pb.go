@@ -612,10 +612,17 @@ func (*WhoamiRequest) Descriptor() ([]byte, []int) {
 }
 
 type WhoamiResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	ClusterKey    string                 `protobuf:"bytes,3,opt,name=cluster_key,json=clusterKey,proto3" json:"cluster_key,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Subject    string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Node       string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	ClusterKey string                 `protobuf:"bytes,3,opt,name=cluster_key,json=clusterKey,proto3" json:"cluster_key,omitempty"`
+	// The calling token's public id and expiry (0: never).
+	TokenId         string `protobuf:"bytes,4,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	ExpiresUnixNano int64  `protobuf:"varint,5,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	// The groups the subject is in (nested ones expanded) and the grants it
+	// holds, directly or through them.
+	Groups        []string     `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
+	Grants        []*GrantInfo `protobuf:"bytes,7,rep,name=grants,proto3" json:"grants,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +676,34 @@ func (x *WhoamiResponse) GetClusterKey() string {
 		return x.ClusterKey
 	}
 	return ""
+}
+
+func (x *WhoamiResponse) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *WhoamiResponse) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *WhoamiResponse) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *WhoamiResponse) GetGrants() []*GrantInfo {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
 }
 
 type ListEventsRequest struct {
@@ -3481,12 +3516,16 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"/\n" +
 	"\x17SnapshotRestoreResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0f\n" +
-	"\rWhoamiRequest\"_\n" +
+	"\rWhoamiRequest\"\xe9\x01\n" +
 	"\x0eWhoamiResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1f\n" +
 	"\vcluster_key\x18\x03 \x01(\tR\n" +
-	"clusterKey\"\x98\x01\n" +
+	"clusterKey\x12\x19\n" +
+	"\btoken_id\x18\x04 \x01(\tR\atokenId\x12*\n" +
+	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\x12\x16\n" +
+	"\x06groups\x18\x06 \x03(\tR\x06groups\x12)\n" +
+	"\x06grants\x18\a \x03(\v2\x11.hpt.v1.GrantInfoR\x06grants\"\x98\x01\n" +
 	"\x11ListEventsRequest\x12\x14\n" +
 	"\x05since\x18\x01 \x01(\x04R\x05since\x12)\n" +
 	"\x05types\x18\x02 \x03(\x0e2\x13.hpt.events.v1.TypeR\x05types\x12\x14\n" +
@@ -3854,106 +3893,107 @@ var file_rpc_api_proto_goTypes = []any{
 var file_rpc_api_proto_depIdxs = []int32{
 	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	2,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	67, // 2: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
-	14, // 3: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
-	21, // 4: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
-	25, // 5: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
-	25, // 6: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	57, // 7: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	58, // 8: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	59, // 9: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
-	31, // 10: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	60, // 11: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	61, // 12: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	62, // 13: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	68, // 14: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	63, // 15: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	39, // 16: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	64, // 17: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	40, // 18: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	65, // 19: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	66, // 20: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
-	45, // 21: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	52, // 22: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	1,  // 23: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	5,  // 24: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 25: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	7,  // 26: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	9,  // 27: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	11, // 28: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	12, // 29: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	13, // 30: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	16, // 31: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	17, // 32: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	17, // 33: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	18, // 34: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	20, // 35: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	23, // 36: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	24, // 37: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	26, // 38: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	24, // 39: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	24, // 40: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	29, // 41: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	30, // 42: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	33, // 43: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	34, // 44: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	36, // 45: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	38, // 46: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	41, // 47: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	43, // 48: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	38, // 49: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	44, // 50: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	47, // 51: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	50, // 52: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	51, // 53: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	54, // 54: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	56, // 55: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	5,  // 56: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 57: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	48, // 58: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	48, // 59: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	4,  // 60: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 61: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	7,  // 62: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	8,  // 63: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	10, // 64: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	69, // 65: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 66: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	15, // 67: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 68: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 69: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 70: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	19, // 71: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	22, // 72: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 73: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 74: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	27, // 75: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 76: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	28, // 77: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 78: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	32, // 79: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 80: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	35, // 81: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	37, // 82: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	40, // 83: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	42, // 84: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 85: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	40, // 86: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	46, // 87: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 88: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 89: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	53, // 90: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	55, // 91: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 92: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 93: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	8,  // 94: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	49, // 95: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	49, // 96: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	60, // [60:97] is the sub-list for method output_type
-	23, // [23:60] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	25, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
+	67, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	14, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
+	21, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
+	25, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
+	25, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
+	57, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	58, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	59, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	31, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
+	60, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	61, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	62, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	68, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	63, // 16: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	39, // 17: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	64, // 18: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	40, // 19: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	65, // 20: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	66, // 21: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	45, // 22: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	52, // 23: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	1,  // 24: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	5,  // 25: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 26: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	7,  // 27: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	9,  // 28: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	11, // 29: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	12, // 30: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	13, // 31: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	16, // 32: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	17, // 33: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	17, // 34: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	18, // 35: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	20, // 36: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	23, // 37: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	24, // 38: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	26, // 39: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	24, // 40: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	24, // 41: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	29, // 42: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	30, // 43: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	33, // 44: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	34, // 45: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	36, // 46: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	38, // 47: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	41, // 48: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	43, // 49: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	38, // 50: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	44, // 51: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	47, // 52: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	50, // 53: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	51, // 54: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	54, // 55: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	56, // 56: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	5,  // 57: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 58: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	48, // 59: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	48, // 60: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	4,  // 61: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 62: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	7,  // 63: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	8,  // 64: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	10, // 65: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	69, // 66: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 67: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	15, // 68: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 69: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 70: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 71: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	19, // 72: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	22, // 73: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 74: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 75: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	27, // 76: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 77: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	28, // 78: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 79: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	32, // 80: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 81: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	35, // 82: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	37, // 83: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	40, // 84: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	42, // 85: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 86: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	40, // 87: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	46, // 88: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 89: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 90: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	53, // 91: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	55, // 92: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 93: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 94: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	8,  // 95: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	49, // 96: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	49, // 97: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	61, // [61:98] is the sub-list for method output_type
+	24, // [24:61] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }

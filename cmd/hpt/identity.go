@@ -11,6 +11,7 @@ import (
 
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/rpc"
+	"github.com/hpt-dev/hpt/rpc/auth"
 )
 
 // identityJSON is the stable JSON of users, machines and groups.
@@ -372,4 +373,58 @@ func (a *app) authCommand() *cobra.Command {
 	}
 	cmd.AddCommand(check)
 	return cmd
+}
+
+type whoamiJSON struct {
+	Subject    string      `json:"subject"`
+	TokenID    string      `json:"token_id"`
+	Expires    *time.Time  `json:"expires"`
+	Node       string      `json:"node"`
+	ClusterKey string      `json:"cluster_key"`
+	Groups     []string    `json:"groups"`
+	Grants     []grantJSON `json:"grants"`
+}
+
+func (a *app) whoamiCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "whoami",
+		Short: "Who the token is, its expiry, and the grants it holds (needs no grant)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withClient(func(c *rpc.Client) error {
+				resp, err := c.Cluster.Whoami(cmd.Context(), &rpc.WhoamiRequest{})
+				if err != nil {
+					return err
+				}
+				out := whoamiJSON{Subject: resp.GetSubject(), TokenID: resp.GetTokenId(), Expires: timePtr(resp.GetExpiresUnixNano()),
+					Node: resp.GetNode(), ClusterKey: resp.GetClusterKey(), Groups: nonNil(resp.GetGroups()), Grants: []grantJSON{}}
+				for _, g := range resp.GetGrants() {
+					out.Grants = append(out.Grants, grantJSON{g.GetSubject(), g.GetPrivilege(), g.GetResource(), g.GetCreatedIndex()})
+				}
+				if a.json() {
+					return a.printJSON(out)
+				}
+				expires := "never expires"
+				if out.Expires != nil {
+					expires = "expires " + out.Expires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(a.stdout, "%s (token %s, %s), answered by %s of cluster %s\n",
+					out.Subject, auth.Token{ID: out.TokenID}, expires, out.Node, out.ClusterKey)
+				if len(out.Groups) > 0 {
+					fmt.Fprintf(a.stdout, "groups: %s\n", strings.Join(out.Groups, ", "))
+				}
+				if len(out.Grants) == 0 {
+					fmt.Fprintln(a.stdout, "grants: none")
+				}
+				for _, g := range out.Grants {
+					via := ""
+					if g.Subject != out.Subject {
+						via = " (through " + g.Subject + ")"
+					}
+					fmt.Fprintf(a.stdout, "grant: %s %s%s\n", g.Privilege, g.Resource, via)
+				}
+				return nil
+			})
+		},
+	}
 }

@@ -216,6 +216,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.identityCommand("user"), a.identityCommand("machine"), a.identityCommand("group"),
 		a.tokensCommand(), a.grantsCommand(), a.authCommand(), a.benchCommand(),
 		a.applyCommand(), a.serveCommand(), a.jobCommand(), a.targetsCommand(), a.unitFileCommand(), a.healthcheckCommand(),
+		a.whoamiCommand(),
 	)
 	root.AddCommand(a.keyCommands()...)
 	// `hpt FILE.toml` applies locally and `hpt --target NAME --ip HOST
