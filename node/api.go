@@ -349,21 +349,13 @@ func (a *clusterAPI) Whoami(ctx context.Context, _ *rpc.WhoamiRequest) (*rpc.Who
 		return nil, stateErr(err)
 	}
 	resp.ExpiresUnixNano = tok.GetExpiresUnixNano()
-	if resp.Groups, err = a.n.access.groupsOf(c.Subject); err != nil {
-		return nil, stateErr(err)
+	groups, grants, err := a.n.authz.GrantsHeld(c.Subject)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	holders := []string{c.Subject}
-	for _, g := range resp.Groups {
-		holders = append(holders, events.KindGroup+":"+g)
-	}
-	for _, h := range holders {
-		grants, err := a.n.access.grantsOf(h)
-		if err != nil {
-			return nil, stateErr(err)
-		}
-		for _, g := range grants {
-			resp.Grants = append(resp.Grants, grantInfo(g))
-		}
+	resp.Groups = groups
+	for _, g := range grants {
+		resp.Grants = append(resp.Grants, grantInfo(g))
 	}
 	return resp, nil
 }

@@ -193,16 +193,43 @@ func usable(rec *fsm.Token, name string, now time.Time) error {
 	return nil
 }
 
+// holders returns the groups subject is in (nested ones expanded) and the
+// subjects whose grants it holds: itself, then each of those groups.
+func (a *Authorizer) holders(subject string) (groups, holders []string, err error) {
+	groups, err = a.state.GroupsOf(subject)
+	if err != nil {
+		return nil, nil, fmt.Errorf("expand groups of %s: %w", subject, err)
+	}
+	holders = append(make([]string, 0, 1+len(groups)), subject)
+	for _, g := range groups {
+		holders = append(holders, events.KindGroup+":"+g)
+	}
+	return groups, holders, nil
+}
+
+// GrantsHeld returns the groups subject is in and every grant it holds,
+// directly or through them, in the order Check considers them.
+func (a *Authorizer) GrantsHeld(subject string) (groups []string, grants []*fsm.Grant, err error) {
+	groups, holders, err := a.holders(subject)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, h := range holders {
+		gs, err := a.state.Grants(h)
+		if err != nil {
+			return nil, nil, fmt.Errorf("grants of %s: %w", h, err)
+		}
+		grants = append(grants, gs...)
+	}
+	return groups, grants, nil
+}
+
 // Check decides whether subject holds privilege on resource, directly or
 // through a group (nested groups included).
 func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error) {
-	holders := []string{subject}
-	groups, err := a.state.GroupsOf(subject)
+	_, holders, err := a.holders(subject)
 	if err != nil {
-		return Decision{}, fmt.Errorf("expand groups of %s: %w", subject, err)
-	}
-	for _, g := range groups {
-		holders = append(holders, events.KindGroup+":"+g)
+		return Decision{}, err
 	}
 	for _, h := range holders {
 		grants, err := a.state.Grants(h)
