@@ -20,9 +20,9 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )

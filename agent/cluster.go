@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hpt-dev/hpt/agent/provision"
-	"github.com/hpt-dev/hpt/node/logs"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hpt-dev/hpt/agent/keystore"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"

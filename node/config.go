@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node/export"
 )
 
@@ -18,14 +19,6 @@ const (
 	DefaultPort       = 7400
 	DefaultGossipPort = 7401
 )
-
-// BootstrapToken is the first admin token created by `hpt init`, as held in
-// the cluster keystore. The first leader writes it into the log once.
-type BootstrapToken struct {
-	ID           string
-	SecretSHA256 [32]byte
-	Subject      string
-}
 
 // RaftConfig tunes consensus. Zero fields take the defaults documented on
 // DefaultConfig.
@@ -74,7 +67,7 @@ type Config struct {
 	// GossipKey is the 32-byte memberlist encryption key.
 	GossipKey []byte
 	// Bootstrap, if set, is written by the first leader of a new cluster.
-	Bootstrap *BootstrapToken
+	Bootstrap *keystore.BootstrapToken
 
 	Logger *slog.Logger
 	Raft   RaftConfig

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/hpt-dev/hpt/node/logs"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 )
 

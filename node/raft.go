@@ -13,7 +13,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/hpt-dev/hpt/fsm"
-	"github.com/hpt-dev/hpt/node/logs"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 

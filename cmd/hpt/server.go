@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hpt-dev/hpt/agent/keystore"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc/pinned"
@@ -116,11 +116,11 @@ sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
 				return fmt.Errorf("create %s: %w", out, err)
 			}
 			path := filepath.Join(out, clusterKeystoreName)
-			keys, err := devcluster.NewKeys()
+			keys, err := keystore.NewClusterSecrets()
 			if err != nil {
 				return err
 			}
-			if err := writeClusterKeystore(path, keys); err != nil {
+			if err := keystore.WriteCluster(path, keys); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "export HPT_TOKEN=%s\n", keys.Admin.Secret())
@@ -136,21 +136,6 @@ sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory for cluster.keystore.db")
 	return cmd
-}
-
-func writeClusterKeystore(path string, keys devcluster.Keys) error {
-	ks, err := keystore.Create(path, keystore.KindCluster)
-	if err != nil {
-		return err
-	}
-	defer ks.Close()
-	if err := ks.SetIdentity(keys.Cluster); err != nil {
-		return err
-	}
-	if err := ks.SetGossipKey(keys.Gossip); err != nil {
-		return err
-	}
-	return ks.SetBootstrapToken(keystore.BootstrapToken{ID: keys.Admin.ID, SecretSHA256: keys.Admin.SecretSHA256(), Subject: "user:admin"})
 }
 
 func (a *app) serverCommand() *cobra.Command {
@@ -291,7 +276,7 @@ func loadClusterKeystore(path string, cfg *node.Config) error {
 		return err
 	}
 	if err == nil {
-		cfg.Bootstrap = &node.BootstrapToken{ID: bt.ID, SecretSHA256: bt.SecretSHA256, Subject: bt.Subject}
+		cfg.Bootstrap = &bt
 	}
 	return nil
 }

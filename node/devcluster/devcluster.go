@@ -16,63 +16,32 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/agent"
-	"github.com/hpt-dev/hpt/agent/keystore"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/rpc"
-	"github.com/hpt-dev/hpt/rpc/auth"
-	"github.com/hpt-dev/hpt/rpc/pinned"
 )
-
-// Keys are the secrets a cluster is made of.
-type Keys struct {
-	Cluster ed25519.PrivateKey
-	Gossip  []byte
-	// Admin is the bootstrap token for user:admin.
-	Admin auth.Token
-}
-
-// NewKeys generates fresh cluster, gossip and admin secrets.
-func NewKeys() (Keys, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return Keys{}, fmt.Errorf("generate cluster key: %w", err)
-	}
-	gossip := make([]byte, 32)
-	if _, err := rand.Read(gossip); err != nil {
-		return Keys{}, fmt.Errorf("generate gossip key: %w", err)
-	}
-	admin, err := auth.NewToken()
-	if err != nil {
-		return Keys{}, err
-	}
-	return Keys{Cluster: priv, Gossip: gossip, Admin: admin}, nil
-}
-
-// Fingerprint of the cluster public key.
-func (k Keys) Fingerprint() string {
-	return pinned.Fingerprint(k.Cluster.Public().(ed25519.PublicKey))
-}
 
 // NodeConfig returns the config of a loopback node named name under dir
 // that bootstraps once expect nodes see each other (0: join only).
-func NodeConfig(k Keys, name, dir string, expect int, log *slog.Logger) node.Config {
+func NodeConfig(k keystore.ClusterSecrets, name, dir string, expect int, log *slog.Logger) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.Name = name
 	cfg.DataDir = filepath.Join(dir, name)
 	cfg.Listen = "127.0.0.1:0"
 	cfg.GossipListen = "127.0.0.1:0"
 	cfg.BootstrapExpect = expect
-	cfg.ClusterKey = k.Cluster
+	cfg.ClusterKey = k.Identity
 	cfg.GossipKey = k.Gossip
-	cfg.Bootstrap = &node.BootstrapToken{ID: k.Admin.ID, SecretSHA256: k.Admin.SecretSHA256(), Subject: "user:admin"}
+	bt := k.BootstrapToken()
+	cfg.Bootstrap = &bt
 	cfg.Logger = log
 	return cfg
 }
 
 // Cluster is a running in-process cluster.
 type Cluster struct {
-	Keys   Keys
+	Keys   keystore.ClusterSecrets
 	Nodes  []*node.Node
 	Agents []*agent.Agent
 }
@@ -107,7 +76,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("a cluster needs at least one node")
 	}
-	keys, err := NewKeys()
+	keys, err := keystore.NewClusterSecrets()
 	if err != nil {
 		return nil, err
 	}

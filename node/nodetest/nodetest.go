@@ -17,6 +17,7 @@ import (
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc"
@@ -28,7 +29,7 @@ import (
 // Cluster is a set of in-process nodes sharing one cluster key.
 type Cluster struct {
 	t          testing.TB
-	keys       devcluster.Keys
+	keys       keystore.ClusterSecrets
 	ClusterKey ed25519.PrivateKey
 	// Admin is the bootstrap admin token.
 	Admin auth.Token
@@ -48,11 +49,11 @@ type Options struct {
 // Start starts n nodes that bootstrap together and waits for a leader.
 func Start(t testing.TB, n int, opts ...Options) *Cluster {
 	t.Helper()
-	keys, err := devcluster.NewKeys()
+	keys, err := keystore.NewClusterSecrets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Cluster, Admin: keys.Admin, Dir: t.TempDir()}
+	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Identity, Admin: keys.Admin, Dir: t.TempDir()}
 	t.Cleanup(c.Stop)
 	var opt Options
 	if len(opts) > 0 {
