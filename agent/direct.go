@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -38,7 +39,7 @@ func (s *directServer) Provision(req *rpc.ProvisionRequest, stream grpc.ServerSt
 		}
 	})
 	if err != nil {
-		var ce provision.ConfigErrors
+		var ce provconfig.ConfigErrors
 		if errors.As(err, &ce) {
 			return status.Error(codes.InvalidArgument, err.Error())
 		}

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 	"github.com/hpt-dev/hpt/rpc/pinned"
@@ -40,7 +40,7 @@ const DefaultJobTimeout = 10 * time.Minute
 
 // A bundle and vars at their limits leave at least this much of an event
 // for the job's target list and the rest (a compile error if not).
-const jobEventSlack = events.MaxEncodedSize - provision.MaxBundleSize - provision.MaxVarsSize - 2*events.MaxTextLen
+const jobEventSlack = events.MaxEncodedSize - provconfig.MaxBundleSize - provconfig.MaxVarsSize - 2*events.MaxTextLen
 
 var _ [jobEventSlack - 512<<10]struct{}
 
@@ -152,11 +152,11 @@ func checkJobInputs(req *rpc.SubmitJobRequest) error {
 	if err := events.CheckText("name", req.GetName()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := provision.CheckVars(req.GetVars()); err != nil {
+	if err := provconfig.CheckVars(req.GetVars()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	// Parse applies the bundle limit first.
-	if _, err := provision.Parse(&provision.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()}); err != nil {
+	if _, err := provconfig.Parse(&provconfig.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()}); err != nil {
 		return status.Errorf(codes.InvalidArgument, "config: %v", err)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -22,7 +22,7 @@ const maxTemplateProblems = 10
 // that is not set is found here, by whoever submits, instead of failing on
 // the targets. The same error on many targets is reported once, with them.
 func (n *Node) checkTemplates(req *rpc.SubmitJobRequest, targets []string) error {
-	cfg, err := provision.Parse(&provision.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()})
+	cfg, err := provconfig.Parse(&provconfig.Bundle{Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles()})
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "config: %v", err)
 	}
@@ -33,8 +33,8 @@ func (n *Node) checkTemplates(req *rpc.SubmitJobRequest, targets []string) error
 		if err != nil {
 			return stateErr(err)
 		}
-		err = provision.CheckTemplates(cfg, provision.Facts{Name: t, Labels: tk.GetLabels()}, req.GetVars())
-		var errs provision.ConfigErrors
+		err = provconfig.CheckTemplates(cfg, provconfig.Facts{Name: t, Labels: tk.GetLabels()}, req.GetVars())
+		var errs provconfig.ConfigErrors
 		if err != nil && !errors.As(err, &errs) {
 			return status.Errorf(codes.InvalidArgument, "config: target %s: %v", t, err)
 		}

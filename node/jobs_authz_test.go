@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node/nodetest"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -62,7 +62,7 @@ func TestJobDenialsNameNothingHidden(t *testing.T) {
 			{"bob no match", bob, &rpc.SubmitJobRequest{Config: good, Targets: "x*"}, true},
 			{"bob broken config", bob, &rpc.SubmitJobRequest{Config: []byte(brokenConfig), Targets: "db-*"}, true},
 			{"eve broken config", eve, &rpc.SubmitJobRequest{Config: []byte(brokenConfig), Targets: "web-1"}, true},
-			{"eve oversized config", eve, &rpc.SubmitJobRequest{Config: bytes.Repeat([]byte("#"), provision.MaxBundleSize+1), Targets: "web-1"}, true},
+			{"eve oversized config", eve, &rpc.SubmitJobRequest{Config: bytes.Repeat([]byte("#"), provconfig.MaxBundleSize+1), Targets: "web-1"}, true},
 			// carol may list the targets: her denial may name db-1, but
 			// still comes before her broken config is looked at.
 			{"carol broken config", carol, &rpc.SubmitJobRequest{Config: []byte(brokenConfig), Targets: "*"}, false},
@@ -139,12 +139,12 @@ func TestInputLimits(t *testing.T) {
 		}, []string{"description", "at most 1024"}},
 		{"bundle over its limit", func() error {
 			_, err := admin.Jobs.Submit(ctx, &rpc.SubmitJobRequest{Name: "big.toml", Config: []byte("[[exec]]\nscript = \"true\"\n"),
-				Files: map[string][]byte{"blob": make([]byte, provision.MaxBundleSize)}, Targets: "web-1"})
+				Files: map[string][]byte{"blob": make([]byte, provconfig.MaxBundleSize)}, Targets: "web-1"})
 			return err
 		}, []string{"bundle big.toml", "3 MiB"}},
 		{"vars over their limit", func() error {
 			_, err := admin.Jobs.Submit(ctx, &rpc.SubmitJobRequest{Name: "v.toml", Config: []byte("[[exec]]\nscript = \"true\"\n"),
-				Vars: map[string]string{"x": strings.Repeat("v", provision.MaxVarsSize)}, Targets: "web-1"})
+				Vars: map[string]string{"x": strings.Repeat("v", provconfig.MaxVarsSize)}, Targets: "web-1"})
 			return err
 		}, []string{"vars", "64 KiB"}},
 		{"labels at registration", func() error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // Outcome is what happened to one block.
@@ -70,17 +72,10 @@ func (r *Report) add(res BlockResult) {
 	}
 }
 
-// Facts describe the target a config is applied to; templates see them as
-// .Target.
-type Facts struct {
-	Name   string            `json:"name"`
-	Labels map[string]string `json:"labels"`
-}
-
 // Options control one Apply. The zero value applies for real on this host.
 type Options struct {
 	DryRun bool              // compute and report changes, make none
-	Facts  Facts             // .Target in templates
+	Facts  provconfig.Facts  // .Target in templates
 	Vars   map[string]string // .Vars in templates; override the config's [vars]
 	Runner Runner            // nil: ExecRunner
 
@@ -108,7 +103,7 @@ const MaxBlockOutput = 64 << 10
 // is cancelled during the run the block in progress fails and the rest are
 // skipped. The error is non-nil only when the run could not start (nil cfg,
 // ctx already done); block failures are in the Report.
-func Apply(ctx context.Context, cfg *Config, opts Options) (*Report, error) {
+func Apply(ctx context.Context, cfg *provconfig.Config, opts Options) (*Report, error) {
 	if cfg == nil {
 		return nil, errors.New("apply: nil config")
 	}
@@ -139,8 +134,41 @@ func Apply(ctx context.Context, cfg *Config, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func skippedResult(b Block, why string) BlockResult {
+func skippedResult(b provconfig.Block, why string) BlockResult {
 	return BlockResult{Kind: b.Kind(), Name: b.Name(), Outcome: OutcomeSkipped, Changes: []Change{}, Error: why}
+}
+
+// The parsed blocks belong to provconfig, so each kind's engine is a method
+// of a wrapper declared here, with the block's fields at hand.
+type (
+	fileBlock    struct{ *provconfig.FileBlock }
+	execBlock    struct{ *provconfig.ExecBlock }
+	packageBlock struct{ *provconfig.PackageBlock }
+	userBlock    struct{ *provconfig.UserBlock }
+	groupBlock   struct{ *provconfig.GroupBlock }
+	serviceBlock struct{ *provconfig.ServiceBlock }
+	cloneBlock   struct{ *provconfig.CloneBlock }
+)
+
+// apply runs one block's engine.
+func (r *run) apply(b provconfig.Block) blockOutcome {
+	switch b := b.(type) {
+	case *provconfig.FileBlock:
+		return fileBlock{b}.apply(r)
+	case *provconfig.ExecBlock:
+		return execBlock{b}.apply(r)
+	case *provconfig.PackageBlock:
+		return packageBlock{b}.apply(r)
+	case *provconfig.UserBlock:
+		return userBlock{b}.apply(r)
+	case *provconfig.GroupBlock:
+		return groupBlock{b}.apply(r)
+	case *provconfig.ServiceBlock:
+		return serviceBlock{b}.apply(r)
+	case *provconfig.CloneBlock:
+		return cloneBlock{b}.apply(r)
+	}
+	return blockOutcome{err: fmt.Errorf("internal error: no engine for %s blocks", b.Kind())}
 }
 
 // blockOutcome is what a block's apply method returns; Apply turns it into a
@@ -160,7 +188,7 @@ func (o blockOutcome) fail(format string, args ...any) blockOutcome {
 	return o
 }
 
-func (r *run) applyBlock(b Block) (res BlockResult) {
+func (r *run) applyBlock(b provconfig.Block) (res BlockResult) {
 	start := time.Now()
 	res = BlockResult{Kind: b.Kind(), Name: b.Name()}
 	defer func() {
@@ -173,7 +201,7 @@ func (r *run) applyBlock(b Block) (res BlockResult) {
 		}
 		res.DurationMS = time.Since(start).Milliseconds()
 	}()
-	o := b.apply(r)
+	o := r.apply(b)
 	res.Changes = o.changes
 	res.Output = capString(o.output, MaxBlockOutput)
 	switch {
@@ -194,44 +222,25 @@ type run struct {
 	opts   Options
 	dry    bool
 	runner Runner
-	files  map[string][]byte
-	data   templateData
+	data   provconfig.TemplateData
 
 	pm    string // detected package manager, once asked for
 	pmErr error
 }
 
-// templateData is what templates see: {{ .Target.Name }}, {{ .Vars.x }}.
-type templateData struct {
-	Target Facts
-	Vars   map[string]string
-}
-
-func newRun(ctx context.Context, cfg *Config, opts Options) *run {
+func newRun(ctx context.Context, cfg *provconfig.Config, opts Options) *run {
 	if opts.Runner == nil {
 		opts.Runner = ExecRunner{}
 	}
 	if opts.SudoersDir == "" {
 		opts.SudoersDir = DefaultSudoersDir
 	}
-	vars := make(map[string]string, len(cfg.Vars)+len(opts.Vars))
-	for k, v := range cfg.Vars {
-		vars[k] = v
-	}
-	for k, v := range opts.Vars {
-		vars[k] = v
-	}
-	facts := opts.Facts
-	if facts.Labels == nil {
-		facts.Labels = map[string]string{}
-	}
 	return &run{
 		ctx:    ctx,
 		opts:   opts,
 		dry:    opts.DryRun,
 		runner: opts.Runner,
-		files:  cfg.files,
-		data:   templateData{Target: facts, Vars: vars},
+		data:   cfg.TemplateData(opts.Facts, opts.Vars),
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 func TestApplyContinuesPastFailure(t *testing.T) {
@@ -193,7 +195,7 @@ unless = "grep -q configured %[1]s/configured"
 url = %[2]q
 dest = "%[1]s/src"
 `, dir, up), nil)
-	opts := Options{Facts: Facts{Name: "web1"}}
+	opts := Options{Facts: provconfig.Facts{Name: "web1"}}
 	first := apply(t, cfg, opts)
 	wantOutcomes(t, first, OutcomeChanged, OutcomeChanged, OutcomeChanged, OutcomeChanged, OutcomeChanged)
 	second := apply(t, cfg, opts)

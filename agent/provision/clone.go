@@ -39,7 +39,7 @@ func (r *run) gitOK(dir string, args ...string) (string, bool, error) {
 // reset to the remote one; a tag or commit is checked out detached. Local
 // uncommitted changes are kept when git can (checkout fails if they
 // conflict). A dest that exists and is not a checkout is refused.
-func (b *CloneBlock) apply(r *run) blockOutcome {
+func (b cloneBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	st, err := os.Lstat(b.Dest)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -69,7 +69,7 @@ func (b *CloneBlock) apply(r *run) blockOutcome {
 	return b.update(r, o)
 }
 
-func (b *CloneBlock) clone(r *run, o blockOutcome) blockOutcome {
+func (b cloneBlock) clone(r *run, o blockOutcome) blockOutcome {
 	what := b.URL
 	if b.Ref != "" {
 		what += " at " + b.Ref
@@ -101,7 +101,7 @@ func (b *CloneBlock) clone(r *run, o blockOutcome) blockOutcome {
 	return o
 }
 
-func (b *CloneBlock) update(r *run, o blockOutcome) blockOutcome {
+func (b cloneBlock) update(r *run, o blockOutcome) blockOutcome {
 	origin, _, err := r.gitOK(b.Dest, "remote", "get-url", "origin")
 	if err != nil {
 		return o.fail("%v", err)
@@ -152,7 +152,7 @@ func (b *CloneBlock) update(r *run, o blockOutcome) blockOutcome {
 
 // checkout moves the checkout to b.Ref (or the remote's default branch),
 // unless HEAD is already there.
-func (b *CloneBlock) checkout(r *run, head string) error {
+func (b cloneBlock) checkout(r *run, head string) error {
 	ref := b.Ref
 	if ref == "" {
 		def, ok, err := r.gitOK(b.Dest, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
@@ -198,7 +198,7 @@ func (b *CloneBlock) checkout(r *run, head string) error {
 
 // remoteTarget resolves b.Ref on the remote without fetching (for dry runs).
 // It returns "" for a commit id the remote does not advertise.
-func (b *CloneBlock) remoteTarget(r *run) (string, error) {
+func (b cloneBlock) remoteTarget(r *run) (string, error) {
 	ref := b.Ref
 	if ref == "" {
 		ref = "HEAD"

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // gitT runs git in dir with a fixed identity and returns its trimmed output.
@@ -39,7 +41,7 @@ func commit(t *testing.T, repo, file, content string) string {
 	return gitT(t, repo, "rev-parse", "HEAD")
 }
 
-func cloneConfig(t *testing.T, url, dest, ref string) *Config {
+func cloneConfig(t *testing.T, url, dest, ref string) *provconfig.Config {
 	src := fmt.Sprintf("[[clone]]\nurl = %q\ndest = %q\n", url, dest)
 	if ref != "" {
 		src += fmt.Sprintf("ref = %q\n", ref)

@@ -1,150 +1,17 @@
 package provision
 
-import (
-	"text/template"
-	"time"
+import "github.com/hpt-dev/hpt/provconfig"
+
+// The config model and its parser live in provconfig, which the server
+// links without this engine. These names stay here for the agent, which
+// parses what it runs; new code imports provconfig.
+type (
+	Bundle = provconfig.Bundle
+	Facts  = provconfig.Facts
 )
 
-// Config is a validated provisioning config, ready for Apply. Parse is the
-// only way to make one.
-type Config struct {
-	Name     string            // the bundle's name, used in messages
-	FailHard bool              // stop at the first failed block; the rest are reported skipped
-	Vars     map[string]string // [vars] defaults; Options.Vars override them
-	Blocks   []Block           // in file order
+// MaxBundleSize is provconfig.MaxBundleSize.
+const MaxBundleSize = provconfig.MaxBundleSize
 
-	files map[string][]byte // the bundle's source files
-}
-
-// Block is one unit of desired state. The set of kinds is closed: FileBlock,
-// ExecBlock, PackageBlock, UserBlock, GroupBlock, ServiceBlock and CloneBlock.
-type Block interface {
-	Kind() string // "file", "exec", "package", "packages", "user", "group", "service", "clone"
-	Name() string // how results name the block: a path, a package or user name, …
-	Line() int    // 1-based line where the block starts in the config
-
-	apply(r *run) blockOutcome
-}
-
-type blockPos struct{ line int }
-
-func (p blockPos) Line() int { return p.line }
-
-// FileBlock is a [[file]]: a regular file with content, a directory, or
-// attributes of an existing path; or a path that must not exist.
-type FileBlock struct {
-	blockPos
-	Path     string  // absolute, cleaned
-	Content  *string // literal content; nil when not set
-	Source   string  // bundle file (relative to the config) to copy; "" when not set
-	Dir      bool    // a directory
-	Perms    string  // as written, e.g. "0640"; "" when not managed
-	Owner    string  // user name or uid; "" when not managed
-	Group    string  // group name or gid; "" when not managed
-	Absent   bool    // the path must not exist
-	Template bool    // render Content/Source with text/template
-
-	mode uint32             // Perms parsed
-	tmpl *template.Template // parsed when Template
-}
-
-func (*FileBlock) Kind() string   { return "file" }
-func (b *FileBlock) Name() string { return b.Path }
-
-// ExecBlock is an [[exec]]: a command run when its guards say so.
-type ExecBlock struct {
-	blockPos
-	Label   string   // name = "…", for results; defaults to the command
-	Script  string   // shell script (a template); or
-	Cmd     string   // a program, with
-	Args    []string // its arguments
-	User    string
-	Pwd     string
-	Env     []string // KEY=value, sorted by key
-	Creates string   // skip (outcome ok) when this path exists
-	Unless  string   // skip (outcome ok) when this shell command exits 0
-	OnlyIf  string   // skip (outcome ok) unless this shell command exits 0
-	Timeout time.Duration
-
-	tmpl *template.Template // Script parsed
-}
-
-func (*ExecBlock) Kind() string { return "exec" }
-func (b *ExecBlock) Name() string {
-	if b.Label != "" {
-		return b.Label
-	}
-	if b.Cmd != "" {
-		return firstLine(Command{Name: b.Cmd, Args: b.Args}.String(), 80)
-	}
-	return firstLine(b.Script, 80)
-}
-
-// PackageBlock is a [[package]], or the top-level packages = [...] list.
-type PackageBlock struct {
-	blockPos
-	Names []string
-	State string // "installed" or "absent"
-
-	list bool // from top-level packages
-}
-
-func (b *PackageBlock) Kind() string {
-	if b.list {
-		return "packages"
-	}
-	return "package"
-}
-
-func (b *PackageBlock) Name() string {
-	return joinNames(b.Names)
-}
-
-// UserBlock is a [[user]]: a local account and its authorized SSH keys.
-type UserBlock struct {
-	blockPos
-	UserName string
-	Home     string   // "" to leave to useradd / unchanged
-	Shell    string   // "" to leave to useradd / unchanged
-	UID      *int     // nil to leave to useradd / unchanged
-	Groups   []string // supplementary groups the user must be in (others are kept)
-	SSHKeys  []string // authorized_keys lines that must be present
-	Absent   bool
-}
-
-func (*UserBlock) Kind() string   { return "user" }
-func (b *UserBlock) Name() string { return b.UserName }
-
-// GroupBlock is a [[group]]: a local group, optionally with passwordless sudo.
-type GroupBlock struct {
-	blockPos
-	GroupName        string
-	GID              *int  // nil to leave to groupadd / unchanged
-	PasswordlessSudo *bool // nil: the sudoers drop-in is not managed
-	Absent           bool
-}
-
-func (*GroupBlock) Kind() string   { return "group" }
-func (b *GroupBlock) Name() string { return b.GroupName }
-
-// ServiceBlock is a [[service]]: a systemd unit's run and boot state.
-type ServiceBlock struct {
-	blockPos
-	Unit    string
-	Status  string // "started", "stopped", "restarted" or "" (not managed)
-	Enabled *bool  // nil: not managed
-}
-
-func (*ServiceBlock) Kind() string   { return "service" }
-func (b *ServiceBlock) Name() string { return b.Unit }
-
-// CloneBlock is a [[clone]]: a git checkout kept at a ref.
-type CloneBlock struct {
-	blockPos
-	URL  string
-	Dest string // absolute, cleaned
-	Ref  string // branch, tag or commit; "" for the remote's default branch
-}
-
-func (*CloneBlock) Kind() string   { return "clone" }
-func (b *CloneBlock) Name() string { return b.Dest }
+// Parse is provconfig.Parse.
+func Parse(b *Bundle) (*provconfig.Config, error) { return provconfig.Parse(b) }

@@ -1,16 +1,10 @@
 // Package provision applies hpt provisioning configs to the host it runs on.
 //
-// A config is TOML (SPEC.md section 9): blocks such as [[file]], [[exec]],
-// [[package]], [[user]], [[group]], [[service]] and [[clone]] that describe
-// the state a host should be in. The package has three steps, each usable on
-// its own:
-//
-//   - LoadBundle reads a config and the source files it names into a Bundle,
-//     the unit that travels to a target.
-//   - Parse validates the whole Bundle before anything runs and returns a
-//     Config, or every problem found, each a *ConfigError naming the line.
-//   - Apply brings the host to the state the Config describes, block by block
-//     in file order, and returns a Report with one BlockResult per block.
+// A config is TOML (SPEC.md section 9). Reading and validating it is
+// provconfig's job (LoadBundle, Parse), so that the server can check a job
+// without linking this engine; Apply brings the host to the state a
+// provconfig.Config describes, block by block in file order, and returns a
+// Report with one BlockResult per block.
 //
 // Every block is idempotent: it inspects the host first and changes only what
 // differs, so a second Apply reports every block "ok". With Options.DryRun the

@@ -7,41 +7,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// TestExamplesParse loads and validates every config in examples/, so the
-// examples cannot rot.
-func TestExamplesParse(t *testing.T) {
-	names, err := filepath.Glob("../../examples/*.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(names) < 3 {
-		t.Fatalf("expected the examples, found %v", names)
-	}
-	for _, name := range names {
-		t.Run(filepath.Base(name), func(t *testing.T) {
-			b, err := LoadBundle(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := Parse(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(cfg.Blocks) == 0 {
-				t.Fatal("no blocks")
-			}
-		})
-	}
-}
+	"github.com/hpt-dev/hpt/provconfig"
+)
 
 // TestHelloExampleDryRun dry-runs examples/hello.toml for real, then
 // applies it twice, as its header shows. Its /tmp/hpt-hello is moved into a
 // fresh temporary directory, so what earlier runs left in /tmp cannot turn
 // the expected changes into "ok".
 func TestHelloExampleDryRun(t *testing.T) {
-	b, err := LoadBundle("../../examples/hello.toml")
+	b, err := provconfig.LoadBundle("../../examples/hello.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +25,12 @@ func TestHelloExampleDryRun(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "hpt-hello")
 	b.Config = bytes.ReplaceAll(b.Config, []byte("/tmp/hpt-hello"), []byte(dir))
-	cfg, err := Parse(b)
+	cfg, err := provconfig.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := &RecordingRunner{}
-	rep := apply(t, cfg, Options{DryRun: true, Runner: rec, Facts: Facts{Name: "example"}})
+	rep := apply(t, cfg, Options{DryRun: true, Runner: rec, Facts: provconfig.Facts{Name: "example"}})
 	if len(rec.Commands()) != 0 {
 		t.Fatalf("dry run ran %v", rec.Lines())
 	}
@@ -72,33 +47,33 @@ func TestHelloExampleDryRun(t *testing.T) {
 	}
 
 	// Applied, it does what it said; applied again, everything is ok.
-	wantOutcomes(t, apply(t, cfg, Options{Facts: Facts{Name: "example"}}), OutcomeChanged, OutcomeChanged, OutcomeChanged)
+	wantOutcomes(t, apply(t, cfg, Options{Facts: provconfig.Facts{Name: "example"}}), OutcomeChanged, OutcomeChanged, OutcomeChanged)
 	if got, err := os.ReadFile(filepath.Join(dir, "hello.txt")); err != nil || !strings.HasPrefix(string(got), "Hello from example!\n") {
 		t.Fatalf("hello.txt = %q, %v", got, err)
 	}
-	wantOutcomes(t, apply(t, cfg, Options{Facts: Facts{Name: "example"}}), OutcomeOK, OutcomeOK, OutcomeOK)
+	wantOutcomes(t, apply(t, cfg, Options{Facts: provconfig.Facts{Name: "example"}}), OutcomeOK, OutcomeOK, OutcomeOK)
 }
 
 // TestWebserverExampleDryRun is the dry run examples/webserver.toml
 // suggests, with the host's commands answered by a recorder: it passes, and
 // its page shows the target's "role" label, or "none" without one.
 func TestWebserverExampleDryRun(t *testing.T) {
-	b, err := LoadBundle("../../examples/webserver.toml")
+	b, err := provconfig.LoadBundle("../../examples/webserver.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(b)
+	cfg, err := provconfig.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		facts Facts
+		facts provconfig.Facts
 		role  string
 	}{
-		{Facts{Name: "example"}, "none"},
-		{Facts{Name: "web-1", Labels: map[string]string{"role": "web"}}, "web"},
+		{provconfig.Facts{Name: "example"}, "none"},
+		{provconfig.Facts{Name: "web-1", Labels: map[string]string{"role": "web"}}, "web"},
 	} {
-		if err := CheckTemplates(cfg, tc.facts, nil); err != nil {
+		if err := provconfig.CheckTemplates(cfg, tc.facts, nil); err != nil {
 			t.Errorf("%s: templates: %v", tc.facts.Name, err)
 		}
 		rep := apply(t, cfg, Options{DryRun: true, Runner: &RecordingRunner{}, Facts: tc.facts, PackageManager: "apt"})

@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +16,7 @@ const Shell = "/bin/sh"
 // unless exits 0, or onlyif exits non-zero. A guard that stops it leaves the
 // outcome ok (the state it guards is already there), with the reason in
 // Output. An exec that runs is "changed"; a non-zero exit is "failed".
-func (b *ExecBlock) apply(r *run) blockOutcome {
+func (b execBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	base := Command{User: b.User, Dir: b.Pwd, Env: b.Env, Timeout: b.Timeout}
 	if b.Creates != "" {
@@ -63,11 +62,10 @@ func (b *ExecBlock) apply(r *run) blockOutcome {
 		cmd.Name, cmd.Args = b.Cmd, b.Args
 		shown = cmd.String()
 	} else {
-		var buf bytes.Buffer
-		if err := render(b.tmpl, &buf, r.data); err != nil {
+		script, err := b.RenderScript(r.data)
+		if err != nil {
 			return o.fail("script template: %v", err)
 		}
-		script := buf.String()
 		shown = describeScript(script)
 		if !strings.HasPrefix(script, "#!") {
 			cmd.Name, cmd.Args = Shell, []string{"-c", script}
@@ -98,7 +96,7 @@ func (b *ExecBlock) apply(r *run) blockOutcome {
 
 // notReady says why the block's guards cannot run yet: its pwd or user
 // does not exist (an earlier block may create it).
-func (b *ExecBlock) notReady() string {
+func (b execBlock) notReady() string {
 	if b.Pwd != "" {
 		if _, err := os.Stat(b.Pwd); errors.Is(err, fs.ErrNotExist) {
 			return "pwd " + b.Pwd + " does not exist yet"
@@ -113,15 +111,15 @@ func (b *ExecBlock) notReady() string {
 }
 
 // shown is how the command appears in changes.
-func (b *ExecBlock) shown(r *run) string {
+func (b execBlock) shown(r *run) string {
 	if b.Cmd != "" {
 		return Command{Name: b.Cmd, Args: b.Args}.String()
 	}
-	var buf bytes.Buffer
-	if err := render(b.tmpl, &buf, r.data); err != nil {
+	script, err := b.RenderScript(r.data)
+	if err != nil {
 		return describeScript(b.Script)
 	}
-	return describeScript(buf.String())
+	return describeScript(script)
 }
 
 func shellCommand(base Command, script string) Command {
@@ -187,4 +185,16 @@ func splitNonEmpty(s string) []string {
 		}
 	}
 	return out
+}
+
+// firstLine shortens s to its first line, at most max bytes, for messages.
+func firstLine(s string, max int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
 }

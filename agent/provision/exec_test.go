@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 func TestExecBlocks(t *testing.T) {
@@ -67,7 +69,7 @@ func TestExecBlocks(t *testing.T) {
 				tc.setup(dir)
 			}
 			cfg := parse(t, strings.ReplaceAll(tc.config, "%[1]s", dir), nil)
-			rep := apply(t, cfg, Options{Facts: Facts{Name: "testhost"}})
+			rep := apply(t, cfg, Options{Facts: provconfig.Facts{Name: "testhost"}})
 			wantOutcomes(t, rep, tc.want)
 			b := rep.Blocks[0]
 			if want := strings.ReplaceAll(tc.output, "%[1]s", dir); !strings.Contains(b.Output, want) {
@@ -129,7 +131,7 @@ onlyif = "test -x ./migrate"
 	if g := rec.Commands()[0]; g.User != "builder" || g.Dir != "/hpt-test-nonexistent/src" || g.Timeout != 2*time.Minute {
 		t.Fatalf("guard does not run like the command: %+v", g)
 	}
-	if d := rec.Commands()[3].Timeout; d != DefaultExecTimeout {
+	if d := rec.Commands()[3].Timeout; d != provconfig.DefaultExecTimeout {
 		t.Fatalf("default timeout %v", d)
 	}
 	if rep.Blocks[1].Name != "migrate" || rep.Blocks[1].Output != "done\n" {

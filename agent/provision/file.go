@@ -18,7 +18,7 @@ const (
 	defaultDirMode  = 0o755
 )
 
-func (b *FileBlock) apply(r *run) blockOutcome {
+func (b fileBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	st, err := os.Lstat(b.Path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -54,7 +54,7 @@ func (b *FileBlock) apply(r *run) blockOutcome {
 	return o
 }
 
-func (b *FileBlock) remove(r *run, st fs.FileInfo) blockOutcome {
+func (b fileBlock) remove(r *run, st fs.FileInfo) blockOutcome {
 	var o blockOutcome
 	if st == nil {
 		return o
@@ -75,7 +75,7 @@ func (b *FileBlock) remove(r *run, st fs.FileInfo) blockOutcome {
 	return o
 }
 
-func (b *FileBlock) directory(r *run, st fs.FileInfo) blockOutcome {
+func (b fileBlock) directory(r *run, st fs.FileInfo) blockOutcome {
 	var o blockOutcome
 	if st != nil && st.Mode()&fs.ModeSymlink != 0 {
 		if target, err := os.Stat(b.Path); err == nil && target.IsDir() {
@@ -111,7 +111,7 @@ func (b *FileBlock) directory(r *run, st fs.FileInfo) blockOutcome {
 	return o
 }
 
-func (b *FileBlock) regular(r *run, st fs.FileInfo) blockOutcome {
+func (b fileBlock) regular(r *run, st fs.FileInfo) blockOutcome {
 	var o blockOutcome
 	content, err := b.render(r)
 	if err != nil {
@@ -176,24 +176,12 @@ func (b *FileBlock) regular(r *run, st fs.FileInfo) blockOutcome {
 	return o
 }
 
-func (b *FileBlock) render(r *run) ([]byte, error) {
-	var data []byte
-	if b.Content != nil {
-		data = []byte(*b.Content)
-	} else {
-		var ok bool
-		if data, ok = r.files[b.Source]; !ok {
-			return nil, fmt.Errorf("source %q is not in the bundle", b.Source)
-		}
-	}
-	if !b.Template {
-		return data, nil
-	}
-	var buf bytes.Buffer
-	if err := render(b.tmpl, &buf, r.data); err != nil {
+func (b fileBlock) render(r *run) ([]byte, error) {
+	data, err := b.Render(r.data)
+	if err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
-	return buf.Bytes(), nil
+	return data, nil
 }
 
 // attrs is the desired mode and ownership of a path, compared with what it has.
@@ -206,18 +194,18 @@ type attrs struct {
 
 // wantAttrs compares the block's perms, owner and group with st (nil when
 // the path does not exist yet).
-func (b *FileBlock) wantAttrs(r *run, st fs.FileInfo) (attrs, error) {
+func (b fileBlock) wantAttrs(r *run, st fs.FileInfo) (attrs, error) {
 	a := attrs{mode: -1, uid: -1, gid: -1}
 	var cur *syscall.Stat_t
 	if st != nil {
 		cur, _ = st.Sys().(*syscall.Stat_t)
 	}
 	if b.Perms != "" {
-		a.mode = int(b.mode)
+		a.mode = int(b.Mode())
 		if cur == nil {
-			a.changes = append(a.changes, Change{Field: "perms", Old: "", New: fmt.Sprintf("%04o", b.mode)})
+			a.changes = append(a.changes, Change{Field: "perms", Old: "", New: fmt.Sprintf("%04o", b.Mode())})
 		} else if int(cur.Mode&0o7777) != a.mode {
-			a.changes = append(a.changes, Change{Field: "perms", Old: fmt.Sprintf("%04o", cur.Mode&0o7777), New: fmt.Sprintf("%04o", b.mode)})
+			a.changes = append(a.changes, Change{Field: "perms", Old: fmt.Sprintf("%04o", cur.Mode&0o7777), New: fmt.Sprintf("%04o", b.Mode())})
 			a.changed = true
 		}
 	}

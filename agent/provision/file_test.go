@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 func modeOf(t *testing.T, path string) uint32 {
@@ -104,7 +106,7 @@ func TestFileBlocks(t *testing.T) {
 		{
 			name:   "template content",
 			config: "[vars]\nenv = \"prod\"\n[[file]]\npath = \"%[1]s/t\"\ncontent = \"{{ .Target.Name }} {{ .Target.Labels.role }} {{ .Vars.env }} {{ .Vars.extra }}\"\ntemplate = true\n",
-			opts:   Options{Facts: Facts{Name: "web1", Labels: map[string]string{"role": "web"}}, Vars: map[string]string{"extra": "x"}},
+			opts:   Options{Facts: provconfig.Facts{Name: "web1", Labels: map[string]string{"role": "web"}}, Vars: map[string]string{"extra": "x"}},
 			first:  OutcomeChanged, fields: []string{"content"},
 			checks: []check{fileIs("t", "web1 web prod x", 0)},
 		},
@@ -112,7 +114,7 @@ func TestFileBlocks(t *testing.T) {
 			name:   "template source",
 			config: "[[file]]\npath = \"%[1]s/t\"\nsource = \"t.tmpl\"\ntemplate = true\n",
 			files:  map[string][]byte{"t.tmpl": []byte("name={{ .Target.Name }}\n")},
-			opts:   Options{Facts: Facts{Name: "db"}},
+			opts:   Options{Facts: provconfig.Facts{Name: "db"}},
 			first:  OutcomeChanged, fields: []string{"content"},
 			checks: []check{fileIs("t", "name=db\n", 0)},
 		},

@@ -49,7 +49,7 @@ func sudoersContent(group string) []byte {
 // sudoers directory, checked with visudo before it is put in place (an
 // invalid drop-in would break sudo for everyone); false, and absent = true,
 // remove it.
-func (b *GroupBlock) apply(r *run) blockOutcome {
+func (b groupBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	gid, exists, err := r.lookupGroup(b.GroupName)
 	if err != nil {

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/hpt-dev/hpt/internal/testenv"
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // parse parses src as provision.toml with the given source files, failing
 // the test on error.
-func parse(t *testing.T, src string, files map[string][]byte) *Config {
+func parse(t *testing.T, src string, files map[string][]byte) *provconfig.Config {
 	t.Helper()
-	cfg, err := Parse(&Bundle{Name: "provision.toml", Config: []byte(src), Files: files})
+	cfg, err := provconfig.Parse(&provconfig.Bundle{Name: "provision.toml", Config: []byte(src), Files: files})
 	if err != nil {
 		t.Fatalf("Parse:\n%v\nconfig:\n%s", err, src)
 	}
@@ -20,7 +21,7 @@ func parse(t *testing.T, src string, files map[string][]byte) *Config {
 }
 
 // apply applies cfg and returns the report, failing on a run error.
-func apply(t *testing.T, cfg *Config, opts Options) *Report {
+func apply(t *testing.T, cfg *provconfig.Config, opts Options) *Report {
 	t.Helper()
 	rep, err := Apply(context.Background(), cfg, opts)
 	if err != nil {

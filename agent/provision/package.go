@@ -21,7 +21,7 @@ var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEN
 
 // A package block queries what is installed first and runs the package
 // manager only for the packages that differ, so a second run does nothing.
-func (b *PackageBlock) apply(r *run) blockOutcome {
+func (b packageBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	pm, err := r.packageManager()
 	if err != nil {

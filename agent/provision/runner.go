@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // Runner runs external commands. Apply starts every external program through
@@ -39,15 +41,7 @@ type Command struct {
 
 // String renders the command as a shell-quoted line, e.g. `useradd --shell /bin/bash alice`.
 // Only Name and Args are included.
-func (c Command) String() string {
-	var b strings.Builder
-	b.WriteString(shellQuote(c.Name))
-	for _, a := range c.Args {
-		b.WriteByte(' ')
-		b.WriteString(shellQuote(a))
-	}
-	return b.String()
-}
+func (c Command) String() string { return provconfig.CommandLine(c.Name, c.Args...) }
 
 // CommandResult is what a command left behind.
 type CommandResult struct {
@@ -68,19 +62,6 @@ func (r CommandResult) Output() string {
 		out += "\n"
 	}
 	return out + string(r.Stderr)
-}
-
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			strings.ContainsRune("-_./=:,+@%^", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
 }
 
 // MaxCommandOutput is how much of each of stdout and stderr ExecRunner keeps;

@@ -11,7 +11,7 @@ const ServiceTimeout = 5 * time.Minute
 // A service block asks systemctl is-active / is-enabled first and starts,
 // stops, enables or disables only when the unit differs. "restarted" always
 // restarts, so it is always "changed".
-func (b *ServiceBlock) apply(r *run) blockOutcome {
+func (b serviceBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	systemctl := func(args ...string) Command {
 		return Command{Name: "systemctl", Args: append(args, b.Unit), Timeout: ServiceTimeout}

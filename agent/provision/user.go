@@ -2,7 +2,6 @@ package provision
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // passwdEntry is a line of the passwd database.
@@ -66,7 +67,7 @@ func firstRawLine(b []byte) string {
 // usermod and userdel, then makes sure every configured key is in
 // ~/.ssh/authorized_keys (compared by key material, so re-running never adds
 // a duplicate and existing options or comments are kept).
-func (b *UserBlock) apply(r *run) blockOutcome {
+func (b userBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	cur, exists, err := r.lookupUser(b.UserName)
 	if err != nil {
@@ -223,13 +224,13 @@ func (r *run) authorizedKeys(o *blockOutcome, u passwdEntry, keys []string) erro
 	}
 	have := map[string]bool{}
 	for _, line := range strings.Split(string(old), "\n") {
-		if m, ok := keyMaterial(line); ok {
+		if m, ok := provconfig.AuthorizedKey(line); ok {
 			have[m] = true
 		}
 	}
 	var add []string
 	for _, k := range keys {
-		m, _ := keyMaterial(k)
+		m, _ := provconfig.AuthorizedKey(k)
 		if !have[m] {
 			have[m] = true
 			add = append(add, k)
@@ -295,67 +296,9 @@ func (r *run) fixOwnerMode(o *blockOutcome, field, path string, st fs.FileInfo, 
 func countKeys(b []byte) int {
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if _, ok := keyMaterial(line); ok {
+		if _, ok := provconfig.AuthorizedKey(line); ok {
 			n++
 		}
 	}
 	return n
-}
-
-// keyMaterial returns "type base64" of an authorized_keys line, ignoring
-// options before the key and the comment after it, or false when the line
-// holds no key.
-func keyMaterial(line string) (string, bool) {
-	line = strings.TrimSpace(line)
-	if line == "" || strings.HasPrefix(line, "#") {
-		return "", false
-	}
-	fields := splitKeyLine(line)
-	for i := 0; i+1 < len(fields); i++ {
-		if !isKeyType(fields[i]) {
-			continue
-		}
-		blob, err := base64.StdEncoding.DecodeString(fields[i+1])
-		if err != nil || len(blob) < 4 {
-			continue
-		}
-		return fields[i] + " " + fields[i+1], true
-	}
-	return "", false
-}
-
-func isKeyType(s string) bool {
-	return strings.HasPrefix(s, "ssh-") || strings.HasPrefix(s, "ecdsa-sha2-") ||
-		strings.HasPrefix(s, "sk-ssh-") || strings.HasPrefix(s, "sk-ecdsa-")
-}
-
-// splitKeyLine splits on blanks outside double quotes (options such as
-// command="a b" hold spaces).
-func splitKeyLine(line string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted := false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '\\' && quoted && i+1 < len(line):
-			cur.WriteByte(c)
-			i++
-			cur.WriteByte(line[i])
-		case c == '"':
-			quoted = !quoted
-			cur.WriteByte(c)
-		case (c == ' ' || c == '\t') && !quoted:
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 func (a *app) applyCommand() *cobra.Command {
@@ -46,7 +47,7 @@ func parseVars(list []string) (map[string]string, error) {
 			out[k] = v
 		}
 	}
-	if err := provision.CheckVars(out); err != nil {
+	if err := provconfig.CheckVars(out); err != nil {
 		return nil, usagef("--vars: %v", err)
 	}
 	return out, nil
@@ -54,16 +55,12 @@ func parseVars(list []string) (map[string]string, error) {
 
 // applyLocal runs the provisioning engine on this host.
 func (a *app) applyLocal(ctx context.Context, path string, dryRun bool, vars map[string]string) error {
-	bundle, err := provision.LoadBundle(path)
-	if err != nil {
-		return err
-	}
-	cfg, err := provision.Parse(bundle)
+	_, cfg, err := provconfig.Load(path)
 	if err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
-	opts := provision.Options{DryRun: dryRun, Facts: provision.Facts{Name: host}, Vars: vars}
+	opts := provision.Options{DryRun: dryRun, Facts: provconfig.Facts{Name: host}, Vars: vars}
 	if !a.json() {
 		if dryRun {
 			fmt.Fprintln(a.stdout, "DRY RUN: nothing is changed; \"changed\" means \"would change\".")

@@ -15,6 +15,7 @@ import (
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -119,11 +120,8 @@ the targets.`,
 			if timeout < 0 || maxFailures < -1 {
 				return usagef("--timeout must be positive and --max-failures -1 or more")
 			}
-			bundle, err := provision.LoadBundle(args[0])
+			bundle, _, err := provconfig.Load(args[0])
 			if err != nil {
-				return err
-			}
-			if _, err := provision.Parse(bundle); err != nil {
 				return err
 			}
 			return a.withClient(func(c *rpc.Client) error {

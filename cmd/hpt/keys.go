@@ -18,6 +18,7 @@ import (
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
+	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -287,12 +288,9 @@ func (a *app) listTargetKeys(ctx context.Context) ([]keyJSON, error) {
 // applyDirect is `hpt --target NAME --ip HOST FILE.toml`: the seed's
 // direct remote provisioning, no cluster involved.
 func (a *app) applyDirect(ctx context.Context, target, addr, path string, dryRun bool, vars map[string]string) error {
-	bundle, err := provision.LoadBundle(path)
-	if err != nil {
-		return err
-	}
 	// Validate here too, so a bad config never leaves this machine.
-	if _, err := provision.Parse(bundle); err != nil {
+	bundle, _, err := provconfig.Load(path)
+	if err != nil {
 		return err
 	}
 	ks, err := keystore.Open(a.keystorePath())

@@ -1,11 +1,13 @@
-package provision
+package provconfig
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // A Bundle is what travels to a target: the TOML text plus every `source`
@@ -76,16 +78,69 @@ func cmpOr(s, def string) string {
 // leaves that directory (also through a symlink) or cannot be read is an
 // error naming its line. Other problems in the config are left to Parse,
 // which reports them all.
+//
+// Load does the same and goes on to Parse, reporting the problems of both
+// together; it is what a command that loads a config from disk calls.
 func LoadBundle(path string) (*Bundle, error) {
-	data, err := readCapped(path, MaxBundleSize)
+	b, errs, err := loadBundle(path)
 	if err != nil {
 		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return b, nil
+}
+
+// Load reads the config at path and its source files as LoadBundle does,
+// and validates them as Parse does, reporting every problem of both in one
+// ConfigErrors ordered by line: a source that cannot be read does not hide
+// the config's other errors. It returns the bundle (to send to a target)
+// and the config only when there are none.
+func Load(path string) (*Bundle, *Config, error) {
+	b, loadErrs, err := loadBundle(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := Parse(b)
+	if len(loadErrs) == 0 {
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, cfg, nil
+	}
+	var parseErrs ConfigErrors
+	if err != nil && !errors.As(err, &parseErrs) {
+		return nil, nil, errors.Join(loadErrs, err)
+	}
+	// A source LoadBundle could not read is missing from the bundle, which
+	// Parse reports again for the same field; the read error says more.
+	failed := map[string]bool{}
+	for _, e := range loadErrs {
+		failed[e.Field] = true
+	}
+	all := slices.Clone(loadErrs)
+	for _, e := range parseErrs {
+		if !failed[e.Field] || e.Field == "" {
+			all = append(all, e)
+		}
+	}
+	slices.SortStableFunc(all, func(a, b *ConfigError) int { return cmp.Compare(a.Line, b.Line) })
+	return nil, nil, all
+}
+
+// loadBundle is LoadBundle, returning the bundle of what it could read
+// beside the problems with the sources it could not.
+func loadBundle(path string) (*Bundle, ConfigErrors, error) {
+	data, err := readCapped(path, MaxBundleSize)
+	if err != nil {
+		return nil, nil, err
 	}
 	b := &Bundle{Name: filepath.Base(path), Config: data, Files: map[string][]byte{}}
 	p := &parser{file: b.Name}
 	m, _, ok := p.decode(string(data))
 	if !ok {
-		return b, nil // Parse reports the syntax error
+		return b, nil, nil // Parse reports the syntax error
 	}
 	var root *os.Root
 	defer func() {
@@ -114,7 +169,7 @@ func LoadBundle(path string) (*Bundle, error) {
 		}
 		if root == nil {
 			if root, err = os.OpenRoot(filepath.Dir(path)); err != nil {
-				return nil, fmt.Errorf("load bundle: %w", err)
+				return nil, nil, fmt.Errorf("load bundle: %w", err)
 			}
 		}
 		total += int64(len(src))
@@ -126,10 +181,7 @@ func LoadBundle(path string) (*Bundle, error) {
 		total += int64(len(content))
 		b.Files[src] = content
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return b, nil
+	return b, errs, nil
 }
 
 // fileTables returns the [[file]] tables of a decoded config, in order (nil

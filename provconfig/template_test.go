@@ -1,4 +1,4 @@
-package provision
+package provconfig
 
 import (
 	"errors"
@@ -11,10 +11,7 @@ import (
 func renderScript(t *testing.T, script string, facts Facts, vars map[string]string) (string, error) {
 	t.Helper()
 	cfg := parse(t, fmt.Sprintf("[vars]\nset = \"from-config\"\n\n[[exec]]\nscript = %q\n", script), nil)
-	r := newRun(t.Context(), cfg, Options{Facts: facts, Vars: vars})
-	var b strings.Builder
-	err := render(cfg.Blocks[0].(*ExecBlock).tmpl, &b, r.data)
-	return b.String(), err
+	return cfg.Blocks[0].(*ExecBlock).RenderScript(cfg.TemplateData(facts, vars))
 }
 
 // The optional idioms the docs recommend work on a var or label that is

@@ -1,4 +1,4 @@
-package provision
+package provconfig
 
 import (
 	"cmp"
@@ -226,7 +226,7 @@ func (p *parser) fieldAt(line int, key string) string {
 
 // config walks the decoded document.
 func (p *parser) config(m map[string]any, md toml.MetaData) *Config {
-	cfg := &Config{Vars: map[string]string{}, files: p.files}
+	cfg := &Config{Vars: map[string]string{}}
 	root := &fields{p: p, m: m, used: map[string]bool{}}
 	if v, ok := root.boolean("failhard"); ok {
 		cfg.FailHard = v
@@ -387,8 +387,10 @@ func (p *parser) fileBlock(f *fields, pos blockPos) Block {
 	if f.has("source") && b.Source != "" {
 		if !filepath.IsLocal(b.Source) {
 			f.errorf("source", "source %q must be a relative path inside the config's directory", b.Source)
-		} else if _, ok := p.files[b.Source]; !ok {
+		} else if data, ok := p.files[b.Source]; !ok {
 			f.errorf("source", "source %q is not in the bundle (is it next to the config?)", b.Source)
+		} else {
+			b.source = data
 		}
 	}
 	if b.Template {
@@ -501,7 +503,7 @@ func (p *parser) userBlock(f *fields, pos blockPos) Block {
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
-			if _, ok := keyMaterial(line); !ok {
+			if _, ok := AuthorizedKey(line); !ok {
 				f.errorf("ssh_public_key", "not an OpenSSH public key (expected e.g. \"ssh-ed25519 AAAA… comment\"): %q", firstLine(line, 40))
 				bad = true
 				continue

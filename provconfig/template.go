@@ -1,7 +1,6 @@
-package provision
+package provconfig
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -196,8 +195,37 @@ func (g guard) arg(a tparse.Node, checked bool) tparse.Node {
 	return a
 }
 
+// Facts describe the target a config is applied to; templates see them as
+// .Target.
+type Facts struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels"`
+}
+
+// TemplateData is what templates see: {{ .Target.Name }}, {{ .Vars.x }}.
+type TemplateData struct {
+	Target Facts
+	Vars   map[string]string
+}
+
+// TemplateData is what this config's templates see on a target with these
+// facts, run with these vars: the config's [vars] with vars over them.
+func (c *Config) TemplateData(facts Facts, vars map[string]string) TemplateData {
+	merged := make(map[string]string, len(c.Vars)+len(vars))
+	for k, v := range c.Vars {
+		merged[k] = v
+	}
+	for k, v := range vars {
+		merged[k] = v
+	}
+	if facts.Labels == nil {
+		facts.Labels = map[string]string{}
+	}
+	return TemplateData{Target: facts, Vars: merged}
+}
+
 // render executes a config template into w.
-func render(t *template.Template, w io.Writer, data templateData) error {
+func render(t *template.Template, w io.Writer, data TemplateData) error {
 	if err := t.Execute(&limitWriter{w: w, left: maxRenderBytes}, data); err != nil {
 		return renderErr(err)
 	}
@@ -230,11 +258,11 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // CheckTemplates renders every template of cfg (templated file content or
-// source, exec scripts) as Apply would on a target with these facts and
+// source, exec scripts) as the engine would on a target with these facts and
 // job vars, writing nothing anywhere, and returns every error, each naming
 // its block. The node calls it at submission for each target of a job.
 func CheckTemplates(cfg *Config, facts Facts, vars map[string]string) error {
-	r := newRun(context.Background(), cfg, Options{Facts: facts, Vars: vars})
+	data := cfg.TemplateData(facts, vars)
 	var errs ConfigErrors
 	kinds := map[string]int{}
 	for _, b := range cfg.Blocks {
@@ -253,7 +281,7 @@ func CheckTemplates(cfg *Config, facts Facts, vars map[string]string) error {
 		if t == nil {
 			continue
 		}
-		if err := render(t, io.Discard, r.data); err != nil {
+		if err := render(t, io.Discard, data); err != nil {
 			errs = append(errs, &ConfigError{File: cfg.Name, Line: b.Line(),
 				Field: fmt.Sprintf("%s[%d].%s", b.Kind(), kinds[b.Kind()], field), Msg: "template: " + err.Error()})
 		}
