@@ -95,3 +95,45 @@ func TestLoadBundleLeavesSyntaxErrorsToParse(t *testing.T) {
 		t.Fatal("missing config loaded")
 	}
 }
+
+// A source that cannot be read does not hide the config's other errors:
+// Load reports them all, by line, and the missing source once.
+func TestLoadReportsMissingSourceWithOtherErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"site.toml": "[[file]]\npath = \"/a\"\nsource = \"missing\"\n\n[[file]]\npath = \"relative\"\ncontent = \"x\"\n\n[[service]]\nname = \"nginx\"\nstatus = \"up\"\n",
+	})
+	b, cfg, err := Load(filepath.Join(dir, "site.toml"))
+	if b != nil || cfg != nil {
+		t.Fatalf("Load returned a bundle or config with errors: %v %v", b, cfg)
+	}
+	var ces ConfigErrors
+	if !errors.As(err, &ces) {
+		t.Fatalf("err %T %v", err, err)
+	}
+	want := []struct {
+		line  int
+		field string
+		msg   string
+	}{
+		{3, "file[1].source", `read source "missing"`},
+		{6, "file[2].path", "absolute path"},
+		{11, "service[1].status", `not "up"`},
+	}
+	if len(ces) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(ces), len(want), err)
+	}
+	for i, w := range want {
+		if ces[i].Line != w.line || ces[i].Field != w.field || !strings.Contains(ces[i].Msg, w.msg) {
+			t.Errorf("error %d: %v, want line %d %s %q", i, ces[i], w.line, w.field, w.msg)
+		}
+	}
+
+	// A good config loads and parses in one call.
+	writeFiles(t, dir, map[string]string{"missing": "now here"})
+	writeFiles(t, dir, map[string]string{"good.toml": "[[file]]\npath = \"/a\"\nsource = \"missing\"\n"})
+	b, cfg, err = Load(filepath.Join(dir, "good.toml"))
+	if err != nil || b == nil || cfg == nil || string(b.Files["missing"]) != "now here" {
+		t.Fatalf("Load of a good config: %v, %v, %v", b, cfg, err)
+	}
+}
