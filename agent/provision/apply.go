@@ -122,6 +122,7 @@ func Apply(ctx context.Context, cfg *provconfig.Config, opts Options) (*Report, 
 			res = skippedResult(b, fmt.Sprintf("not run: run cancelled (%v)", ctx.Err()))
 		default:
 			res = r.applyBlock(b)
+			r.changedBefore = r.changedBefore || res.Outcome == OutcomeChanged
 			if res.Outcome == OutcomeFailed && cfg.FailHard {
 				stop = fmt.Sprintf("not run: %s %q failed and failhard = true", b.Kind(), b.Name())
 			}
@@ -224,6 +225,11 @@ type run struct {
 	runner Runner
 	data   provconfig.TemplateData
 
+	// changedBefore: an earlier block changed the host (in a dry run:
+	// would have), so a precondition that fails now may hold by the time
+	// the real run gets here.
+	changedBefore bool
+
 	pm    string // detected package manager, once asked for
 	pmErr error
 }
@@ -242,6 +248,22 @@ func newRun(ctx context.Context, cfg *provconfig.Config, opts Options) *run {
 		runner: opts.Runner,
 		data:   cfg.TemplateData(opts.Facts, opts.Vars),
 	}
+}
+
+// precondition turns what a dry run found the real run would fail on (a
+// missing visudo, a unit that does not exist) into the block's failure, as
+// the real run would report it. When an earlier block would change the
+// host, that change may be what makes it hold (a package that installs
+// sudo or the unit), so then it is only noted among the changes.
+func (r *run) precondition(o *blockOutcome, err error) error {
+	if err == nil || !r.dry {
+		return err
+	}
+	if !r.changedBefore {
+		return fmt.Errorf("the real run would fail: %w", err)
+	}
+	o.change("precondition", "", fmt.Sprintf("not met now, an earlier block may see to it: %v", err))
+	return nil
 }
 
 // exec runs c and returns its result; a non-zero exit is not an error here.

@@ -132,10 +132,10 @@ func (r *run) ensureSudoers(o *blockOutcome, group string) error {
 	c.Diff = unifiedDiff(path, old, want)
 	o.changes = append(o.changes, c)
 	if r.dry {
-		return nil
+		return r.precondition(o, r.checkSudoers(want))
 	}
-	if st, err := os.Stat(r.opts.SudoersDir); err != nil || !st.IsDir() {
-		return fmt.Errorf("sudoers directory %s is missing (is sudo installed?)", r.opts.SudoersDir)
+	if err := r.sudoersDirExists(); err != nil {
+		return err
 	}
 	// The temporary name holds a dot, so sudo ignores it until the rename;
 	// it is fixed so that the visudo command is predictable.
@@ -156,6 +156,30 @@ func (r *run) ensureSudoers(o *blockOutcome, group string) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	return nil
+}
+
+// checkSudoers is the dry run's look at what the real run needs to install
+// the drop-in: the sudoers directory, and a visudo that accepts it (given
+// on stdin, so nothing is written).
+func (r *run) checkSudoers(want []byte) error {
+	if err := r.sudoersDirExists(); err != nil {
+		return err
+	}
+	res, err := r.exec(Command{Name: "visudo", Args: []string{"-c", "-f", "-"}, Stdin: want})
+	if err != nil {
+		return fmt.Errorf("validate sudoers drop-in with visudo (is sudo installed?): %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("visudo rejects the sudoers drop-in: %s", trimOutput(res.Output()))
+	}
+	return nil
+}
+
+func (r *run) sudoersDirExists() error {
+	if st, err := os.Stat(r.opts.SudoersDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("sudoers directory %s is missing (is sudo installed?)", r.opts.SudoersDir)
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ func TestGroupBlocks(t *testing.T) {
 	cfg := parse(t, "[[group]]\nname = \"ops\"\ngid = 1600\npasswordless_sudo = true\n", nil)
 	dry := apply(t, cfg, Options{Runner: rec, SudoersDir: sudoers, DryRun: true})
 	wantOutcomes(t, dry, OutcomeChanged)
-	equalLines(t, rec.Lines(), []string{"getent group ops"})
+	equalLines(t, rec.Lines(), []string{"getent group ops", "visudo -c -f -"})
 	if _, err := os.Stat(dropIn); err == nil {
 		t.Fatal("dry run wrote the drop-in")
 	}
@@ -137,4 +137,78 @@ func TestGroupSudoersRealVisudo(t *testing.T) {
 	if err := exec.Command("visudo", "-c", "-f", bad).Run(); err == nil {
 		t.Fatal("visudo accepted a broken drop-in")
 	}
+}
+
+// A dry run of passwordless_sudo checks what the real run needs to install
+// the drop-in: with no visudo on PATH it fails as the real run does,
+// instead of promising a change the real run cannot make.
+func TestGroupDryRunNeedsVisudo(t *testing.T) {
+	host := newFakeAccounts(t)
+	host.groups["ops"] = 1000
+	runner := &RecordingRunner{Handler: func(c Command) (CommandResult, error) {
+		if c.Name == "visudo" {
+			return ExecRunner{}.Run(t.Context(), c) // the real lookup, on the PATH below
+		}
+		return host.handle(c)
+	}}
+	t.Setenv("PATH", t.TempDir()) // no visudo here
+	sudoers := t.TempDir()
+	cfg := parse(t, "[[group]]\nname = \"ops\"\npasswordless_sudo = true\n", nil)
+
+	dry := apply(t, cfg, Options{Runner: runner, SudoersDir: sudoers, DryRun: true})
+	wantOutcomes(t, dry, OutcomeFailed)
+	if e := dry.Blocks[0].Error; !strings.Contains(e, "the real run would fail") || !strings.Contains(e, "visudo") || !strings.Contains(e, "executable file not found") {
+		t.Fatalf("dry run error %q", e)
+	}
+	real := apply(t, cfg, Options{Runner: runner, SudoersDir: sudoers})
+	wantOutcomes(t, real, OutcomeFailed)
+	if e := real.Blocks[0].Error; !strings.Contains(e, "visudo") || !strings.Contains(e, "executable file not found") {
+		t.Fatalf("real run error %q", e)
+	}
+	if entries, _ := os.ReadDir(sudoers); len(entries) != 0 {
+		t.Fatalf("sudoers dir holds %v", entries)
+	}
+
+	// An earlier block that would change the host may be what installs
+	// sudo: then the dry run notes the precondition instead of failing.
+	afterChange := parse(t, "[[file]]\npath = \""+filepath.Join(t.TempDir(), "f")+"\"\ncontent = \"x\"\n\n[[group]]\nname = \"ops\"\npasswordless_sudo = true\n", nil)
+	rep := apply(t, afterChange, Options{Runner: runner, SudoersDir: sudoers, DryRun: true})
+	wantOutcomes(t, rep, OutcomeChanged, OutcomeChanged)
+	if c := findChange(t, rep, 1, "precondition"); !strings.Contains(c.New, "visudo") {
+		t.Fatalf("precondition change %+v", c)
+	}
+
+	// A sudoers directory that is missing fails the dry run too.
+	missing := filepath.Join(t.TempDir(), "sudoers.d")
+	rep = apply(t, cfg, Options{Runner: &RecordingRunner{Handler: host.handle}, SudoersDir: missing, DryRun: true})
+	wantOutcomes(t, rep, OutcomeFailed)
+	if e := rep.Blocks[0].Error; !strings.Contains(e, "sudoers directory "+missing+" is missing") {
+		t.Fatalf("dry run error %q", e)
+	}
+}
+
+// The dry run gives the drop-in to visudo on stdin: a visudo that rejects it
+// fails the dry run, and the real visudo accepts it.
+func TestGroupDryRunValidatesDropIn(t *testing.T) {
+	host := newFakeAccounts(t)
+	host.groups["ops"] = 1000
+	host.visudoOK = false
+	cfg := parse(t, "[[group]]\nname = \"ops\"\npasswordless_sudo = true\n", nil)
+	rep := apply(t, cfg, Options{Runner: &RecordingRunner{Handler: host.handle}, SudoersDir: t.TempDir(), DryRun: true})
+	wantOutcomes(t, rep, OutcomeFailed)
+	if e := rep.Blocks[0].Error; !strings.Contains(e, "visudo rejects") || !strings.Contains(e, "syntax error") {
+		t.Fatalf("dry run error %q", e)
+	}
+
+	needTool(t, "visudo", "sudo")
+	host.visudoOK = true
+	runner := &RecordingRunner{Handler: func(c Command) (CommandResult, error) {
+		if c.Name == "visudo" {
+			return ExecRunner{}.Run(t.Context(), c)
+		}
+		return host.handle(c)
+	}}
+	rep = apply(t, cfg, Options{Runner: runner, SudoersDir: t.TempDir(), DryRun: true})
+	wantOutcomes(t, rep, OutcomeChanged)
+	equalLines(t, runner.Lines(), []string{"getent group ops", "visudo -c -f -"})
 }

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -15,6 +16,16 @@ func (b serviceBlock) apply(r *run) blockOutcome {
 	var o blockOutcome
 	systemctl := func(args ...string) Command {
 		return Command{Name: "systemctl", Args: append(args, b.Unit), Timeout: ServiceTimeout}
+	}
+	// A dry run asks, once, whether systemd has the unit before it reports
+	// a start, restart or enable, which the real run would fail on.
+	checked := false
+	check := func(verb string) error {
+		if !r.dry || checked || verb == "" || verb == "stop" || verb == "disable" {
+			return nil
+		}
+		checked = true
+		return r.precondition(&o, r.unitLoads(b.Unit))
 	}
 	if b.Enabled != nil {
 		res, err := r.exec(systemctl("is-enabled"))
@@ -34,6 +45,9 @@ func (b serviceBlock) apply(r *run) blockOutcome {
 		case !*b.Enabled && enabled:
 			verb = "disable"
 			o.change("enabled", state, "disabled")
+		}
+		if err := check(verb); err != nil {
+			return o.fail("%v", err)
 		}
 		if verb != "" && !r.dry {
 			if _, err := r.must(systemctl(verb)); err != nil {
@@ -65,10 +79,29 @@ func (b serviceBlock) apply(r *run) blockOutcome {
 		verb = "stop"
 		o.change("status", state, "inactive")
 	}
+	if err := check(verb); err != nil {
+		return o.fail("%v", err)
+	}
 	if verb != "" && !r.dry {
 		if _, err := r.must(systemctl(verb)); err != nil {
 			return o.fail("%v", err)
 		}
 	}
 	return o
+}
+
+// unitLoads asks systemd whether it has the unit: starting, restarting or
+// enabling one that is not found or is masked fails.
+func (r *run) unitLoads(unit string) error {
+	res, err := r.must(Command{Name: "systemctl", Args: []string{"show", "--property=LoadState", "--value", unit}, Timeout: ServiceTimeout})
+	if err != nil {
+		return err
+	}
+	switch state := strings.TrimSpace(firstRawLine(res.Stdout)); state {
+	case "not-found":
+		return fmt.Errorf("systemd has no unit %s (LoadState=not-found)", unit)
+	case "masked":
+		return fmt.Errorf("unit %s is masked (LoadState=masked)", unit)
+	}
+	return nil
 }

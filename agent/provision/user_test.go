@@ -120,7 +120,11 @@ func (f *fakeAccounts) handle(c Command) (CommandResult, error) {
 		delete(f.groups, name)
 		return CommandResult{}, nil
 	case "visudo":
-		if _, err := os.Stat(name); err != nil {
+		if name == "-" {
+			if len(c.Stdin) == 0 {
+				f.t.Errorf("visudo asked to check an empty stdin")
+			}
+		} else if _, err := os.Stat(name); err != nil {
 			f.t.Errorf("visudo asked to check a missing file: %v", err)
 		}
 		if f.visudoOK {
