@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -70,7 +69,7 @@ func FuzzAgentEvent(f *testing.F) {
 			if e.GetTarget() != target || !strings.HasPrefix(reqID, "result/") {
 				t.Fatalf("result event %v, request id %q", e, reqID)
 			}
-			if s := e.GetStatus(); s != fsm.TargetOK && s != fsm.TargetChanged && s != fsm.TargetFailed {
+			if s := e.GetTargetStatus(); s != events.TargetStatus_TARGET_STATUS_OK && s != events.TargetStatus_TARGET_STATUS_CHANGED && s != events.TargetStatus_TARGET_STATUS_FAILED {
 				t.Fatalf("result status %q passed through", s)
 			}
 			job = e.GetJobId()
