@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
@@ -311,7 +312,8 @@ func (l *clusterLink) dispatch(d *rpc.JobDispatch) bool {
 	case e != nil:
 		// Started by an earlier run of this agent that died before it
 		// finished. Running it again could do half the work twice.
-		r := &rpc.JobResult{JobId: job, Status: "failed", Error: "the agent stopped during this run; not run again (at most once per job)"}
+		r := &rpc.JobResult{JobId: job, Error: "the agent stopped during this run; not run again (at most once per job)"}
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
 		if err := l.journal.finish(r); err != nil {
 			l.a.log.Error("journal", "job", job, "err", err)
 			return false
@@ -366,7 +368,8 @@ func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResul
 	b := &provision.Bundle{Name: d.GetName(), Config: d.GetConfig(), Files: d.GetFiles()}
 	rep, err := l.a.run(ctx, b, d.GetDryRun(), d.GetVars(), nil)
 	if err != nil {
-		r.Status, r.Error = "failed", err.Error()
+		r.Error = err.Error()
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
 		return r
 	}
 	for _, blk := range rep.Blocks {
@@ -374,14 +377,20 @@ func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResul
 	}
 	switch {
 	case rep.Failed():
-		r.Status = "failed"
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
 		r.Error = fmt.Sprintf("%d of %d blocks failed", rep.Totals.Failed, len(rep.Blocks))
 	case rep.Totals.Changed > 0:
-		r.Status = "changed"
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_CHANGED)
 	default:
-		r.Status = "ok"
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_OK)
 	}
 	return r
+}
+
+// setResultStatus sets a result's status, and its name for nodes of builds
+// before the enum, which read the name alone.
+func setResultStatus(r *rpc.JobResult, st events.TargetStatus) {
+	r.TargetStatus, r.Status = st, st.Name()
 }
 
 // startGossip joins the cluster's memberlist as an agent.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -57,7 +57,7 @@ func TestDispatchedAgainNeverRunsTwice(t *testing.T) {
 		}
 		c.Eventually(20*time.Second, func() error {
 			info, err := cl.Jobs.Get(ctx(t), &rpc.GetJobRequest{JobId: resp.GetJobId()})
-			if err != nil || info.GetStatus() != fsm.JobDone {
+			if err != nil || info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 				return fmt.Errorf("job %s: %v %v", resp.GetJobId(), info.GetStatus(), err)
 			}
 			return nil

@@ -162,6 +162,11 @@ func New(actor, requestID string, at time.Time, payload proto.Message) (*Event, 
 	if err != nil {
 		return nil, err
 	}
+	switch payload.(type) {
+	case *JobTargetFinished, *JobFinished:
+		payload = proto.Clone(payload)
+		writeLegacyStatus(payload)
+	}
 	data, err := proto.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s payload: %w", Name(t), err)
@@ -227,6 +232,9 @@ func (e *Event) DecodePayload() (proto.Message, error) {
 	if err := proto.Unmarshal(e.GetPayload(), m); err != nil {
 		return nil, fmt.Errorf("%w: %s payload: %v", ErrMalformed, Name(e.GetType()), err)
 	}
+	if err := readLegacyStatus(m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -266,6 +274,7 @@ func ToJSON(e *Event) (JSON, error) {
 		return out, err
 	}
 	redact(m)
+	jsonStatus(m)
 	b, err := payloadJSON.Marshal(m)
 	if err != nil {
 		return out, fmt.Errorf("render %s payload: %w", out.Type, err)

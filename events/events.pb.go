@@ -162,6 +162,154 @@ func (Type) EnumDescriptor() ([]byte, []int) {
 	return file_events_events_proto_rawDescGZIP(), []int{0}
 }
 
+// JobStatus is where a job stands: running until it ends, cancelling
+// between job_cancelled and its end, then how it ended. Its names in JSON,
+// the CLI and metrics are the values' lower-case suffixes ("running",
+// "done": SPEC section 10), given by JobStatus.Name in Go. Values are never
+// renumbered or reused. ONLY ADD TO THE END.
+type JobStatus int32
+
+const (
+	JobStatus_JOB_STATUS_UNKNOWN    JobStatus = 0
+	JobStatus_JOB_STATUS_RUNNING    JobStatus = 1
+	JobStatus_JOB_STATUS_CANCELLING JobStatus = 2
+	JobStatus_JOB_STATUS_DONE       JobStatus = 3
+	// Some target failed, was unreachable or refused.
+	JobStatus_JOB_STATUS_FAILED JobStatus = 4
+	// More targets failed than max_failures allowed; the rest were skipped.
+	JobStatus_JOB_STATUS_STOPPED   JobStatus = 5
+	JobStatus_JOB_STATUS_CANCELLED JobStatus = 6
+)
+
+// Enum value maps for JobStatus.
+var (
+	JobStatus_name = map[int32]string{
+		0: "JOB_STATUS_UNKNOWN",
+		1: "JOB_STATUS_RUNNING",
+		2: "JOB_STATUS_CANCELLING",
+		3: "JOB_STATUS_DONE",
+		4: "JOB_STATUS_FAILED",
+		5: "JOB_STATUS_STOPPED",
+		6: "JOB_STATUS_CANCELLED",
+	}
+	JobStatus_value = map[string]int32{
+		"JOB_STATUS_UNKNOWN":    0,
+		"JOB_STATUS_RUNNING":    1,
+		"JOB_STATUS_CANCELLING": 2,
+		"JOB_STATUS_DONE":       3,
+		"JOB_STATUS_FAILED":     4,
+		"JOB_STATUS_STOPPED":    5,
+		"JOB_STATUS_CANCELLED":  6,
+	}
+)
+
+func (x JobStatus) Enum() *JobStatus {
+	p := new(JobStatus)
+	*p = x
+	return p
+}
+
+func (x JobStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_events_events_proto_enumTypes[1].Descriptor()
+}
+
+func (JobStatus) Type() protoreflect.EnumType {
+	return &file_events_events_proto_enumTypes[1]
+}
+
+func (x JobStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobStatus.Descriptor instead.
+func (JobStatus) EnumDescriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{1}
+}
+
+// TargetStatus is where one target of a job stands: pending, dispatched
+// (released to run), running (its start is recorded), then its outcome.
+// Names as for JobStatus ("ok", "changed", "unreachable"), given by
+// TargetStatus.Name. ONLY ADD TO THE END.
+type TargetStatus int32
+
+const (
+	TargetStatus_TARGET_STATUS_UNKNOWN    TargetStatus = 0
+	TargetStatus_TARGET_STATUS_PENDING    TargetStatus = 1
+	TargetStatus_TARGET_STATUS_DISPATCHED TargetStatus = 2
+	TargetStatus_TARGET_STATUS_RUNNING    TargetStatus = 3
+	TargetStatus_TARGET_STATUS_OK         TargetStatus = 4
+	TargetStatus_TARGET_STATUS_CHANGED    TargetStatus = 5
+	TargetStatus_TARGET_STATUS_FAILED     TargetStatus = 6
+	// No result within the job's timeout.
+	TargetStatus_TARGET_STATUS_UNREACHABLE TargetStatus = 7
+	// The target's key was revoked while it was in flight.
+	TargetStatus_TARGET_STATUS_REFUSED   TargetStatus = 8
+	TargetStatus_TARGET_STATUS_CANCELLED TargetStatus = 9
+	// Never released: the job ended first.
+	TargetStatus_TARGET_STATUS_SKIPPED TargetStatus = 10
+)
+
+// Enum value maps for TargetStatus.
+var (
+	TargetStatus_name = map[int32]string{
+		0:  "TARGET_STATUS_UNKNOWN",
+		1:  "TARGET_STATUS_PENDING",
+		2:  "TARGET_STATUS_DISPATCHED",
+		3:  "TARGET_STATUS_RUNNING",
+		4:  "TARGET_STATUS_OK",
+		5:  "TARGET_STATUS_CHANGED",
+		6:  "TARGET_STATUS_FAILED",
+		7:  "TARGET_STATUS_UNREACHABLE",
+		8:  "TARGET_STATUS_REFUSED",
+		9:  "TARGET_STATUS_CANCELLED",
+		10: "TARGET_STATUS_SKIPPED",
+	}
+	TargetStatus_value = map[string]int32{
+		"TARGET_STATUS_UNKNOWN":     0,
+		"TARGET_STATUS_PENDING":     1,
+		"TARGET_STATUS_DISPATCHED":  2,
+		"TARGET_STATUS_RUNNING":     3,
+		"TARGET_STATUS_OK":          4,
+		"TARGET_STATUS_CHANGED":     5,
+		"TARGET_STATUS_FAILED":      6,
+		"TARGET_STATUS_UNREACHABLE": 7,
+		"TARGET_STATUS_REFUSED":     8,
+		"TARGET_STATUS_CANCELLED":   9,
+		"TARGET_STATUS_SKIPPED":     10,
+	}
+)
+
+func (x TargetStatus) Enum() *TargetStatus {
+	p := new(TargetStatus)
+	*p = x
+	return p
+}
+
+func (x TargetStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TargetStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_events_events_proto_enumTypes[2].Descriptor()
+}
+
+func (TargetStatus) Type() protoreflect.EnumType {
+	return &file_events_events_proto_enumTypes[2]
+}
+
+func (x TargetStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TargetStatus.Descriptor instead.
+func (TargetStatus) EnumDescriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{2}
+}
+
 // Batch is what one Raft log entry carries: the events a node proposed
 // together (the writes it gathered while its previous batch was being
 // committed). The i-th event (from 0) of the entry at Raft index e has index
@@ -1547,10 +1695,19 @@ type JobTargetFinished struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	JobId  string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Target string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	// ok | changed | failed | unreachable | refused | cancelled
-	Status        string         `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	Blocks        []*BlockResult `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"`
-	Error         string         `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// The outcome's name, the only status of events written before
+	// target_status existed. events.New writes it beside target_status, for
+	// nodes of those builds in a cluster being upgraded; events.Decode fills
+	// target_status from it when absent. Read target_status only.
+	//
+	// Deprecated: Marked as deprecated in events/events.proto.
+	Status string         `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Blocks []*BlockResult `protobuf:"bytes,4,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Error  string         `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// ok | changed | failed | unreachable | refused | cancelled. Optional so
+	// that the JSON form of the event, which shows the name in status, is
+	// what it was before this field.
+	TargetStatus  *TargetStatus `protobuf:"varint,6,opt,name=target_status,json=targetStatus,proto3,enum=hpt.events.v1.TargetStatus,oneof" json:"target_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1599,6 +1756,7 @@ func (x *JobTargetFinished) GetTarget() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in events/events.proto.
 func (x *JobTargetFinished) GetStatus() string {
 	if x != nil {
 		return x.Status
@@ -1620,11 +1778,22 @@ func (x *JobTargetFinished) GetError() string {
 	return ""
 }
 
+func (x *JobTargetFinished) GetTargetStatus() TargetStatus {
+	if x != nil && x.TargetStatus != nil {
+		return *x.TargetStatus
+	}
+	return TargetStatus_TARGET_STATUS_UNKNOWN
+}
+
 type JobFinished struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// done | failed | stopped (max failures reached) | cancelled
-	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The outcome's name; kept as JobTargetFinished.status is.
+	//
+	// Deprecated: Marked as deprecated in events/events.proto.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// done | failed | stopped | cancelled
+	JobStatus     *JobStatus `protobuf:"varint,3,opt,name=job_status,json=jobStatus,proto3,enum=hpt.events.v1.JobStatus,oneof" json:"job_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1666,11 +1835,19 @@ func (x *JobFinished) GetJobId() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in events/events.proto.
 func (x *JobFinished) GetStatus() string {
 	if x != nil {
 		return x.Status
 	}
 	return ""
+}
+
+func (x *JobFinished) GetJobStatus() JobStatus {
+	if x != nil && x.JobStatus != nil {
+		return *x.JobStatus
+	}
+	return JobStatus_JOB_STATUS_UNKNOWN
 }
 
 type JobCancelled struct {
@@ -2208,16 +2385,21 @@ const file_events_events_proto_rawDesc = "" +
 	"\x06output\x18\x05 \x01(\tR\x06output\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1f\n" +
 	"\vduration_ms\x18\a \x01(\x03R\n" +
-	"durationMs\"\xa4\x01\n" +
+	"durationMs\"\x81\x02\n" +
 	"\x11JobTargetFinished\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\x122\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x1a\n" +
+	"\x06status\x18\x03 \x01(\tB\x02\x18\x01R\x06status\x122\n" +
 	"\x06blocks\x18\x04 \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"<\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12E\n" +
+	"\rtarget_status\x18\x06 \x01(\x0e2\x1b.hpt.events.v1.TargetStatusH\x00R\ftargetStatus\x88\x01\x01B\x10\n" +
+	"\x0e_target_status\"\x8d\x01\n" +
 	"\vJobFinished\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\"=\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\x06status\x18\x02 \x01(\tB\x02\x18\x01R\x06status\x12<\n" +
+	"\n" +
+	"job_status\x18\x03 \x01(\x0e2\x18.hpt.events.v1.JobStatusH\x00R\tjobStatus\x88\x01\x01B\r\n" +
+	"\v_job_status\"=\n" +
 	"\fJobCancelled\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xdc\x02\n" +
@@ -2279,7 +2461,28 @@ const file_events_events_proto_rawDesc = "" +
 	"\x11TYPE_NODE_REMOVED\x10\x19\x12\x14\n" +
 	"\x10TYPE_BENCH_WRITE\x10\x1a\x12\x17\n" +
 	"\x13TYPE_LEADER_ELECTED\x10\x1b\x12\x1a\n" +
-	"\x16TYPE_SNAPSHOT_RESTORED\x10\x1cB\x1fZ\x1dgithub.com/hpt-dev/hpt/eventsb\x06proto3"
+	"\x16TYPE_SNAPSHOT_RESTORED\x10\x1c*\xb4\x01\n" +
+	"\tJobStatus\x12\x16\n" +
+	"\x12JOB_STATUS_UNKNOWN\x10\x00\x12\x16\n" +
+	"\x12JOB_STATUS_RUNNING\x10\x01\x12\x19\n" +
+	"\x15JOB_STATUS_CANCELLING\x10\x02\x12\x13\n" +
+	"\x0fJOB_STATUS_DONE\x10\x03\x12\x15\n" +
+	"\x11JOB_STATUS_FAILED\x10\x04\x12\x16\n" +
+	"\x12JOB_STATUS_STOPPED\x10\x05\x12\x18\n" +
+	"\x14JOB_STATUS_CANCELLED\x10\x06*\xba\x02\n" +
+	"\fTargetStatus\x12\x19\n" +
+	"\x15TARGET_STATUS_UNKNOWN\x10\x00\x12\x19\n" +
+	"\x15TARGET_STATUS_PENDING\x10\x01\x12\x1c\n" +
+	"\x18TARGET_STATUS_DISPATCHED\x10\x02\x12\x19\n" +
+	"\x15TARGET_STATUS_RUNNING\x10\x03\x12\x14\n" +
+	"\x10TARGET_STATUS_OK\x10\x04\x12\x19\n" +
+	"\x15TARGET_STATUS_CHANGED\x10\x05\x12\x18\n" +
+	"\x14TARGET_STATUS_FAILED\x10\x06\x12\x1d\n" +
+	"\x19TARGET_STATUS_UNREACHABLE\x10\a\x12\x19\n" +
+	"\x15TARGET_STATUS_REFUSED\x10\b\x12\x1b\n" +
+	"\x17TARGET_STATUS_CANCELLED\x10\t\x12\x19\n" +
+	"\x15TARGET_STATUS_SKIPPED\x10\n" +
+	"B\x1fZ\x1dgithub.com/hpt-dev/hpt/eventsb\x06proto3"
 
 var (
 	file_events_events_proto_rawDescOnce sync.Once
@@ -2293,64 +2496,68 @@ func file_events_events_proto_rawDescGZIP() []byte {
 	return file_events_events_proto_rawDescData
 }
 
-var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
-	(*Batch)(nil),               // 1: hpt.events.v1.Batch
-	(*Event)(nil),               // 2: hpt.events.v1.Event
-	(*ClusterBootstrapped)(nil), // 3: hpt.events.v1.ClusterBootstrapped
-	(*UserAdded)(nil),           // 4: hpt.events.v1.UserAdded
-	(*UserRemoved)(nil),         // 5: hpt.events.v1.UserRemoved
-	(*MachineAdded)(nil),        // 6: hpt.events.v1.MachineAdded
-	(*MachineRemoved)(nil),      // 7: hpt.events.v1.MachineRemoved
-	(*GroupAdded)(nil),          // 8: hpt.events.v1.GroupAdded
-	(*GroupRemoved)(nil),        // 9: hpt.events.v1.GroupRemoved
-	(*GroupMemberAdded)(nil),    // 10: hpt.events.v1.GroupMemberAdded
-	(*GroupMemberRemoved)(nil),  // 11: hpt.events.v1.GroupMemberRemoved
-	(*TokenCreated)(nil),        // 12: hpt.events.v1.TokenCreated
-	(*TokenRevoked)(nil),        // 13: hpt.events.v1.TokenRevoked
-	(*TargetKeyRegistered)(nil), // 14: hpt.events.v1.TargetKeyRegistered
-	(*TargetKeyRevoked)(nil),    // 15: hpt.events.v1.TargetKeyRevoked
-	(*GrantAdded)(nil),          // 16: hpt.events.v1.GrantAdded
-	(*GrantRemoved)(nil),        // 17: hpt.events.v1.GrantRemoved
-	(*JobSubmitted)(nil),        // 18: hpt.events.v1.JobSubmitted
-	(*JobBatchStarted)(nil),     // 19: hpt.events.v1.JobBatchStarted
-	(*JobTargetDispatched)(nil), // 20: hpt.events.v1.JobTargetDispatched
-	(*Change)(nil),              // 21: hpt.events.v1.Change
-	(*BlockResult)(nil),         // 22: hpt.events.v1.BlockResult
-	(*JobTargetFinished)(nil),   // 23: hpt.events.v1.JobTargetFinished
-	(*JobFinished)(nil),         // 24: hpt.events.v1.JobFinished
-	(*JobCancelled)(nil),        // 25: hpt.events.v1.JobCancelled
-	(*TargetConnected)(nil),     // 26: hpt.events.v1.TargetConnected
-	(*TargetDisconnected)(nil),  // 27: hpt.events.v1.TargetDisconnected
-	(*NodeJoined)(nil),          // 28: hpt.events.v1.NodeJoined
-	(*NodeRemoved)(nil),         // 29: hpt.events.v1.NodeRemoved
-	(*BenchWrite)(nil),          // 30: hpt.events.v1.BenchWrite
-	(*LeaderElected)(nil),       // 31: hpt.events.v1.LeaderElected
-	(*SnapshotRestored)(nil),    // 32: hpt.events.v1.SnapshotRestored
-	nil,                         // 33: hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	nil,                         // 34: hpt.events.v1.JobSubmitted.FilesEntry
-	nil,                         // 35: hpt.events.v1.JobSubmitted.SelectorEntry
-	nil,                         // 36: hpt.events.v1.JobSubmitted.VarsEntry
-	nil,                         // 37: hpt.events.v1.TargetConnected.LabelsEntry
-	nil,                         // 38: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	(JobStatus)(0),              // 1: hpt.events.v1.JobStatus
+	(TargetStatus)(0),           // 2: hpt.events.v1.TargetStatus
+	(*Batch)(nil),               // 3: hpt.events.v1.Batch
+	(*Event)(nil),               // 4: hpt.events.v1.Event
+	(*ClusterBootstrapped)(nil), // 5: hpt.events.v1.ClusterBootstrapped
+	(*UserAdded)(nil),           // 6: hpt.events.v1.UserAdded
+	(*UserRemoved)(nil),         // 7: hpt.events.v1.UserRemoved
+	(*MachineAdded)(nil),        // 8: hpt.events.v1.MachineAdded
+	(*MachineRemoved)(nil),      // 9: hpt.events.v1.MachineRemoved
+	(*GroupAdded)(nil),          // 10: hpt.events.v1.GroupAdded
+	(*GroupRemoved)(nil),        // 11: hpt.events.v1.GroupRemoved
+	(*GroupMemberAdded)(nil),    // 12: hpt.events.v1.GroupMemberAdded
+	(*GroupMemberRemoved)(nil),  // 13: hpt.events.v1.GroupMemberRemoved
+	(*TokenCreated)(nil),        // 14: hpt.events.v1.TokenCreated
+	(*TokenRevoked)(nil),        // 15: hpt.events.v1.TokenRevoked
+	(*TargetKeyRegistered)(nil), // 16: hpt.events.v1.TargetKeyRegistered
+	(*TargetKeyRevoked)(nil),    // 17: hpt.events.v1.TargetKeyRevoked
+	(*GrantAdded)(nil),          // 18: hpt.events.v1.GrantAdded
+	(*GrantRemoved)(nil),        // 19: hpt.events.v1.GrantRemoved
+	(*JobSubmitted)(nil),        // 20: hpt.events.v1.JobSubmitted
+	(*JobBatchStarted)(nil),     // 21: hpt.events.v1.JobBatchStarted
+	(*JobTargetDispatched)(nil), // 22: hpt.events.v1.JobTargetDispatched
+	(*Change)(nil),              // 23: hpt.events.v1.Change
+	(*BlockResult)(nil),         // 24: hpt.events.v1.BlockResult
+	(*JobTargetFinished)(nil),   // 25: hpt.events.v1.JobTargetFinished
+	(*JobFinished)(nil),         // 26: hpt.events.v1.JobFinished
+	(*JobCancelled)(nil),        // 27: hpt.events.v1.JobCancelled
+	(*TargetConnected)(nil),     // 28: hpt.events.v1.TargetConnected
+	(*TargetDisconnected)(nil),  // 29: hpt.events.v1.TargetDisconnected
+	(*NodeJoined)(nil),          // 30: hpt.events.v1.NodeJoined
+	(*NodeRemoved)(nil),         // 31: hpt.events.v1.NodeRemoved
+	(*BenchWrite)(nil),          // 32: hpt.events.v1.BenchWrite
+	(*LeaderElected)(nil),       // 33: hpt.events.v1.LeaderElected
+	(*SnapshotRestored)(nil),    // 34: hpt.events.v1.SnapshotRestored
+	nil,                         // 35: hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	nil,                         // 36: hpt.events.v1.JobSubmitted.FilesEntry
+	nil,                         // 37: hpt.events.v1.JobSubmitted.SelectorEntry
+	nil,                         // 38: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 39: hpt.events.v1.TargetConnected.LabelsEntry
+	nil,                         // 40: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
-	33, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	34, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
-	35, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
-	36, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
-	21, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
-	22, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
-	37, // 7: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
-	38, // 8: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	35, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	36, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
+	37, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
+	38, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
+	23, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
+	24, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
+	2,  // 7: hpt.events.v1.JobTargetFinished.target_status:type_name -> hpt.events.v1.TargetStatus
+	1,  // 8: hpt.events.v1.JobFinished.job_status:type_name -> hpt.events.v1.JobStatus
+	39, // 9: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	40, // 10: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -2358,12 +2565,14 @@ func file_events_events_proto_init() {
 	if File_events_events_proto != nil {
 		return
 	}
+	file_events_events_proto_msgTypes[22].OneofWrappers = []any{}
+	file_events_events_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      3,
 			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,

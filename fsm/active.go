@@ -90,7 +90,7 @@ func indexActiveJobs(db *pebble.DB) error {
 	b := db.NewBatch()
 	defer b.Close()
 	for _, j := range jobs {
-		if JobActive(j.GetStatus()) {
+		if j.GetStatus().Active() {
 			if err := b.Set(key(tagActiveJob, j.GetId()), nil, nil); err != nil {
 				return err
 			}

@@ -114,10 +114,20 @@ func getProto(r getter, k []byte, m proto.Message) (bool, error) {
 		return false, err
 	}
 	defer c.Close()
-	if err := proto.Unmarshal(v, m); err != nil {
+	if err := unmarshalRecord(v, m); err != nil {
 		return false, fmt.Errorf("decode record %q: %w", k, err)
 	}
 	return true, nil
+}
+
+// unmarshalRecord decodes a state record and brings one written by an
+// earlier version to the current form (see upgradeRecord).
+func unmarshalRecord(v []byte, m proto.Message) error {
+	if err := proto.Unmarshal(v, m); err != nil {
+		return err
+	}
+	upgradeRecord(m)
+	return nil
 }
 
 func (t *txn) apply(p proto.Message) *Rejection {

@@ -33,9 +33,9 @@ func (c *counters) record(ev *events.Event, payload any) {
 	c.c.Events[events.Name(ev.GetType())]++
 	switch p := payload.(type) {
 	case *events.JobTargetFinished:
-		c.c.TargetResults[p.GetStatus()]++
+		c.c.TargetResults[p.GetTargetStatus().Name()]++
 	case *events.JobFinished:
-		c.c.Jobs[p.GetStatus()]++
+		c.c.Jobs[p.GetJobStatus().Name()]++
 	}
 }
 

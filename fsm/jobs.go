@@ -10,25 +10,16 @@ import (
 	"github.com/hpt-dev/hpt/events"
 )
 
-// Job and per-target statuses.
+// Short names for the statuses of events.proto, the one declaration.
 const (
-	JobRunning    = "running"
-	JobCancelling = "cancelling"
-	JobDone       = "done"
-	JobFailed     = "failed"
-	JobStopped    = "stopped"
-	JobCancelled  = "cancelled"
+	jobRunning    = events.JobStatus_JOB_STATUS_RUNNING
+	jobCancelling = events.JobStatus_JOB_STATUS_CANCELLING
 
-	TargetPending     = "pending"
-	TargetDispatched  = "dispatched"
-	TargetRunning     = "running"
-	TargetOK          = "ok"
-	TargetChanged     = "changed"
-	TargetFailed      = "failed"
-	TargetUnreachable = "unreachable"
-	TargetRefused     = "refused"
-	TargetCancelled   = "cancelled"
-	TargetSkipped     = "skipped"
+	targetPending    = events.TargetStatus_TARGET_STATUS_PENDING
+	targetDispatched = events.TargetStatus_TARGET_STATUS_DISPATCHED
+	targetRunning    = events.TargetStatus_TARGET_STATUS_RUNNING
+	targetCancelled  = events.TargetStatus_TARGET_STATUS_CANCELLED
+	targetSkipped    = events.TargetStatus_TARGET_STATUS_SKIPPED
 )
 
 // Key layout for jobs:
@@ -42,22 +33,20 @@ const (
 	tagActiveJob = 'A'
 )
 
-// TargetFinal reports whether a target status is an outcome.
-func TargetFinal(status string) bool {
-	switch status {
-	case TargetOK, TargetChanged, TargetFailed, TargetUnreachable, TargetRefused, TargetCancelled, TargetSkipped:
-		return true
+// upgradeRecord brings a record written before the status enums to the
+// current form: the status read from its name, the name dropped, so that
+// the record is rewritten without it. The names were always valid
+// statuses; one that was not would read as unknown.
+func upgradeRecord(m proto.Message) {
+	switch r := m.(type) {
+	case *Job:
+		r.Status = events.JobStatusOf(r.GetStatus(), r.GetLegacyStatus())
+		r.LegacyStatus = ""
+	case *JobTarget:
+		r.Status = events.TargetStatusOf(r.GetStatus(), r.GetLegacyStatus())
+		r.LegacyStatus = ""
 	}
-	return false
 }
-
-// TargetFailure reports whether an outcome counts against max_failures.
-func TargetFailure(status string) bool {
-	return status == TargetFailed || status == TargetUnreachable || status == TargetRefused
-}
-
-// JobActive reports whether the scheduler still has work for a job.
-func JobActive(status string) bool { return status == JobRunning || status == JobCancelling }
 
 func (t *txn) applyJob(p proto.Message) *Rejection {
 	switch p := p.(type) {
@@ -93,18 +82,22 @@ func (t *txn) jobTarget(job, target string) (*JobTarget, *Rejection) {
 	return &jt, nil
 }
 
+// Count returns how many of j's targets are in status s.
+func (j *Job) Count(s events.TargetStatus) uint32 { return j.GetCounts()[s.Name()] }
+
 // setTargetStatus moves a target to status, keeping the job's counts.
-func (t *txn) setTargetStatus(j *Job, jt *JobTarget, status string) {
+func (t *txn) setTargetStatus(j *Job, jt *JobTarget, status events.TargetStatus) {
 	if j.Counts == nil {
 		j.Counts = map[string]uint32{}
 	}
-	if j.Counts[jt.Status] > 0 {
-		j.Counts[jt.Status]--
+	from := jt.GetStatus().Name()
+	if j.Counts[from] > 0 {
+		j.Counts[from]--
 	}
-	if j.Counts[jt.Status] == 0 {
-		delete(j.Counts, jt.Status)
+	if j.Counts[from] == 0 {
+		delete(j.Counts, from)
 	}
-	j.Counts[status]++
+	j.Counts[status.Name()]++
 	jt.Status = status
 	t.put(key(tagJobTarget, jt.JobId, jt.Target), jt)
 }
@@ -150,10 +143,10 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 		Id: p.GetJobId(), Name: p.GetName(), Submitted: t.origin(), Config: p.GetConfig(), Files: p.GetFiles(),
 		TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
 		MaxFailures: p.GetMaxFailures(), TimeoutNanos: p.GetTimeoutNanos(), Vars: p.GetVars(), DryRun: p.GetDryRun(),
-		Status: JobRunning, Counts: map[string]uint32{TargetPending: uint32(len(p.GetTargets()))},
+		Status: jobRunning, Counts: map[string]uint32{targetPending.Name(): uint32(len(p.GetTargets()))},
 	}
 	for i, name := range p.GetTargets() {
-		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: TargetPending, Position: uint32(i)})
+		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: targetPending, Position: uint32(i)})
 	}
 	t.put(key(tagJob, j.Id), j)
 	t.jobActive(j.Id, true)
@@ -178,8 +171,8 @@ func (t *txn) releaseTargets(p *events.JobBatchStarted) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	if j.GetStatus() != JobRunning {
-		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus())
+	if j.GetStatus() != jobRunning {
+		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus().Name())
 	}
 	if len(p.GetTargets()) == 0 {
 		return t.reject(ErrInvalid, "job %q: batch %d releases no targets", j.GetId(), p.GetBatch())
@@ -190,19 +183,19 @@ func (t *txn) releaseTargets(p *events.JobBatchStarted) *Rejection {
 		if rej != nil {
 			return rej
 		}
-		if jt.GetStatus() != TargetPending {
-			return t.reject(ErrConflict, "job %q: target %q is %s, not pending", j.GetId(), name, jt.GetStatus())
+		if jt.GetStatus() != targetPending {
+			return t.reject(ErrConflict, "job %q: target %q is %s, not pending", j.GetId(), name, jt.GetStatus().Name())
 		}
 		jts = append(jts, jt)
 	}
-	inFlight := j.Counts[TargetDispatched] + j.Counts[TargetRunning]
+	inFlight := j.Count(targetDispatched) + j.Count(targetRunning)
 	if inFlight+uint32(len(jts)) > j.GetBatchSize() {
 		return t.reject(ErrConflict, "job %q: releasing %d targets would put %d in flight, over the batch size %d", j.GetId(), len(jts), inFlight+uint32(len(jts)), j.GetBatchSize())
 	}
 	for _, jt := range jts {
 		jt.Batch = p.GetBatch()
 		jt.ReleasedUnixNano = t.ev.GetTimeUnixNano()
-		t.setTargetStatus(j, jt, TargetDispatched)
+		t.setTargetStatus(j, jt, targetDispatched)
 	}
 	j.Batches = max(j.Batches, p.GetBatch())
 	t.put(key(tagJob, j.Id), j)
@@ -221,22 +214,22 @@ func (t *txn) targetStarted(p *events.JobTargetDispatched) *Rejection {
 	// Only a running job starts targets: after job_cancelled nothing of the
 	// job starts, whatever a node or agent that had not seen the cancel yet
 	// sent. Every replica refuses the same start.
-	if j.GetStatus() != JobRunning {
-		return t.reject(ErrConflict, "job %q is %s: target %q not started", j.GetId(), j.GetStatus(), jt.GetTarget())
+	if j.GetStatus() != jobRunning {
+		return t.reject(ErrConflict, "job %q is %s: target %q not started", j.GetId(), j.GetStatus().Name(), jt.GetTarget())
 	}
-	if jt.GetStatus() != TargetDispatched {
-		return t.reject(ErrConflict, "job %q: target %q is %s, not dispatched", j.GetId(), jt.GetTarget(), jt.GetStatus())
+	if jt.GetStatus() != targetDispatched {
+		return t.reject(ErrConflict, "job %q: target %q is %s, not dispatched", j.GetId(), jt.GetTarget(), jt.GetStatus().Name())
 	}
 	jt.Node = p.GetNode()
 	jt.StartedUnixNano = t.ev.GetTimeUnixNano()
-	t.setTargetStatus(j, jt, TargetRunning)
+	t.setTargetStatus(j, jt, targetRunning)
 	t.put(key(tagJob, j.Id), j)
 	return nil
 }
 
 func (t *txn) targetFinished(p *events.JobTargetFinished) *Rejection {
-	if !TargetFinal(p.GetStatus()) {
-		return t.reject(ErrInvalid, "job %q: %q is not a target outcome", p.GetJobId(), p.GetStatus())
+	if !p.GetTargetStatus().Final() {
+		return t.reject(ErrInvalid, "job %q: %q is not a target outcome", p.GetJobId(), statusWritten(p.GetTargetStatus(), p.GetStatus()))
 	}
 	j, rej := t.job(p.GetJobId())
 	if rej != nil {
@@ -246,42 +239,49 @@ func (t *txn) targetFinished(p *events.JobTargetFinished) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	if TargetFinal(jt.GetStatus()) {
+	if jt.GetStatus().Final() {
 		// The first outcome stands: a late result after a timeout, or a
 		// result reported again after a reconnect, changes nothing.
-		return t.reject(ErrConflict, "job %q: target %q already finished (%s)", j.GetId(), jt.GetTarget(), jt.GetStatus())
+		return t.reject(ErrConflict, "job %q: target %q already finished (%s)", j.GetId(), jt.GetTarget(), jt.GetStatus().Name())
 	}
 	jt.Blocks = p.GetBlocks()
 	jt.Error = p.GetError()
 	jt.FinishedUnixNano = t.ev.GetTimeUnixNano()
-	t.setTargetStatus(j, jt, p.GetStatus())
+	t.setTargetStatus(j, jt, p.GetTargetStatus())
 	t.put(key(tagJob, j.Id), j)
 	return nil
 }
 
+// statusWritten is how a refused status reads in the rejection: the name
+// an event from before the enums carried, or the enum's name.
+func statusWritten[S interface{ Name() string }](s S, name string) string {
+	if name != "" {
+		return name
+	}
+	return s.Name()
+}
+
 func (t *txn) finishJob(p *events.JobFinished) *Rejection {
-	switch p.GetStatus() {
-	case JobDone, JobFailed, JobStopped, JobCancelled:
-	default:
-		return t.reject(ErrInvalid, "job %q: %q is not a job outcome", p.GetJobId(), p.GetStatus())
+	if !p.GetJobStatus().Outcome() {
+		return t.reject(ErrInvalid, "job %q: %q is not a job outcome", p.GetJobId(), statusWritten(p.GetJobStatus(), p.GetStatus()))
 	}
 	j, rej := t.job(p.GetJobId())
 	if rej != nil {
 		return rej
 	}
-	if !JobActive(j.GetStatus()) {
-		return t.reject(ErrConflict, "job %q is already %s", j.GetId(), j.GetStatus())
+	if !j.GetStatus().Active() {
+		return t.reject(ErrConflict, "job %q is already %s", j.GetId(), j.GetStatus().Name())
 	}
-	if n := j.Counts[TargetDispatched] + j.Counts[TargetRunning]; n > 0 {
+	if n := j.Count(targetDispatched) + j.Count(targetRunning); n > 0 {
 		return t.reject(ErrConflict, "job %q still has %d targets in flight", j.GetId(), n)
 	}
 	for _, k := range t.keysWithPrefix(key(tagJobTarget, j.GetId(), "")) {
 		var jt JobTarget
-		if t.get(k, &jt) && jt.GetStatus() == TargetPending {
-			t.setTargetStatus(j, &jt, TargetSkipped)
+		if t.get(k, &jt) && jt.GetStatus() == targetPending {
+			t.setTargetStatus(j, &jt, targetSkipped)
 		}
 	}
-	j.Status = p.GetStatus()
+	j.Status = p.GetJobStatus()
 	j.Finished = t.origin()
 	t.put(key(tagJob, j.Id), j)
 	t.jobActive(j.Id, false)
@@ -293,8 +293,8 @@ func (t *txn) cancelJob(p *events.JobCancelled) *Rejection {
 	if rej != nil {
 		return rej
 	}
-	if j.GetStatus() != JobRunning {
-		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus())
+	if j.GetStatus() != jobRunning {
+		return t.reject(ErrConflict, "job %q is %s", j.GetId(), j.GetStatus().Name())
 	}
 	// Targets that have not started end here: pending ones, and released
 	// ones whose start (job_target_dispatched) is not in the log. The log
@@ -303,11 +303,11 @@ func (t *txn) cancelJob(p *events.JobCancelled) *Rejection {
 	// with their results (their agents are told to stop) or time out.
 	for _, k := range t.keysWithPrefix(key(tagJobTarget, j.GetId(), "")) {
 		var jt JobTarget
-		if t.get(k, &jt) && (jt.GetStatus() == TargetPending || jt.GetStatus() == TargetDispatched) {
-			t.setTargetStatus(j, &jt, TargetCancelled)
+		if t.get(k, &jt) && (jt.GetStatus() == targetPending || jt.GetStatus() == targetDispatched) {
+			t.setTargetStatus(j, &jt, targetCancelled)
 		}
 	}
-	j.Status = JobCancelling
+	j.Status = jobCancelling
 	j.CancelReason = p.GetReason()
 	t.put(key(tagJob, j.Id), j)
 	return nil

@@ -51,7 +51,7 @@ func TestJobKeepsSubmissionOrderOutsideTheJobRecord(t *testing.T) {
 	if got := j.GetTargets(); len(got) != 0 { //nolint:staticcheck // checking the deprecated field stays empty
 		t.Fatalf("job record lists its targets: %v", got)
 	}
-	if j.GetCounts()[TargetPending] != 3 {
+	if j.Count(targetPending) != 3 {
 		t.Fatalf("counts = %v, want 3 pending", j.GetCounts())
 	}
 	jts, err := f.JobTargets("j1")
@@ -69,11 +69,11 @@ func TestJobKeepsSubmissionOrderOutsideTheJobRecord(t *testing.T) {
 	size := proto.Size(j)
 	a.mustApply(&events.JobBatchStarted{JobId: "j1", Batch: 1, Targets: []string{"web-c"}})
 	a.mustApply(&events.JobTargetDispatched{JobId: "j1", Target: "web-c", Node: "n1"})
-	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "web-c", Status: TargetOK})
+	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "web-c", TargetStatus: events.TargetStatus_TARGET_STATUS_OK.Enum()})
 	if j, err = f.Job("j1"); err != nil {
 		t.Fatal(err)
 	}
-	if j.GetCounts()[TargetOK] != 1 || j.GetCounts()[TargetPending] != 2 {
+	if j.Count(events.TargetStatus_TARGET_STATUS_OK) != 1 || j.Count(targetPending) != 2 {
 		t.Fatalf("counts = %v, want 1 ok, 2 pending", j.GetCounts())
 	}
 	if grown := proto.Size(j) - size; grown > 16 {
@@ -128,9 +128,9 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j2", "j1", "j3"}) {
 		t.Fatalf("active = %v, want submission order j2 j1 j3", got)
 	}
-	a.mustApply(&events.JobFinished{JobId: "j1", Status: JobStopped})
+	a.mustApply(&events.JobFinished{JobId: "j1", JobStatus: events.JobStatus_JOB_STATUS_STOPPED.Enum()})
 	a.mustApply(&events.JobCancelled{JobId: "j3"})
-	if r := a.apply("", &events.JobFinished{JobId: "j1", Status: JobDone}); r.Rejected == nil {
+	if r := a.apply("", &events.JobFinished{JobId: "j1", JobStatus: events.JobStatus_JOB_STATUS_DONE.Enum()}); r.Rejected == nil {
 		t.Fatal("finishing a finished job was not rejected")
 	}
 	// Cancelling is still active: the scheduler finishes it.
@@ -139,7 +139,7 @@ func TestActiveJobsFollowTheState(t *testing.T) {
 	}
 
 	snap := snapshotBytes(t, f)
-	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
+	a.mustApply(&events.JobFinished{JobId: "j2", JobStatus: events.JobStatus_JOB_STATUS_STOPPED.Enum()})
 	if got := activeIDs(t, f); !slices.Equal(got, []string{"j3"}) {
 		t.Fatalf("active = %v, want j3", got)
 	}
@@ -168,10 +168,10 @@ func TestActiveJobsAreIndexed(t *testing.T) {
 	}
 	a := &applier{t: t, f: f}
 	submitJobs(t, a, "j1", "j2")
-	a.mustApply(&events.JobFinished{JobId: "j2", Status: JobStopped})
+	a.mustApply(&events.JobFinished{JobId: "j2", JobStatus: events.JobStatus_JOB_STATUS_STOPPED.Enum()})
 	// A running job record without its key: a scan of the jobs would list
 	// it, the index does not.
-	ghost, err := proto.Marshal(&Job{Id: "ghost", Status: JobRunning})
+	ghost, err := proto.Marshal(&Job{Id: "ghost", Status: jobRunning})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,9 +224,9 @@ func TestCancelledJobStartsNothing(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, jt := range jts {
-		got[jt.GetTarget()] = jt.GetStatus()
+		got[jt.GetTarget()] = jt.GetStatus().Name()
 	}
-	if want := map[string]string{"a": TargetRunning, "b": TargetCancelled, "c": TargetCancelled}; !maps.Equal(got, want) {
+	if want := map[string]string{"a": "running", "b": "cancelled", "c": "cancelled"}; !maps.Equal(got, want) {
 		t.Fatalf("after the cancel: targets %v, want %v", got, want)
 	}
 	if r := a.apply("", &events.JobTargetDispatched{JobId: "j1", Target: "b", Node: "n1"}); r.Rejected == nil {
@@ -236,12 +236,12 @@ func TestCancelledJobStartsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.GetStatus() != JobCancelling || j.GetCounts()[TargetRunning] != 1 || j.GetCounts()[TargetCancelled] != 2 {
-		t.Fatalf("job %s, counts %v; want cancelling, 1 running, 2 cancelled", j.GetStatus(), j.GetCounts())
+	if j.GetStatus() != jobCancelling || j.Count(targetRunning) != 1 || j.Count(targetCancelled) != 2 {
+		t.Fatalf("job %s, counts %v; want cancelling, 1 running, 2 cancelled", j.GetStatus().Name(), j.GetCounts())
 	}
-	if r := a.apply("", &events.JobFinished{JobId: "j1", Status: JobCancelled}); r.Rejected == nil {
+	if r := a.apply("", &events.JobFinished{JobId: "j1", JobStatus: events.JobStatus_JOB_STATUS_CANCELLED.Enum()}); r.Rejected == nil {
 		t.Fatal("the job finished with a target still running")
 	}
-	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "a", Status: TargetChanged})
-	a.mustApply(&events.JobFinished{JobId: "j1", Status: JobCancelled})
+	a.mustApply(&events.JobTargetFinished{JobId: "j1", Target: "a", TargetStatus: events.TargetStatus_TARGET_STATUS_CHANGED.Enum()})
+	a.mustApply(&events.JobFinished{JobId: "j1", JobStatus: events.JobStatus_JOB_STATUS_CANCELLED.Enum()})
 }

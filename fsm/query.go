@@ -81,7 +81,7 @@ func recordsIn[T any, P interface {
 	var out []*T
 	err := scanDB(db, prefix, prefixEnd(prefix), func(k, v []byte) (bool, error) {
 		m := P(new(T))
-		if err := proto.Unmarshal(v, m); err != nil {
+		if err := unmarshalRecord(v, m); err != nil {
 			return false, fmt.Errorf("decode record %q: %w", k, err)
 		}
 		out = append(out, (*T)(m))

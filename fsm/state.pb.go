@@ -473,14 +473,18 @@ type Job struct {
 	TimeoutNanos int64             `protobuf:"varint,11,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	Vars         map[string]string `protobuf:"bytes,12,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DryRun       bool              `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	// running | cancelling | done | failed | stopped | cancelled
-	Status string `protobuf:"bytes,14,opt,name=status,proto3" json:"status,omitempty"`
+	// The status by name, in records written before status (19) existed;
+	// read into status when such a record is read, never written.
+	//
+	// Deprecated: Marked as deprecated in fsm/state.proto.
+	LegacyStatus string `protobuf:"bytes,14,opt,name=legacy_status,json=legacyStatus,proto3" json:"legacy_status,omitempty"`
 	// Batches released so far.
 	Batches uint32 `protobuf:"varint,15,opt,name=batches,proto3" json:"batches,omitempty"`
-	// Counts of targets by status.
+	// Counts of targets by status, keyed by name (events.TargetStatus.Name).
 	Counts        map[string]uint32 `protobuf:"bytes,16,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	Finished      *Origin           `protobuf:"bytes,17,opt,name=finished,proto3" json:"finished,omitempty"`
 	CancelReason  string            `protobuf:"bytes,18,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	Status        events.JobStatus  `protobuf:"varint,19,opt,name=status,proto3,enum=hpt.events.v1.JobStatus" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,9 +611,10 @@ func (x *Job) GetDryRun() bool {
 	return false
 }
 
-func (x *Job) GetStatus() string {
+// Deprecated: Marked as deprecated in fsm/state.proto.
+func (x *Job) GetLegacyStatus() string {
 	if x != nil {
-		return x.Status
+		return x.LegacyStatus
 	}
 	return ""
 }
@@ -642,14 +647,22 @@ func (x *Job) GetCancelReason() string {
 	return ""
 }
 
+func (x *Job) GetStatus() events.JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return events.JobStatus(0)
+}
+
 type JobTarget struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	JobId  string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Target string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	// pending | dispatched | running | ok | changed | failed | unreachable |
-	// refused | cancelled | skipped
-	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	Batch  uint32 `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
+	// As Job.legacy_status.
+	//
+	// Deprecated: Marked as deprecated in fsm/state.proto.
+	LegacyStatus string `protobuf:"bytes,3,opt,name=legacy_status,json=legacyStatus,proto3" json:"legacy_status,omitempty"`
+	Batch        uint32 `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
 	// When the scheduler released it (the event's time), for timeouts.
 	ReleasedUnixNano int64                 `protobuf:"varint,5,opt,name=released_unix_nano,json=releasedUnixNano,proto3" json:"released_unix_nano,omitempty"`
 	Node             string                `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
@@ -660,7 +673,8 @@ type JobTarget struct {
 	// Place in the submitted target list, the order batches release in.
 	// Records written before this field existed all hold 0; their jobs were
 	// submitted in name order, which is the order they are stored in.
-	Position      uint32 `protobuf:"varint,11,opt,name=position,proto3" json:"position,omitempty"`
+	Position      uint32              `protobuf:"varint,11,opt,name=position,proto3" json:"position,omitempty"`
+	Status        events.TargetStatus `protobuf:"varint,12,opt,name=status,proto3,enum=hpt.events.v1.TargetStatus" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,9 +723,10 @@ func (x *JobTarget) GetTarget() string {
 	return ""
 }
 
-func (x *JobTarget) GetStatus() string {
+// Deprecated: Marked as deprecated in fsm/state.proto.
+func (x *JobTarget) GetLegacyStatus() string {
 	if x != nil {
-		return x.Status
+		return x.LegacyStatus
 	}
 	return ""
 }
@@ -772,6 +787,13 @@ func (x *JobTarget) GetPosition() uint32 {
 	return 0
 }
 
+func (x *JobTarget) GetStatus() events.TargetStatus {
+	if x != nil {
+		return x.Status
+	}
+	return events.TargetStatus(0)
+}
+
 var File_fsm_state_proto protoreflect.FileDescriptor
 
 const file_fsm_state_proto_rawDesc = "" +
@@ -822,7 +844,7 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xf5\x06\n" +
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xb8\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
@@ -839,12 +861,13 @@ const file_fsm_state_proto_rawDesc = "" +
 	" \x01(\x05R\vmaxFailures\x12#\n" +
 	"\rtimeout_nanos\x18\v \x01(\x03R\ftimeoutNanos\x12-\n" +
 	"\x04vars\x18\f \x03(\v2\x19.hpt.fsm.v1.Job.VarsEntryR\x04vars\x12\x17\n" +
-	"\adry_run\x18\r \x01(\bR\x06dryRun\x12\x16\n" +
-	"\x06status\x18\x0e \x01(\tR\x06status\x12\x18\n" +
+	"\adry_run\x18\r \x01(\bR\x06dryRun\x12'\n" +
+	"\rlegacy_status\x18\x0e \x01(\tB\x02\x18\x01R\flegacyStatus\x12\x18\n" +
 	"\abatches\x18\x0f \x01(\rR\abatches\x123\n" +
 	"\x06counts\x18\x10 \x03(\v2\x1b.hpt.fsm.v1.Job.CountsEntryR\x06counts\x12.\n" +
 	"\bfinished\x18\x11 \x01(\v2\x12.hpt.fsm.v1.OriginR\bfinished\x12#\n" +
-	"\rcancel_reason\x18\x12 \x01(\tR\fcancelReason\x1a8\n" +
+	"\rcancel_reason\x18\x12 \x01(\tR\fcancelReason\x120\n" +
+	"\x06status\x18\x13 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\x06status\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -857,11 +880,11 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xea\x02\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xb0\x03\n" +
 	"\tJobTarget\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\x12\x14\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12'\n" +
+	"\rlegacy_status\x18\x03 \x01(\tB\x02\x18\x01R\flegacyStatus\x12\x14\n" +
 	"\x05batch\x18\x04 \x01(\rR\x05batch\x12,\n" +
 	"\x12released_unix_nano\x18\x05 \x01(\x03R\x10releasedUnixNano\x12\x12\n" +
 	"\x04node\x18\x06 \x01(\tR\x04node\x12*\n" +
@@ -870,7 +893,8 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x06blocks\x18\t \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12\x1a\n" +
-	"\bposition\x18\v \x01(\rR\bpositionB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
+	"\bposition\x18\v \x01(\rR\bposition\x123\n" +
+	"\x06status\x18\f \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\x06statusB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
 
 var (
 	file_fsm_state_proto_rawDescOnce sync.Once
@@ -899,7 +923,9 @@ var file_fsm_state_proto_goTypes = []any{
 	nil,                        // 10: hpt.fsm.v1.Job.SelectorEntry
 	nil,                        // 11: hpt.fsm.v1.Job.VarsEntry
 	nil,                        // 12: hpt.fsm.v1.Job.CountsEntry
-	(*events.BlockResult)(nil), // 13: hpt.events.v1.BlockResult
+	(events.JobStatus)(0),      // 13: hpt.events.v1.JobStatus
+	(*events.BlockResult)(nil), // 14: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 15: hpt.events.v1.TargetStatus
 }
 var file_fsm_state_proto_depIdxs = []int32{
 	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
@@ -916,12 +942,14 @@ var file_fsm_state_proto_depIdxs = []int32{
 	11, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
 	12, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
 	0,  // 13: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
-	13, // 14: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
+	14, // 15: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	15, // 16: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }

@@ -355,7 +355,7 @@ func TestProvisionNeededOnEveryTarget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.GetStatus() != fsm.JobRunning {
+		if j.GetStatus() != events.JobStatus_JOB_STATUS_RUNNING {
 			t.Fatalf("job after a refused cancel is %s, want running", j.GetStatus())
 		}
 	})

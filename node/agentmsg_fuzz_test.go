@@ -10,14 +10,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
 // FuzzAgentEvent decodes arbitrary bytes as a message on an agent's stream
 // (what a registered but compromised target can send) and turns it into
 // the event the node would write. Whatever the message claims, the event
-// names the stream's own target and a known status, its request id is the
+// names the stream's own target and a status an agent may report, its request id is the
 // one a resend repeats, it survives encoding into the log and back, and a
 // message kind the stream does not carry is refused as InvalidArgument.
 func FuzzAgentEvent(f *testing.F) {
@@ -26,6 +25,8 @@ func FuzzAgentEvent(f *testing.F) {
 		{Msg: &rpc.AgentMessage_Result{Result: &rpc.JobResult{JobId: "j1", Status: "changed",
 			Blocks: []*events.BlockResult{{Kind: "exec", Name: "count", Outcome: "changed"}}}}},
 		{Msg: &rpc.AgentMessage_Result{Result: &rpc.JobResult{JobId: "j1", Status: "ok!", Error: "boom"}}},
+		{Msg: &rpc.AgentMessage_Result{Result: &rpc.JobResult{JobId: "j1", TargetStatus: events.TargetStatus_TARGET_STATUS_OK, Status: "ok"}}},
+		{Msg: &rpc.AgentMessage_Result{Result: &rpc.JobResult{JobId: "j1", TargetStatus: events.TargetStatus_TARGET_STATUS_PENDING}}},
 		{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{Labels: map[string]string{"role": "web"}}}},
 		{Msg: &rpc.AgentMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: 1}}},
 		{},
@@ -70,8 +71,8 @@ func FuzzAgentEvent(f *testing.F) {
 			if e.GetTarget() != target || !strings.HasPrefix(reqID, "result/") {
 				t.Fatalf("result event %v, request id %q", e, reqID)
 			}
-			if s := e.GetStatus(); s != fsm.TargetOK && s != fsm.TargetChanged && s != fsm.TargetFailed {
-				t.Fatalf("result status %q passed through", s)
+			if s := e.GetTargetStatus(); s != events.TargetStatus_TARGET_STATUS_OK && s != events.TargetStatus_TARGET_STATUS_CHANGED && s != events.TargetStatus_TARGET_STATUS_FAILED {
+				t.Fatalf("result status %s passed through", s.Name())
 			}
 			job = e.GetJobId()
 		default:
@@ -97,9 +98,20 @@ func FuzzAgentEvent(f *testing.F) {
 		if err != nil || !proto.Equal(dec, e) {
 			t.Fatalf("decode(encode(event)) = %v, %v; want %v", dec, err, e)
 		}
-		got := ev.ProtoReflect().New().Interface()
-		if err := proto.Unmarshal(dec.GetPayload(), got); err != nil || !proto.Equal(got, ev) {
-			t.Fatalf("payload round trip = %v, %v; want %v", got, err, ev)
+		got, err := dec.DecodePayload()
+		if err != nil {
+			t.Fatalf("decode payload: %v", err)
+		}
+		if f, ok := got.(*events.JobTargetFinished); ok {
+			// events.New adds the status's name, for nodes of builds
+			// before the enum; the rest is the event as built.
+			if f.GetStatus() != f.GetTargetStatus().Name() { //nolint:staticcheck // the name older builds read
+				t.Fatalf("result event carries the name %q for status %s", f.GetStatus(), f.GetTargetStatus().Name()) //nolint:staticcheck // as above
+			}
+			f.Status = "" //nolint:staticcheck // as above
+		}
+		if !proto.Equal(got, ev) {
+			t.Fatalf("payload round trip = %v; want %v", got, ev)
 		}
 	})
 }

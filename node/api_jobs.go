@@ -226,7 +226,7 @@ func (n *Node) resolveTargets(glob string, selector map[string]string) ([]string
 
 func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, blocks bool) *rpc.JobInfo {
 	info := &rpc.JobInfo{
-		JobId: j.GetId(), Name: j.GetName(), Status: j.GetStatus(), SubmittedBy: j.GetSubmitted().GetActor(),
+		JobId: j.GetId(), Name: j.GetName(), JobStatus: j.GetStatus(), Status: j.GetStatus().Name(), SubmittedBy: j.GetSubmitted().GetActor(),
 		SubmittedUnixNano: j.GetSubmitted().GetTimeUnixNano(), SubmittedIndex: j.GetSubmitted().GetIndex(),
 		FinishedUnixNano: j.GetFinished().GetTimeUnixNano(), BatchSize: j.GetBatchSize(), MaxFailures: j.GetMaxFailures(),
 		TimeoutSeconds: j.GetTimeoutNanos() / int64(time.Second), DryRun: j.GetDryRun(), Counts: j.GetCounts(),
@@ -234,7 +234,7 @@ func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, blocks bool) *rpc.JobInfo {
 	}
 	for _, t := range targets {
 		ti := &rpc.JobTargetInfo{
-			Target: t.GetTarget(), Status: t.GetStatus(), Node: t.GetNode(), Batch: t.GetBatch(),
+			Target: t.GetTarget(), TargetStatus: t.GetStatus(), Status: t.GetStatus().Name(), Node: t.GetNode(), Batch: t.GetBatch(),
 			StartedUnixNano: t.GetStartedUnixNano(), FinishedUnixNano: t.GetFinishedUnixNano(), Error: t.GetError(),
 		}
 		if blocks {
@@ -326,7 +326,7 @@ func (a *jobsAPI) Watch(req *rpc.GetJobRequest, stream grpc.ServerStreamingServe
 			}
 			last = info
 		}
-		if !fsm.JobActive(info.GetStatus()) {
+		if !info.GetJobStatus().Active() {
 			return nil
 		}
 		select {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -51,7 +50,7 @@ func TestCancelledJobDoesNotRunOnReconnect(t *testing.T) {
 	c.WaitConnected("web-1")
 	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
 	st := targetStatuses(info)
-	if info.GetStatus() != fsm.JobCancelled || st["web-1"] != fsm.TargetCancelled || st["web-3"] != fsm.TargetCancelled {
+	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_CANCELLED || st["web-1"] != events.TargetStatus_TARGET_STATUS_CANCELLED || st["web-3"] != events.TargetStatus_TARGET_STATUS_CANCELLED {
 		t.Fatalf("job %s, targets %v; want cancelled with web-1 and web-3 cancelled", info.GetStatus(), st)
 	}
 
@@ -77,7 +76,7 @@ func TestCancelledJobDoesNotRunOnReconnect(t *testing.T) {
 	// answered the stale dispatch's acknowledgement (one stream, in order).
 	after := t.TempDir()
 	next := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(after, 0, false), Targets: "web-1", TimeoutSeconds: 60})
-	if info := waitJob(t, c, cl, next.GetJobId(), 60*time.Second); info.GetStatus() != fsm.JobDone || runs(t, after, "web-1") != 1 {
+	if info := waitJob(t, c, cl, next.GetJobId(), 60*time.Second); info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE || runs(t, after, "web-1") != 1 {
 		t.Fatalf("the next job on web-1: %s, %v", info.GetStatus(), targetStatuses(info))
 	}
 
@@ -95,8 +94,8 @@ func TestCancelledJobDoesNotRunOnReconnect(t *testing.T) {
 				t.Errorf("event %d: job_target_dispatched for %s after job_cancelled", ev.GetIndex(), p.GetTarget())
 			}
 		case *events.JobTargetFinished:
-			if p.GetJobId() == resp.GetJobId() && p.GetTarget() == "web-1" && p.GetStatus() != fsm.TargetCancelled {
-				t.Errorf("event %d: web-1 finished %s", ev.GetIndex(), p.GetStatus())
+			if p.GetJobId() == resp.GetJobId() && p.GetTarget() == "web-1" && p.GetTargetStatus() != events.TargetStatus_TARGET_STATUS_CANCELLED {
+				t.Errorf("event %d: web-1 finished %s", ev.GetIndex(), p.GetTargetStatus().Name())
 			}
 		}
 		return true

@@ -330,11 +330,15 @@ func agentEvent(node, target string, m *rpc.AgentMessage) (proto.Message, string
 		return &events.JobTargetDispatched{JobId: job, Target: target, Node: node}, "ack/" + job + "/" + target, nil
 	case *rpc.AgentMessage_Result:
 		r := msg.Result
-		st := r.GetStatus()
-		if st != fsm.TargetOK && st != fsm.TargetChanged && st != fsm.TargetFailed {
-			st = fsm.TargetFailed
+		// An agent reports only these; anything else (or a status an agent
+		// of a build before the enums named wrongly) is a failure.
+		st := events.TargetStatusOf(r.GetTargetStatus(), r.GetStatus())
+		switch st {
+		case events.TargetStatus_TARGET_STATUS_OK, events.TargetStatus_TARGET_STATUS_CHANGED, events.TargetStatus_TARGET_STATUS_FAILED:
+		default:
+			st = events.TargetStatus_TARGET_STATUS_FAILED
 		}
-		return &events.JobTargetFinished{JobId: r.GetJobId(), Target: target, Status: st, Blocks: r.GetBlocks(), Error: r.GetError()},
+		return &events.JobTargetFinished{JobId: r.GetJobId(), Target: target, TargetStatus: st.Enum(), Blocks: r.GetBlocks(), Error: r.GetError()},
 			"result/" + r.GetJobId() + "/" + target, nil
 	case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
 		return nil, "", nil
@@ -381,7 +385,7 @@ func (n *Node) startRecorded(ctx context.Context, job, target string) (bool, err
 	if errors.Is(err, fsm.ErrNotFound) {
 		return false, nil
 	}
-	if err != nil || j.GetStatus() != fsm.JobRunning {
+	if err != nil || j.GetStatus() != events.JobStatus_JOB_STATUS_RUNNING {
 		return false, err
 	}
 	jts, err := n.fsm.JobTargets(job)
@@ -390,7 +394,7 @@ func (n *Node) startRecorded(ctx context.Context, job, target string) (bool, err
 	}
 	for _, jt := range jts {
 		if jt.GetTarget() == target {
-			return jt.GetStatus() == fsm.TargetRunning, nil
+			return jt.GetStatus() == events.TargetStatus_TARGET_STATUS_RUNNING, nil
 		}
 	}
 	return false, nil

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
@@ -66,7 +65,7 @@ func waitJob(t *testing.T, c *nodetest.Cluster, cl *rpc.Client, id string, timeo
 		if err != nil {
 			return err
 		}
-		if fsm.JobActive(info.GetStatus()) {
+		if info.GetJobStatus().Active() {
 			return fmt.Errorf("job %s is %s: %v", id, info.GetStatus(), info.GetCounts())
 		}
 		return nil
@@ -74,10 +73,10 @@ func waitJob(t *testing.T, c *nodetest.Cluster, cl *rpc.Client, id string, timeo
 	return info
 }
 
-func targetStatuses(info *rpc.JobInfo) map[string]string {
-	out := map[string]string{}
+func targetStatuses(info *rpc.JobInfo) map[string]events.TargetStatus {
+	out := map[string]events.TargetStatus{}
 	for _, t := range info.GetTargets() {
-		out[t.GetTarget()] = t.GetStatus()
+		out[t.GetTarget()] = t.GetTargetStatus()
 	}
 	return out
 }
@@ -118,7 +117,7 @@ func TestJobTargetingBatchesAndFailures(t *testing.T) {
 	t.Run("batch size is a window", func(t *testing.T) {
 		resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 200*time.Millisecond, false), Targets: "web-*", BatchSize: 1, MaxFailures: -1})
 		info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
-		if info.GetStatus() != fsm.JobDone || info.GetCounts()[fsm.TargetOK]+info.GetCounts()[fsm.TargetChanged] != 3 {
+		if info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE || info.GetCounts()[events.TargetStatus_TARGET_STATUS_OK.Name()]+info.GetCounts()[events.TargetStatus_TARGET_STATUS_CHANGED.Name()] != 3 {
 			t.Fatalf("job %s, counts %v", info.GetStatus(), info.GetCounts())
 		}
 		// Replay the job's events: at no point more than one target in
@@ -148,7 +147,7 @@ func TestJobTargetingBatchesAndFailures(t *testing.T) {
 		resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 0, true), Targets: "web-*", BatchSize: 1, MaxFailures: 0})
 		info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
 		st := targetStatuses(info)
-		if info.GetStatus() != fsm.JobStopped || st["web-1"] != fsm.TargetFailed || st["web-2"] != fsm.TargetSkipped || st["web-3"] != fsm.TargetSkipped {
+		if info.GetJobStatus() != events.JobStatus_JOB_STATUS_STOPPED || st["web-1"] != events.TargetStatus_TARGET_STATUS_FAILED || st["web-2"] != events.TargetStatus_TARGET_STATUS_SKIPPED || st["web-3"] != events.TargetStatus_TARGET_STATUS_SKIPPED {
 			t.Fatalf("job %s, targets %v; want stopped after web-1 failed", info.GetStatus(), st)
 		}
 		var failed *rpc.JobTargetInfo
@@ -194,7 +193,7 @@ func TestJobSurvivesLeaderLossAndRunsOnce(t *testing.T) {
 	old := c.WaitLeader()
 	c.Crash(old)
 	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
-	if info.GetStatus() != fsm.JobDone {
+	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("job %s after leader loss: %v", info.GetStatus(), targetStatuses(info))
 	}
 	for _, name := range names {
@@ -258,7 +257,7 @@ func TestRevokedTargetCutOffAndRefused(t *testing.T) {
 	}
 	info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
 	st := targetStatuses(info)
-	if st["web-1"] != fsm.TargetRefused || (st["web-2"] != fsm.TargetChanged && st["web-2"] != fsm.TargetOK) {
+	if st["web-1"] != events.TargetStatus_TARGET_STATUS_REFUSED || (st["web-2"] != events.TargetStatus_TARGET_STATUS_CHANGED && st["web-2"] != events.TargetStatus_TARGET_STATUS_OK) {
 		t.Fatalf("targets %v: want web-1 refused, web-2 finished", st)
 	}
 	if _, err := cl.Jobs.Submit(ctxT(t), &rpc.SubmitJobRequest{Name: "x.toml", Config: countingConfig(dir, 0, false), Targets: "web-1"}); err == nil {
@@ -273,7 +272,7 @@ func TestUnreachableTargetTimesOut(t *testing.T) {
 	cl := c.Client(0)
 	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(dir, 0, false), Targets: "ghost", TimeoutSeconds: 1, MaxFailures: -1})
 	info := waitJob(t, c, cl, resp.GetJobId(), 15*time.Second)
-	if st := targetStatuses(info); st["ghost"] != fsm.TargetUnreachable || info.GetStatus() != fsm.JobFailed {
+	if st := targetStatuses(info); st["ghost"] != events.TargetStatus_TARGET_STATUS_UNREACHABLE || info.GetJobStatus() != events.JobStatus_JOB_STATUS_FAILED {
 		t.Fatalf("job %s, targets %v; want ghost unreachable", info.GetStatus(), st)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/node/export/exporttest"
@@ -97,7 +97,7 @@ func TestEveryDocumentedMetricIsExposed(t *testing.T) {
 	c.WaitConnected("a1")
 	cl := c.Client(0)
 	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: countingConfig(t.TempDir(), 0, false), Targets: "a1", MaxFailures: -1})
-	if info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second); info.GetStatus() != fsm.JobDone {
+	if info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second); info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("job %s: %v", info.GetStatus(), targetStatuses(info))
 	}
 	want := documentedMetrics(t)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -65,7 +65,7 @@ func TestSubmitterFollowsOwnJob(t *testing.T) {
 	if err != nil {
 		t.Fatalf("alice following her job: %v", err)
 	}
-	if last.GetStatus() != fsm.JobDone || last.GetSubmittedBy() != "user:alice" {
+	if last.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE || last.GetSubmittedBy() != "user:alice" {
 		t.Fatalf("alice's job ended %s, submitted by %s; want done by user:alice", last.GetStatus(), last.GetSubmittedBy())
 	}
 	info, err := alice.Jobs.Get(ctxT(t), &rpc.GetJobRequest{JobId: done.GetJobId(), Blocks: true})
@@ -83,7 +83,7 @@ func TestSubmitterFollowsOwnJob(t *testing.T) {
 		t.Fatalf("alice cancelling her job: %v", err)
 	}
 	last, err = followJob(t, alice, running.GetJobId())
-	if err != nil || last.GetStatus() != fsm.JobCancelled {
+	if err != nil || last.GetJobStatus() != events.JobStatus_JOB_STATUS_CANCELLED {
 		t.Fatalf("alice following her cancelled job: %s, %v; want cancelled", last.GetStatus(), err)
 	}
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -32,7 +32,7 @@ func TestJobTemplatesOptionalAndMissing(t *testing.T) {
 		"printf %s '{{ with .Target.Labels.role }}{{ . }}{{ else }}none{{ end }}' > "+dir+"/{{ .Target.Name }}.role")
 	resp := submit(t, cl, &rpc.SubmitJobRequest{Config: []byte(optional), Targets: "*", TimeoutSeconds: 60})
 	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
-	if info.GetStatus() != fsm.JobDone {
+	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("optional-label job %s: %v", info.GetStatus(), info.GetTargets())
 	}
 	for target, want := range map[string]string{"web-1": "web", "db-1": "none"} {
@@ -67,7 +67,7 @@ func TestJobTemplatesOptionalAndMissing(t *testing.T) {
 	}
 	// With the var set by the job it is accepted and runs.
 	resp = submit(t, cl, &rpc.SubmitJobRequest{Name: "plain.toml", Config: []byte(plain), Targets: "web-1", Vars: map[string]string{"missing": "set"}, TimeoutSeconds: 60})
-	if info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second); info.GetStatus() != fsm.JobDone {
+	if info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second); info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("job with the var set: %s, %v", info.GetStatus(), info.GetTargets())
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "ran")); err != nil || string(b) != "set\n" {

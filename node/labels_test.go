@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -48,7 +48,7 @@ func TestClaimedLabelsNeverSelect(t *testing.T) {
 		t.Errorf("--selector role=db resolved %v, want [db-1]", resp.GetTargets())
 	}
 	info := waitJob(t, c, cl, resp.GetJobId(), 30*time.Second)
-	if info.GetStatus() != fsm.JobDone {
+	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("job %s: %v", info.GetStatus(), info.GetCounts())
 	}
 	if n := runs(t, dir, "web-1"); n != 0 {

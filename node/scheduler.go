@@ -69,7 +69,7 @@ func (s *scheduler) pass(ctx context.Context) error {
 		return err
 	}
 	for _, j := range jobs {
-		if !fsm.JobActive(j.GetStatus()) {
+		if !j.GetStatus().Active() {
 			// Finished after the list was taken.
 			continue
 		}
@@ -91,7 +91,7 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 	for _, t := range targets {
 		st := t.GetStatus()
 		switch {
-		case st == fsm.TargetDispatched || st == fsm.TargetRunning:
+		case st.InFlight():
 			inFlight++
 			done, err := s.tend(ctx, j, t, now)
 			if err != nil {
@@ -103,16 +103,16 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 				inFlight--
 				failures++
 			}
-		case st == fsm.TargetPending:
+		case st == events.TargetStatus_TARGET_STATUS_PENDING:
 			pending++
-		case fsm.TargetFailure(st):
+		case st.Failure():
 			failures++
 		}
 	}
 
-	if j.GetStatus() == fsm.JobCancelling {
+	if j.GetStatus() == events.JobStatus_JOB_STATUS_CANCELLING {
 		if inFlight == 0 {
-			return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), Status: fsm.JobCancelled})
+			return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), JobStatus: events.JobStatus_JOB_STATUS_CANCELLED.Enum()})
 		}
 		return nil
 	}
@@ -125,7 +125,7 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 			if len(release)+inFlight >= int(j.GetBatchSize()) {
 				break
 			}
-			if t.GetStatus() == fsm.TargetPending {
+			if t.GetStatus() == events.TargetStatus_TARGET_STATUS_PENDING {
 				release = append(release, t.GetTarget())
 			}
 		}
@@ -133,14 +133,14 @@ func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
 		return s.propose(ctx, fmt.Sprintf("release/%s/%d", j.GetId(), batch), &events.JobBatchStarted{JobId: j.GetId(), Batch: batch, Targets: release})
 	}
 	if inFlight == 0 && (pending == 0 || stopped) {
-		outcome := fsm.JobDone
+		outcome := events.JobStatus_JOB_STATUS_DONE
 		switch {
 		case stopped:
-			outcome = fsm.JobStopped
+			outcome = events.JobStatus_JOB_STATUS_STOPPED
 		case failures > 0:
-			outcome = fsm.JobFailed
+			outcome = events.JobStatus_JOB_STATUS_FAILED
 		}
-		return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), Status: outcome})
+		return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), JobStatus: outcome.Enum()})
 	}
 	return nil
 }
@@ -154,15 +154,15 @@ func (s *scheduler) tend(ctx context.Context, j *fsm.Job, t *fsm.JobTarget, now 
 	tk, err := n.fsm.TargetKey(t.GetTarget())
 	if err == nil && tk.GetRevoked() {
 		return true, s.propose(ctx, "refused/"+key, &events.JobTargetFinished{
-			JobId: j.GetId(), Target: t.GetTarget(), Status: fsm.TargetRefused, Error: "target key revoked"})
+			JobId: j.GetId(), Target: t.GetTarget(), TargetStatus: events.TargetStatus_TARGET_STATUS_REFUSED.Enum(), Error: "target key revoked"})
 	}
 	if now.Sub(time.Unix(0, t.GetReleasedUnixNano())) > time.Duration(j.GetTimeoutNanos()) {
 		what := "no answer"
-		if t.GetStatus() == fsm.TargetRunning {
+		if t.GetStatus() == events.TargetStatus_TARGET_STATUS_RUNNING {
 			what = "started but no result"
 		}
 		return true, s.propose(ctx, "timeout/"+key, &events.JobTargetFinished{
-			JobId: j.GetId(), Target: t.GetTarget(), Status: fsm.TargetUnreachable,
+			JobId: j.GetId(), Target: t.GetTarget(), TargetStatus: events.TargetStatus_TARGET_STATUS_UNREACHABLE.Enum(),
 			Error: fmt.Sprintf("%s within %s", what, time.Duration(j.GetTimeoutNanos()))})
 	}
 	if err != nil || !tk.GetConnected() {

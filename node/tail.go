@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -84,7 +83,7 @@ func (n *Node) cancelRuns(jobID string) {
 		return
 	}
 	for _, t := range targets {
-		if t.GetStatus() == fsm.TargetRunning || t.GetStatus() == fsm.TargetDispatched {
+		if t.GetStatus().InFlight() {
 			n.fleet.push(t.GetTarget(), &rpc.NodeMessage{Msg: &rpc.NodeMessage_Cancel{Cancel: &rpc.JobCancel{JobId: jobID}}})
 		}
 	}

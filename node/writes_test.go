@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
@@ -152,12 +151,12 @@ func TestCancelStopsARunningJob(t *testing.T) {
 		t.Fatal("cancel returned no index")
 	}
 	info := waitJob(t, c, cl, resp.GetJobId(), 60*time.Second)
-	if info.GetStatus() != fsm.JobCancelled {
+	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_CANCELLED {
 		t.Fatalf("cancelled job ended %s: %v", info.GetStatus(), targetStatuses(info))
 	}
 	// The agent reports a run its cancel killed as failed (the command
 	// died); only targets still pending become cancelled.
-	if st := targetStatuses(info)["a1"]; st != fsm.TargetCancelled && st != fsm.TargetFailed {
+	if st := targetStatuses(info)["a1"]; st != events.TargetStatus_TARGET_STATUS_CANCELLED && st != events.TargetStatus_TARGET_STATUS_FAILED {
 		t.Fatalf("target of a cancelled job ended %s", st)
 	}
 	c.Eventually(20*time.Second, func() error {

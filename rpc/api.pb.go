@@ -2448,15 +2448,21 @@ func (x *GetJobRequest) GetBlocks() bool {
 }
 
 type JobTargetInfo struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Target           string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Status           string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	Node             string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
-	Batch            uint32                 `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
-	StartedUnixNano  int64                  `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
-	FinishedUnixNano int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	Blocks           []*events.BlockResult  `protobuf:"bytes,7,rep,name=blocks,proto3" json:"blocks,omitempty"`
-	Error            string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// The status's name, the only status nodes sent before target_status
+	// existed; nodes send both for older CLIs. Read with
+	// events.TargetStatusOf(target_status, status).
+	//
+	// Deprecated: Marked as deprecated in rpc/api.proto.
+	Status           string                `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Node             string                `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Batch            uint32                `protobuf:"varint,4,opt,name=batch,proto3" json:"batch,omitempty"`
+	StartedUnixNano  int64                 `protobuf:"varint,5,opt,name=started_unix_nano,json=startedUnixNano,proto3" json:"started_unix_nano,omitempty"`
+	FinishedUnixNano int64                 `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	Blocks           []*events.BlockResult `protobuf:"bytes,7,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Error            string                `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	TargetStatus     events.TargetStatus   `protobuf:"varint,9,opt,name=target_status,json=targetStatus,proto3,enum=hpt.events.v1.TargetStatus" json:"target_status,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -2498,6 +2504,7 @@ func (x *JobTargetInfo) GetTarget() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in rpc/api.proto.
 func (x *JobTargetInfo) GetStatus() string {
 	if x != nil {
 		return x.Status
@@ -2547,23 +2554,34 @@ func (x *JobTargetInfo) GetError() string {
 	return ""
 }
 
+func (x *JobTargetInfo) GetTargetStatus() events.TargetStatus {
+	if x != nil {
+		return x.TargetStatus
+	}
+	return events.TargetStatus(0)
+}
+
 type JobInfo struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	JobId             string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Name              string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Status            string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	SubmittedBy       string                 `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
-	SubmittedUnixNano int64                  `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
-	FinishedUnixNano  int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	BatchSize         uint32                 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	MaxFailures       int32                  `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	TimeoutSeconds    int64                  `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	DryRun            bool                   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	Counts            map[string]uint32      `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Targets           []*JobTargetInfo       `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
-	SubmittedIndex    uint64                 `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
-	TargetGlob        string                 `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
-	Selector          map[string]string      `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// As JobTargetInfo.status: read with events.JobStatusOf(job_status, status).
+	//
+	// Deprecated: Marked as deprecated in rpc/api.proto.
+	Status            string            `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	SubmittedBy       string            `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedUnixNano int64             `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
+	FinishedUnixNano  int64             `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	BatchSize         uint32            `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures       int32             `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutSeconds    int64             `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	DryRun            bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Counts            map[string]uint32 `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Targets           []*JobTargetInfo  `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
+	SubmittedIndex    uint64            `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
+	TargetGlob        string            `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector          map[string]string `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	JobStatus         events.JobStatus  `protobuf:"varint,16,opt,name=job_status,json=jobStatus,proto3,enum=hpt.events.v1.JobStatus" json:"job_status,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -2612,6 +2630,7 @@ func (x *JobInfo) GetName() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in rpc/api.proto.
 func (x *JobInfo) GetStatus() string {
 	if x != nil {
 		return x.Status
@@ -2701,6 +2720,13 @@ func (x *JobInfo) GetSelector() map[string]string {
 		return x.Selector
 	}
 	return nil
+}
+
+func (x *JobInfo) GetJobStatus() events.JobStatus {
+	if x != nil {
+		return x.JobStatus
+	}
+	return events.JobStatus(0)
 }
 
 type ListJobsRequest struct {
@@ -3671,20 +3697,21 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\atargets\x18\x03 \x03(\tR\atargets\">\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\x8d\x02\n" +
+	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\xd3\x02\n" +
 	"\rJobTargetInfo\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\x12\x12\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1a\n" +
+	"\x06status\x18\x02 \x01(\tB\x02\x18\x01R\x06status\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x14\n" +
 	"\x05batch\x18\x04 \x01(\rR\x05batch\x12*\n" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x12,\n" +
 	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x122\n" +
 	"\x06blocks\x18\a \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"\xb4\x05\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12@\n" +
+	"\rtarget_status\x18\t \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\ftargetStatus\"\xf1\x05\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\x12!\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\x06status\x18\x03 \x01(\tB\x02\x18\x01R\x06status\x12!\n" +
 	"\fsubmitted_by\x18\x04 \x01(\tR\vsubmittedBy\x12.\n" +
 	"\x13submitted_unix_nano\x18\x05 \x01(\x03R\x11submittedUnixNano\x12,\n" +
 	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x12\x1d\n" +
@@ -3699,7 +3726,9 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x0fsubmitted_index\x18\r \x01(\x04R\x0esubmittedIndex\x12\x1f\n" +
 	"\vtarget_glob\x18\x0e \x01(\tR\n" +
 	"targetGlob\x129\n" +
-	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x1a9\n" +
+	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x127\n" +
+	"\n" +
+	"job_status\x18\x10 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\tjobStatus\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +
@@ -3888,7 +3917,9 @@ var file_rpc_api_proto_goTypes = []any{
 	nil,                             // 66: hpt.v1.TargetInfo.ClaimedLabelsEntry
 	(events.Type)(0),                // 67: hpt.events.v1.Type
 	(*events.BlockResult)(nil),      // 68: hpt.events.v1.BlockResult
-	(*events.Event)(nil),            // 69: hpt.events.v1.Event
+	(events.TargetStatus)(0),        // 69: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),           // 70: hpt.events.v1.JobStatus
+	(*events.Event)(nil),            // 71: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
@@ -3907,93 +3938,95 @@ var file_rpc_api_proto_depIdxs = []int32{
 	61, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
 	62, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
 	68, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	63, // 16: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	39, // 17: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	64, // 18: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	40, // 19: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	65, // 20: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	66, // 21: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
-	45, // 22: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	52, // 23: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	1,  // 24: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	5,  // 25: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 26: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	7,  // 27: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	9,  // 28: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	11, // 29: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	12, // 30: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	13, // 31: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	16, // 32: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	17, // 33: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	17, // 34: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	18, // 35: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	20, // 36: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	23, // 37: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	24, // 38: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	26, // 39: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	24, // 40: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	24, // 41: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	29, // 42: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	30, // 43: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	33, // 44: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	34, // 45: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	36, // 46: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	38, // 47: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	41, // 48: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	43, // 49: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	38, // 50: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	44, // 51: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	47, // 52: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	50, // 53: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	51, // 54: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	54, // 55: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	56, // 56: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	5,  // 57: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 58: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	48, // 59: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	48, // 60: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	4,  // 61: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 62: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	7,  // 63: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	8,  // 64: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	10, // 65: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	69, // 66: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 67: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	15, // 68: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 69: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 70: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 71: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	19, // 72: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	22, // 73: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 74: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 75: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	27, // 76: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 77: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	28, // 78: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 79: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	32, // 80: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 81: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	35, // 82: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	37, // 83: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	40, // 84: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	42, // 85: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 86: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	40, // 87: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	46, // 88: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 89: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 90: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	53, // 91: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	55, // 92: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 93: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 94: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	8,  // 95: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	49, // 96: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	49, // 97: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	61, // [61:98] is the sub-list for method output_type
-	24, // [24:61] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	69, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	63, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	39, // 18: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	64, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	70, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	40, // 21: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	65, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	66, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	45, // 24: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	52, // 25: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	1,  // 26: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	5,  // 27: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	6,  // 28: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	7,  // 29: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	9,  // 30: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	11, // 31: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	12, // 32: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	13, // 33: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	16, // 34: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	17, // 35: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	17, // 36: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	18, // 37: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	20, // 38: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	23, // 39: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	24, // 40: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	26, // 41: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	24, // 42: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	24, // 43: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	29, // 44: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	30, // 45: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	33, // 46: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	34, // 47: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	36, // 48: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	38, // 49: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	41, // 50: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	43, // 51: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	38, // 52: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	44, // 53: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	47, // 54: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	50, // 55: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	51, // 56: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	54, // 57: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	56, // 58: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	5,  // 59: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 60: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	48, // 61: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	48, // 62: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	4,  // 63: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	0,  // 64: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	7,  // 65: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	8,  // 66: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	10, // 67: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	71, // 68: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	0,  // 69: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	15, // 70: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	0,  // 71: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	0,  // 72: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	0,  // 73: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	19, // 74: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	22, // 75: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	0,  // 76: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	0,  // 77: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	27, // 78: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	0,  // 79: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	28, // 80: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	0,  // 81: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	32, // 82: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	0,  // 83: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	35, // 84: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	37, // 85: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	40, // 86: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	42, // 87: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	0,  // 88: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	40, // 89: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	46, // 90: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	0,  // 91: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	0,  // 92: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	53, // 93: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	55, // 94: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	2,  // 95: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	0,  // 96: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	8,  // 97: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	49, // 98: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	49, // 99: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	63, // [63:100] is the sub-list for method output_type
+	26, // [26:63] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }

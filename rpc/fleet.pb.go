@@ -263,10 +263,16 @@ func (x *JobAck) GetJobId() string {
 type JobResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The status's name, the only status agents sent (and kept in their
+	// journals) before target_status existed; agents send both for older
+	// nodes. Read with events.TargetStatusOf(target_status, status).
+	//
+	// Deprecated: Marked as deprecated in rpc/fleet.proto.
+	Status string                `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Blocks []*events.BlockResult `protobuf:"bytes,3,rep,name=blocks,proto3" json:"blocks,omitempty"`
+	Error  string                `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// ok | changed | failed
-	Status        string                `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	Blocks        []*events.BlockResult `protobuf:"bytes,3,rep,name=blocks,proto3" json:"blocks,omitempty"`
-	Error         string                `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	TargetStatus  events.TargetStatus `protobuf:"varint,5,opt,name=target_status,json=targetStatus,proto3,enum=hpt.events.v1.TargetStatus" json:"target_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -308,6 +314,7 @@ func (x *JobResult) GetJobId() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in rpc/fleet.proto.
 func (x *JobResult) GetStatus() string {
 	if x != nil {
 		return x.Status
@@ -327,6 +334,13 @@ func (x *JobResult) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *JobResult) GetTargetStatus() events.TargetStatus {
+	if x != nil {
+		return x.TargetStatus
+	}
+	return events.TargetStatus(0)
 }
 
 type BlockProgress struct {
@@ -892,12 +906,13 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1f\n" +
 	"\x06JobAck\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x84\x01\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xca\x01\n" +
 	"\tJobResult\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\x122\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1a\n" +
+	"\x06status\x18\x02 \x01(\tB\x02\x18\x01R\x06status\x122\n" +
 	"\x06blocks\x18\x03 \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"X\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12@\n" +
+	"\rtarget_status\x18\x05 \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\ftargetStatus\"X\n" +
 	"\rBlockProgress\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05block\x18\x02 \x01(\v2\x1a.hpt.events.v1.BlockResultR\x05block\"(\n" +
@@ -971,6 +986,7 @@ var file_rpc_fleet_proto_goTypes = []any{
 	nil,                        // 13: hpt.v1.JobDispatch.FilesEntry
 	nil,                        // 14: hpt.v1.JobDispatch.VarsEntry
 	(*events.BlockResult)(nil), // 15: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 16: hpt.events.v1.TargetStatus
 }
 var file_rpc_fleet_proto_depIdxs = []int32{
 	1,  // 0: hpt.v1.AgentMessage.hello:type_name -> hpt.v1.AgentHello
@@ -980,22 +996,23 @@ var file_rpc_fleet_proto_depIdxs = []int32{
 	4,  // 4: hpt.v1.AgentMessage.progress:type_name -> hpt.v1.BlockProgress
 	12, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
 	15, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
-	15, // 7: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
-	7,  // 8: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
-	8,  // 9: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
-	9,  // 10: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
-	11, // 11: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
-	5,  // 12: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
-	10, // 13: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
-	13, // 14: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
-	14, // 15: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
-	0,  // 16: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
-	6,  // 17: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
-	17, // [17:18] is the sub-list for method output_type
-	16, // [16:17] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 7: hpt.v1.JobResult.target_status:type_name -> hpt.events.v1.TargetStatus
+	15, // 8: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
+	7,  // 9: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
+	8,  // 10: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
+	9,  // 11: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
+	11, // 12: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
+	5,  // 13: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
+	10, // 14: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
+	13, // 15: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
+	14, // 16: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
+	0,  // 17: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
+	6,  // 18: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_rpc_fleet_proto_init() }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
-	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -47,9 +47,22 @@ type jobJSON struct {
 	Totals      map[string]uint32 `json:"totals"`
 }
 
+// jobStatus and targetStatus read a status, by its name from a node of a
+// build before the enums.
+func jobStatus(info *rpc.JobInfo) events.JobStatus {
+	return events.JobStatusOf(info.GetJobStatus(), info.GetStatus())
+}
+
+func targetStatus(t *rpc.JobTargetInfo) events.TargetStatus {
+	return events.TargetStatusOf(t.GetTargetStatus(), t.GetStatus())
+}
+
+// count is how many of a job's targets are in status s.
+func count(info *rpc.JobInfo, s events.TargetStatus) uint32 { return info.GetCounts()[s.Name()] }
+
 func toJobJSON(info *rpc.JobInfo) jobJSON {
 	out := jobJSON{
-		JobID: info.GetJobId(), Name: info.GetName(), Status: info.GetStatus(), SubmittedBy: info.GetSubmittedBy(),
+		JobID: info.GetJobId(), Name: info.GetName(), Status: jobStatus(info).Name(), SubmittedBy: info.GetSubmittedBy(),
 		Submitted: time.Unix(0, info.GetSubmittedUnixNano()).UTC(), Finished: timePtr(info.GetFinishedUnixNano()),
 		DryRun: info.GetDryRun(), BatchSize: info.GetBatchSize(), MaxFailures: info.GetMaxFailures(), Totals: info.GetCounts(),
 	}
@@ -57,7 +70,7 @@ func toJobJSON(info *rpc.JobInfo) jobJSON {
 		out.Totals = map[string]uint32{}
 	}
 	for _, t := range info.GetTargets() {
-		jt := jobTargetJSON{Target: t.GetTarget(), Status: t.GetStatus(), Node: t.GetNode(), Error: t.GetError(),
+		jt := jobTargetJSON{Target: t.GetTarget(), Status: targetStatus(t).Name(), Node: t.GetNode(), Error: t.GetError(),
 			Started: timePtr(t.GetStartedUnixNano()), Finished: timePtr(t.GetFinishedUnixNano()), Blocks: []provision.BlockResult{}}
 		for _, b := range t.GetBlocks() {
 			jt.Blocks = append(jt.Blocks, agent.BlockFromEvent(b))
@@ -70,12 +83,12 @@ func toJobJSON(info *rpc.JobInfo) jobJSON {
 // jobExit is the exit code a finished job's outcome calls for: 1 if any
 // target failed (or was refused), else 2 if any was unreachable.
 func jobExit(info *rpc.JobInfo) error {
-	c := info.GetCounts()
+	failed := count(info, events.TargetStatus_TARGET_STATUS_FAILED) + count(info, events.TargetStatus_TARGET_STATUS_REFUSED)
 	switch {
-	case c[fsm.TargetFailed]+c[fsm.TargetRefused] > 0:
-		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %d targets failed", info.GetJobId(), c[fsm.TargetFailed]+c[fsm.TargetRefused])}
-	case c[fsm.TargetUnreachable] > 0:
-		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %d targets unreachable", info.GetJobId(), c[fsm.TargetUnreachable])}
+	case failed > 0:
+		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %d targets failed", info.GetJobId(), failed)}
+	case count(info, events.TargetStatus_TARGET_STATUS_UNREACHABLE) > 0:
+		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %d targets unreachable", info.GetJobId(), count(info, events.TargetStatus_TARGET_STATUS_UNREACHABLE))}
 	}
 	return nil
 }
@@ -183,7 +196,7 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 		return err
 	}
 	tty := isTerminal(a.stdout) && !a.json()
-	seen := map[string]string{}
+	seen := map[string]events.TargetStatus{}
 	var last *rpc.JobInfo
 	for {
 		info, err := stream.Recv()
@@ -206,10 +219,11 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 			continue
 		}
 		for _, t := range info.GetTargets() {
-			if seen[t.GetTarget()] != t.GetStatus() {
-				seen[t.GetTarget()] = t.GetStatus()
-				line := fmt.Sprintf("%-24s %s", t.GetTarget(), t.GetStatus())
-				if t.GetNode() != "" && t.GetStatus() == fsm.TargetRunning {
+			st := targetStatus(t)
+			if seen[t.GetTarget()] != st {
+				seen[t.GetTarget()] = st
+				line := fmt.Sprintf("%-24s %s", t.GetTarget(), st.Name())
+				if t.GetNode() != "" && st == events.TargetStatus_TARGET_STATUS_RUNNING {
 					line += " on " + t.GetNode()
 				}
 				if t.GetError() != "" {
@@ -241,11 +255,13 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 }
 
 func progressBar(info *rpc.JobInfo) string {
-	c := info.GetCounts()
+	c := func(s events.TargetStatus) uint32 { return count(info, s) }
 	total := len(info.GetTargets())
 	done := 0
-	for _, st := range []string{fsm.TargetOK, fsm.TargetChanged, fsm.TargetFailed, fsm.TargetUnreachable, fsm.TargetRefused, fsm.TargetCancelled, fsm.TargetSkipped} {
-		done += int(c[st])
+	for s := range events.TargetStatus_name {
+		if st := events.TargetStatus(s); st.Final() {
+			done += int(c(st))
+		}
 	}
 	const width = 30
 	filled := 0
@@ -254,12 +270,12 @@ func progressBar(info *rpc.JobInfo) string {
 	}
 	return fmt.Sprintf("[%s%s] %d/%d  running %d  ok %d  changed %d  failed %d  unreachable %d ",
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total,
-		c[fsm.TargetRunning]+c[fsm.TargetDispatched], c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed]+c[fsm.TargetRefused], c[fsm.TargetUnreachable])
+		c(events.TargetStatus_TARGET_STATUS_RUNNING)+c(events.TargetStatus_TARGET_STATUS_DISPATCHED), c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED)+c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE))
 }
 
 // printRecap prints Ansible's play recap, per target, then the totals.
 func (a *app) printRecap(info *rpc.JobInfo) {
-	fmt.Fprintf(a.stdout, "\nRECAP job %s: %s\n", info.GetJobId(), info.GetStatus())
+	fmt.Fprintf(a.stdout, "\nRECAP job %s: %s\n", info.GetJobId(), jobStatus(info).Name())
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATUS\tOK\tCHANGED\tFAILED\tSKIPPED\tNODE\tERROR")
 	for _, t := range info.GetTargets() {
@@ -276,12 +292,12 @@ func (a *app) printRecap(info *rpc.JobInfo) {
 				skipped++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), t.GetStatus(), ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), targetStatus(t).Name(), ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
 	}
 	tw.Flush()
-	c := info.GetCounts()
+	c := func(s events.TargetStatus) uint32 { return count(info, s) }
 	fmt.Fprintf(a.stdout, "\nok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
-		c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed], c[fsm.TargetUnreachable], c[fsm.TargetRefused], c[fsm.TargetSkipped], c[fsm.TargetCancelled])
+		c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE), c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_SKIPPED), c(events.TargetStatus_TARGET_STATUS_CANCELLED))
 }
 
 func isTerminal(w io.Writer) bool {
