@@ -84,8 +84,8 @@ func tolerable(err error) bool {
 // interceptor made (bad input, denied), or a peer's answer relayed. A
 // plain error becomes Unknown, as gRPC makes it.
 func errorStatus(err error) error {
-	if err == nil {
-		return nil
+	if _, ok := status.FromError(err); ok {
+		return err
 	}
 	var leaderless *leaderlessError
 	var rej *fsm.Rejection
@@ -104,9 +104,6 @@ func errorStatus(err error) error {
 		return status.Error(codes.Unauthenticated, err.Error())
 	case errors.Is(err, auth.ErrDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
