@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -55,17 +54,6 @@ type (
 		n *Node
 	}
 )
-
-// stateErr maps a read error to a status.
-func stateErr(err error) error {
-	if errors.Is(err, fsm.ErrNotFound) {
-		return status.Error(codes.NotFound, err.Error())
-	}
-	if errors.Is(err, fsm.ErrClosed) {
-		return status.Error(codes.Unavailable, ErrShutdown.Error())
-	}
-	return status.Errorf(codes.Internal, "read state: %v", err)
-}
 
 // ---- Cluster ----
 
@@ -167,15 +155,11 @@ func (a *clusterAPI) RemoveNode(ctx context.Context, req *rpc.RemoveNodeRequest)
 // needed) and records it in the log.
 func (n *Node) removeServer(ctx context.Context, name string) (*rpc.WriteResponse, error) {
 	if !n.IsLeader() {
-		_, addr := n.Leader()
-		if addr == "" {
-			return nil, status.Error(codes.Unavailable, ErrNoLeader.Error())
-		}
-		conn, err := n.peers.get(addr)
+		leader, _, err := n.leaderClient()
 		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "reach leader: %v", err)
+			return nil, err
 		}
-		return rpc.NewInternalClient(conn).RemoveServer(withCaller(ctx), &rpc.RemoveNodeRequest{Name: name})
+		return leader.RemoveServer(withCaller(ctx), &rpc.RemoveNodeRequest{Name: name})
 	}
 	cf := n.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
@@ -288,15 +272,11 @@ func (n *Node) restore(ctx context.Context, recv func() (*rpc.SnapshotChunk, err
 		return 0, status.Errorf(codes.Internal, "buffer snapshot: %v", err)
 	}
 	if !n.IsLeader() {
-		_, addr := n.Leader()
-		if addr == "" {
-			return 0, status.Error(codes.Unavailable, ErrNoLeader.Error())
-		}
-		conn, err := n.peers.get(addr)
+		leader, _, err := n.leaderClient()
 		if err != nil {
-			return 0, status.Errorf(codes.Unavailable, "reach leader: %v", err)
+			return 0, err
 		}
-		up, err := rpc.NewInternalClient(conn).Restore(withCaller(ctx))
+		up, err := leader.Restore(withCaller(ctx))
 		if err != nil {
 			return 0, err
 		}

@@ -62,7 +62,7 @@ func (a *eventsAPI) List(req *rpc.ListEventsRequest, stream grpc.ServerStreaming
 		case <-ctx.Done():
 			return nil
 		case <-a.n.ctx.Done():
-			return status.Error(codes.Unavailable, ErrShutdown.Error())
+			return ErrShutdown
 		case <-changed:
 		}
 	}

@@ -333,7 +333,7 @@ func (a *jobsAPI) Watch(req *rpc.GetJobRequest, stream grpc.ServerStreamingServe
 		case <-stream.Context().Done():
 			return nil
 		case <-a.n.ctx.Done():
-			return status.Error(codes.Unavailable, ErrShutdown.Error())
+			return ErrShutdown
 		case <-changed:
 		}
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -41,14 +42,40 @@ const (
 // per-entry costs of Raft and of the log store (an fsync'd bolt transaction
 // on every node, its pages, the entry's encoding and replication) are paid
 // per batch, not per write; an idle node sends each write at once.
+//
+// Its outcomes are the node's errors (ErrNotLeader, ErrNoLeader,
+// ErrShutdown, ErrUnavailable, *fsm.Rejection), the same whether this node
+// committed the batch or forwarded it, so apply's retry loop treats both
+// alike.
 type batcher struct {
-	n *Node
+	ctx          context.Context // ends with the node
+	applyTimeout time.Duration
+	heartbeat    time.Duration // raft's; how often write looks at the leader
+	node         batchNode
 
 	mu       sync.Mutex
 	queue    []*pendingWrite
 	inflight int
 	closed   bool
 	senders  sync.WaitGroup
+}
+
+// batchNode is what the batcher needs of its node.
+type batchNode interface {
+	IsLeader() bool
+	leaderless() bool
+	// checkActingToken fails a write whose token the leader does not
+	// accept now (admit).
+	checkActingToken(actor, tokenID string) error
+	// applyBatchLocal proposes encoded events as one Raft entry on this
+	// node, the leader.
+	applyBatchLocal(ctx context.Context, encoded [][]byte) ([]fsm.Result, error)
+	// forwardBatch sends encoded events to the leader in one request.
+	forwardBatch(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error)
+}
+
+func newBatcher(ctx context.Context, cfg Config, node batchNode) *batcher {
+	return &batcher{ctx: ctx, applyTimeout: cfg.ApplyTimeout, heartbeat: cfg.Raft.HeartbeatTimeout, node: node}
 }
 
 type pendingWrite struct {
@@ -67,9 +94,7 @@ func newPendingWrite(ev *events.Event, data []byte) *pendingWrite {
 }
 
 // write commits the encoded event as part of the next batch and waits
-// for its outcome, for ctx, or until this node has lost its leader. The
-// errors are alike whether this node leads or forwards, so apply's retry
-// loop treats both the same.
+// for its outcome, for ctx, or until this node has lost its leader.
 func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rpc.WriteResponse, error) {
 	w := newPendingWrite(ev, data)
 	if err := b.enqueue(w); err != nil {
@@ -78,7 +103,7 @@ func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rp
 	// A batch forwarded to a leader behind a partition that drops packets
 	// hangs until its timeout; look at the leader now and then, so that a
 	// node that knows it has lost its leader stops waiting for it.
-	check := time.NewTicker(b.n.cfg.Raft.HeartbeatTimeout)
+	check := time.NewTicker(b.heartbeat)
 	defer check.Stop()
 	for {
 		select {
@@ -86,9 +111,9 @@ func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rp
 			return w.resp, w.err
 		case <-ctx.Done():
 			// The write may still commit; its request id makes a retry safe.
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return nil, ctx.Err()
 		case <-check.C:
-			if b.n.leaderless() {
+			if b.node.leaderless() {
 				// As above: a retry at a new leader is safe.
 				return nil, ErrNoLeader
 			}
@@ -100,13 +125,13 @@ func (b *batcher) write(ctx context.Context, ev *events.Event, data []byte) (*rp
 // limit are running.
 func (b *batcher) enqueue(ws ...*pendingWrite) error {
 	limit := maxForwardsInflight
-	if b.n.IsLeader() {
+	if b.node.IsLeader() {
 		limit = maxProposalsInflight
 	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return status.Error(codes.Unavailable, ErrShutdown.Error())
+		return ErrShutdown
 	}
 	b.queue = append(b.queue, ws...)
 	start := b.inflight < limit
@@ -144,8 +169,11 @@ func (b *batcher) send() {
 	}
 }
 
+// propose commits a batch (on the leader) or forwards it (elsewhere) and
+// completes its writes. A failure to commit or to forward fails the whole
+// batch; a rejected event fails only its own write.
 func (b *batcher) propose(batch []*pendingWrite) {
-	leader := b.n.IsLeader()
+	leader := b.node.IsLeader()
 	if leader {
 		if batch = b.admit(batch); len(batch) == 0 {
 			return
@@ -155,26 +183,53 @@ func (b *batcher) propose(batch []*pendingWrite) {
 	for i, w := range batch {
 		encoded[i] = w.data
 	}
-	ctx, cancel := context.WithTimeout(b.n.ctx, b.n.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.applyTimeout)
 	defer cancel()
-	var results []*rpc.ApplyResult
 	var err error
 	if leader {
-		results, err = b.n.applyBatchLocal(ctx, encoded)
+		err = b.commit(ctx, batch, encoded)
 	} else {
-		results, err = b.forward(ctx, encoded)
+		err = b.forward(ctx, batch, encoded)
 	}
-	if err == nil && len(results) != len(batch) {
-		err = status.Errorf(codes.Internal, "%d results for %d events", len(results), len(batch))
-	}
-	for i, w := range batch {
+	for _, w := range batch {
 		if err != nil {
-			w.err = err
-		} else {
-			w.resp, w.err = writeOutcome(results[i])
+			w.resp, w.err = nil, err
 		}
 		close(w.done)
 	}
+}
+
+// commit proposes the batch as one Raft entry on this node, the leader,
+// and records each write's outcome.
+func (b *batcher) commit(ctx context.Context, batch []*pendingWrite, encoded [][]byte) error {
+	results, err := b.node.applyBatchLocal(ctx, encoded)
+	if err != nil {
+		return err
+	}
+	for i, r := range results {
+		if r.Rejected != nil {
+			batch[i].err = r.Rejected
+			continue
+		}
+		batch[i].resp = &rpc.WriteResponse{Index: r.Index, Duplicate: r.Duplicate}
+	}
+	return nil
+}
+
+// forward sends the batch to the leader, which proposes it with its own
+// queue, and records each write's outcome as the leader reports it.
+func (b *batcher) forward(ctx context.Context, batch []*pendingWrite, encoded [][]byte) error {
+	results, err := b.node.forwardBatch(ctx, encoded)
+	if err != nil {
+		return err
+	}
+	if len(results) != len(batch) {
+		return status.Errorf(codes.Internal, "%d results for %d events", len(results), len(batch))
+	}
+	for i, r := range results {
+		batch[i].resp, batch[i].err = decodeResult(r)
+	}
+	return nil
 }
 
 // admit checks, on the leader, the token behind each write of the batch,
@@ -187,11 +242,10 @@ func (b *batcher) propose(batch []*pendingWrite) {
 // still, and writes that carry a token wait (a retryable refusal). It
 // returns the writes that may go on.
 func (b *batcher) admit(batch []*pendingWrite) []*pendingWrite {
-	ready := b.n.isLeaderReady()
 	kept := batch[:0]
 	for _, w := range batch {
 		if w.tokenID != "" {
-			if err := b.n.checkActingToken(ready, w.actor, w.tokenID); err != nil {
+			if err := b.node.checkActingToken(w.actor, w.tokenID); err != nil {
 				w.err = err
 				close(w.done)
 				continue
@@ -202,58 +256,6 @@ func (b *batcher) admit(batch []*pendingWrite) []*pendingWrite {
 	return kept
 }
 
-// checkActingToken is admit's check of one write.
-func (n *Node) checkActingToken(leaderReady bool, actor, tokenID string) error {
-	if !leaderReady {
-		return status.Error(codes.Unavailable, "leader is still applying its predecessor's log")
-	}
-	c, err := n.authz.Reauthenticate(tokenID)
-	switch {
-	case errors.Is(err, auth.ErrUnauthenticated):
-		return status.Error(codes.Unauthenticated, err.Error())
-	case err != nil:
-		return status.Error(codes.Unavailable, err.Error())
-	case c.Subject != actor:
-		return status.Errorf(codes.PermissionDenied, "token %s belongs to %s, not to %s", auth.Token{ID: tokenID}, c.Subject, actor)
-	}
-	return nil
-}
-
-// applyResult is one write's outcome as ApplyBatch carries it: a response,
-// or the gRPC status the write failed with.
-func applyResult(resp *rpc.WriteResponse, err error) *rpc.ApplyResult {
-	if err != nil {
-		st := status.Convert(err)
-		return &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message()}
-	}
-	return &rpc.ApplyResult{Index: resp.GetIndex(), Duplicate: resp.GetDuplicate()}
-}
-
-// writeOutcome reads an applyResult back.
-func writeOutcome(r *rpc.ApplyResult) (*rpc.WriteResponse, error) {
-	if r.GetCode() != uint32(codes.OK) {
-		return nil, status.Error(codes.Code(r.GetCode()), r.GetMessage())
-	}
-	return &rpc.WriteResponse{Index: r.GetIndex(), Duplicate: r.GetDuplicate()}, nil
-}
-
-// forward sends a batch to the leader, which proposes it as one entry.
-func (b *batcher) forward(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error) {
-	_, addr := b.n.Leader()
-	if addr == "" {
-		return nil, ErrNoLeader
-	}
-	conn, err := b.n.peers.get(addr)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rpc.NewInternalClient(conn).ApplyBatch(ctx, &rpc.ApplyBatchRequest{Events: encoded})
-	if err != nil {
-		return nil, err
-	}
-	return resp.GetResults(), nil
-}
-
 // close refuses new writes and waits for the batches in flight.
 func (b *batcher) close() {
 	b.mu.Lock()
@@ -262,11 +264,27 @@ func (b *batcher) close() {
 	b.senders.Wait()
 }
 
+// checkActingToken is admit's check of one write (batchNode).
+func (n *Node) checkActingToken(actor, tokenID string) error {
+	if !n.isLeaderReady() {
+		return errLeaderNotReady
+	}
+	c, err := n.authz.Reauthenticate(tokenID)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return err
+	case err != nil:
+		return unavailable(err.Error())
+	case c.Subject != actor:
+		return &kindError{auth.ErrDenied, fmt.Sprintf("token %s belongs to %s, not to %s", auth.Token{ID: tokenID}, c.Subject, actor)}
+	}
+	return nil
+}
+
 // applyBatchLocal proposes encoded events, which the caller has built or
 // checked with events.Decode, as one Raft entry on this node, which must be
-// the leader, and waits for their outcomes. A failure to commit fails the
-// whole batch; a rejected event fails only its own result.
-func (n *Node) applyBatchLocal(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error) {
+// the leader, and waits for their outcomes, one per event (batchNode).
+func (n *Node) applyBatchLocal(ctx context.Context, encoded [][]byte) ([]fsm.Result, error) {
 	data, err := events.EncodeBatch(encoded)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -283,13 +301,19 @@ func (n *Node) applyBatchLocal(ctx context.Context, encoded [][]byte) ([]*rpc.Ap
 	if !ok || len(res) != len(encoded) {
 		return nil, status.Errorf(codes.Internal, "unexpected apply response %T for %d events", f.Response(), len(encoded))
 	}
-	out := make([]*rpc.ApplyResult, len(res))
-	for i, r := range res {
-		if r.Rejected != nil {
-			out[i] = applyResult(nil, rejectionStatus(r.Rejected))
-			continue
-		}
-		out[i] = applyResult(&rpc.WriteResponse{Index: r.Index, Duplicate: r.Duplicate}, nil)
+	return res, nil
+}
+
+// forwardBatch sends encoded events to the leader's Internal.ApplyBatch
+// (batchNode).
+func (n *Node) forwardBatch(ctx context.Context, encoded [][]byte) ([]*rpc.ApplyResult, error) {
+	leader, _, err := n.leaderClient()
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	resp, err := leader.ApplyBatch(ctx, &rpc.ApplyBatchRequest{Events: encoded})
+	if err != nil {
+		return nil, peerCallError(err)
+	}
+	return resp.GetResults(), nil
 }

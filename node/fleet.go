@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,13 +51,45 @@ func (s *session) send(m *rpc.NodeMessage) error {
 
 // fleet holds the agent streams connected to this node.
 type fleet struct {
-	n *Node
+	node      string        // this node's name
+	heartbeat time.Duration // Config.AgentHeartbeat
+	log       *slog.Logger
+	conns     agentConns
 
 	mu       sync.Mutex
 	sessions map[string]*session // by target
 }
 
-func newFleet(n *Node) *fleet { return &fleet{n: n, sessions: map[string]*session{}} }
+// agentConns is what the fleet needs of its node: a way to cut an agent's
+// connections.
+type agentConns interface {
+	// cutAgent closes every connection that presented the key with
+	// fingerprint fp.
+	cutAgent(fp string)
+}
+
+func newFleet(node string, heartbeat time.Duration, log *slog.Logger, conns agentConns) *fleet {
+	return &fleet{node: node, heartbeat: heartbeat, log: log, conns: conns, sessions: map[string]*session{}}
+}
+
+// add registers a session, replacing an older one of the same target.
+func (f *fleet) add(s *session) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessions[s.target] = s
+}
+
+// remove unregisters a session and reports whether it was the target's
+// current one.
+func (f *fleet) remove(s *session) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sessions[s.target] != s {
+		return false
+	}
+	delete(f.sessions, s.target)
+	return true
+}
 
 func (f *fleet) get(target string) *session {
 	f.mu.Lock()
@@ -75,7 +108,7 @@ func (f *fleet) count() int {
 func (f *fleet) push(target string, m *rpc.NodeMessage) error {
 	s := f.get(target)
 	if s == nil {
-		return status.Errorf(codes.NotFound, "target %s has no stream on node %s", target, f.n.cfg.Name)
+		return status.Errorf(codes.NotFound, "target %s has no stream on node %s", target, f.node)
 	}
 	return s.send(m)
 }
@@ -91,7 +124,7 @@ func (f *fleet) push(target string, m *rpc.NodeMessage) error {
 // thousand streams woken together hold a thousand buffers at the same
 // moment, and the node keeps those pages long after.
 func (f *fleet) heartbeatLoop(ctx context.Context) {
-	every := f.n.cfg.AgentHeartbeat
+	every := f.heartbeat
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	pace := time.NewTimer(0)
@@ -134,9 +167,9 @@ func (f *fleet) beat(s *session) {
 		return
 	}
 	now := time.Now()
-	if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*f.n.cfg.AgentHeartbeat {
-		f.n.log.Info("agent silent; cutting its connection", "target", s.target)
-		f.n.mux.closeKey(s.fp)
+	if now.Sub(time.Unix(0, s.lastSeen.Load())) > 3*f.heartbeat {
+		f.log.Info("agent silent; cutting its connection", "target", s.target)
+		f.conns.cutAgent(s.fp)
 		return
 	}
 	if !s.beating.CompareAndSwap(false, true) {
@@ -147,6 +180,10 @@ func (f *fleet) beat(s *session) {
 		s.send(&rpc.NodeMessage{Msg: &rpc.NodeMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: now.UnixNano()}}})
 	}()
 }
+
+// cutAgent closes the connections of the agent whose key has fingerprint
+// fp (agentConns).
+func (n *Node) cutAgent(fp string) { n.mux.closeKey(fp) }
 
 // fleetServer serves rpc.Fleet: the agents' streams.
 type fleetServer struct {
@@ -217,9 +254,7 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 	// A newer stream of the same target replaces an older one here; the
 	// older one's handler still ends on its own (its connection is gone or
 	// going) and then finds itself replaced.
-	n.fleet.mu.Lock()
-	n.fleet.sessions[target] = sess
-	n.fleet.mu.Unlock()
+	n.fleet.add(sess)
 
 	pctx, pcancel := context.WithTimeout(stream.Context(), n.cfg.ApplyTimeout)
 	_, err = n.proposeAs(pctx, events.KindTarget+":"+target, "", &events.TargetConnected{Target: target, Node: n.cfg.Name, ClaimedLabels: hello.GetLabels()})
@@ -245,13 +280,7 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 // closeSession unregisters a session and records the disconnection, unless
 // a newer stream of the same target has replaced it.
 func (n *Node) closeSession(sess *session) {
-	n.fleet.mu.Lock()
-	current := n.fleet.sessions[sess.target] == sess
-	if current {
-		delete(n.fleet.sessions, sess.target)
-	}
-	n.fleet.mu.Unlock()
-	if current {
+	if n.fleet.remove(sess) {
 		n.recordDisconnect(sess.target)
 	}
 }
@@ -356,7 +385,7 @@ func (n *Node) confirmStart(ctx context.Context, s *session, ev *events.JobTarge
 	job := ev.GetJobId()
 	_, err := n.proposeAs(ctx, events.KindTarget+":"+s.target, reqID, ev)
 	run := err == nil
-	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.NotFound {
+	if tolerable(err) {
 		// Refused: perhaps the target had started already (this is the
 		// agent asking again after a JobStart was lost with its stream);
 		// the log, read as of now, says.
@@ -398,19 +427,6 @@ func (n *Node) startRecorded(ctx context.Context, job, target string) (bool, err
 		}
 	}
 	return false, nil
-}
-
-// proposeTolerant writes an event whose rejection as a conflict (the state
-// already moved past it: a job cancelled, a result already recorded) is
-// not a failure of the caller.
-func (n *Node) proposeTolerant(ctx context.Context, actor, reqID string, p proto.Message) (*rpc.WriteResponse, error) {
-	pctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-	defer cancel()
-	w, err := n.proposeAs(pctx, actor, reqID, p)
-	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.NotFound {
-		return w, nil
-	}
-	return w, err
 }
 
 // recordDisconnect writes the end of a target's stream on this node, unless

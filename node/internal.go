@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
 )
@@ -48,16 +49,7 @@ func (s *internalServer) Apply(ctx context.Context, req *rpc.ApplyRequest) (*rpc
 	if err != nil {
 		return nil, err
 	}
-	return writeOutcome(resp.GetResults()[0])
-}
-
-// internalStatus gives a lost leadership the status a forwarding node
-// retries on.
-func internalStatus(err error) error {
-	if errors.Is(err, ErrNotLeader) {
-		return status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
-	}
-	return err
+	return decodeResult(resp.GetResults()[0])
 }
 
 // ApplyBatch commits a follower's batch: its events join the leader's own
@@ -68,7 +60,7 @@ func internalStatus(err error) error {
 // here (batcher.admit).
 func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequest) (*rpc.ApplyBatchResponse, error) {
 	if !s.n.IsLeader() {
-		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		return nil, ErrNotLeader
 	}
 	evs := req.GetEvents()
 	if len(evs) == 0 || len(evs) > events.PerEntry {
@@ -80,7 +72,7 @@ func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequ
 	for i, data := range evs {
 		ev, err := events.Decode(data)
 		if err != nil {
-			results[i] = applyResult(nil, status.Error(codes.InvalidArgument, err.Error()))
+			results[i] = encodeResult(nil, status.Error(codes.InvalidArgument, err.Error()))
 			continue
 		}
 		writes[i] = newPendingWrite(ev, data)
@@ -98,16 +90,118 @@ func (s *internalServer) ApplyBatch(ctx context.Context, req *rpc.ApplyBatchRequ
 		select {
 		case <-w.done:
 		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return nil, ctx.Err()
 		}
-		results[i] = applyResult(w.resp, internalStatus(w.err))
+		results[i] = encodeResult(w.resp, w.err)
 	}
 	return &rpc.ApplyBatchResponse{Results: results}, nil
 }
 
+// encodeResult is one write's outcome as ApplyBatch carries it: a
+// response, or the kind of failure with the status the client would see.
+func encodeResult(resp *rpc.WriteResponse, err error) *rpc.ApplyResult {
+	if err == nil {
+		return &rpc.ApplyResult{Index: resp.GetIndex(), Duplicate: resp.GetDuplicate()}
+	}
+	st := status.Convert(errorStatus(err))
+	r := &rpc.ApplyResult{Code: uint32(st.Code()), Message: st.Message(), Failure: failureOf(err)}
+	if r.Failure == rpc.ApplyFailure_APPLY_FAILURE_NOT_LEADER {
+		// The text a node older than the failure field retries on.
+		r.Message = ErrNotLeader.Error()
+	}
+	return r
+}
+
+// failureOf is the kind of a failed write's error.
+func failureOf(err error) rpc.ApplyFailure {
+	switch {
+	case errors.Is(err, ErrShutdown):
+		return rpc.ApplyFailure_APPLY_FAILURE_SHUTDOWN
+	case errors.Is(err, ErrNotLeader):
+		return rpc.ApplyFailure_APPLY_FAILURE_NOT_LEADER
+	case errors.Is(err, ErrNoLeader):
+		return rpc.ApplyFailure_APPLY_FAILURE_NO_LEADER
+	case errors.Is(err, ErrUnavailable):
+		return rpc.ApplyFailure_APPLY_FAILURE_UNAVAILABLE
+	}
+	var rej *fsm.Rejection
+	if errors.As(err, &rej) {
+		for f, kind := range rejectionKinds {
+			if errors.Is(rej, kind) {
+				return f
+			}
+		}
+		return rpc.ApplyFailure_APPLY_FAILURE_REJECTED_CONFLICT
+	}
+	return rpc.ApplyFailure_APPLY_FAILURE_OTHER
+}
+
+// rejectionKinds are the failures that carry a state machine rejection.
+var rejectionKinds = map[rpc.ApplyFailure]error{
+	rpc.ApplyFailure_APPLY_FAILURE_REJECTED_NOT_FOUND: fsm.ErrNotFound,
+	rpc.ApplyFailure_APPLY_FAILURE_REJECTED_EXISTS:    fsm.ErrExists,
+	rpc.ApplyFailure_APPLY_FAILURE_REJECTED_INVALID:   fsm.ErrInvalid,
+	rpc.ApplyFailure_APPLY_FAILURE_REJECTED_CONFLICT:  fsm.ErrConflict,
+}
+
+// decodeResult reads an encodeResult back into the errors of this node,
+// so that the forwarding node decides on a forwarded write exactly as on
+// one it committed itself.
+func decodeResult(r *rpc.ApplyResult) (*rpc.WriteResponse, error) {
+	code, msg := codes.Code(r.GetCode()), r.GetMessage()
+	f := r.GetFailure()
+	if f == rpc.ApplyFailure_APPLY_FAILURE_UNSPECIFIED {
+		if code == codes.OK {
+			return &rpc.WriteResponse{Index: r.GetIndex(), Duplicate: r.GetDuplicate()}, nil
+		}
+		f = legacyFailure(code, msg)
+	}
+	if kind, ok := rejectionKinds[f]; ok {
+		return nil, &fsm.Rejection{Kind: kind, Msg: msg}
+	}
+	switch f {
+	case rpc.ApplyFailure_APPLY_FAILURE_NOT_LEADER:
+		return nil, &kindError{ErrNotLeader, msg}
+	case rpc.ApplyFailure_APPLY_FAILURE_NO_LEADER:
+		return nil, &kindError{ErrNoLeader, msg}
+	case rpc.ApplyFailure_APPLY_FAILURE_SHUTDOWN:
+		return nil, &kindError{ErrShutdown, msg}
+	case rpc.ApplyFailure_APPLY_FAILURE_UNAVAILABLE:
+		return nil, unavailable(msg)
+	}
+	return nil, status.Error(code, msg)
+}
+
+// legacyFailure reads the failure of a write from the status alone, as a
+// node from before ApplyResult.failure (and before ErrorInfo reasons on
+// Internal's refusals) sends it, so that a cluster in the middle of a
+// rolling upgrade still retries at a new leader. It reads message texts
+// and is used for nothing else; it can go once no such node runs.
+func legacyFailure(code codes.Code, msg string) rpc.ApplyFailure {
+	switch code {
+	case codes.FailedPrecondition:
+		if msg == ErrNotLeader.Error() {
+			return rpc.ApplyFailure_APPLY_FAILURE_NOT_LEADER
+		}
+		return rpc.ApplyFailure_APPLY_FAILURE_REJECTED_CONFLICT
+	case codes.Unavailable:
+		if msg == ErrShutdown.Error() {
+			return rpc.ApplyFailure_APPLY_FAILURE_SHUTDOWN
+		}
+		return rpc.ApplyFailure_APPLY_FAILURE_UNAVAILABLE
+	case codes.NotFound:
+		return rpc.ApplyFailure_APPLY_FAILURE_REJECTED_NOT_FOUND
+	case codes.AlreadyExists:
+		return rpc.ApplyFailure_APPLY_FAILURE_REJECTED_EXISTS
+	case codes.InvalidArgument:
+		return rpc.ApplyFailure_APPLY_FAILURE_REJECTED_INVALID
+	}
+	return rpc.ApplyFailure_APPLY_FAILURE_OTHER
+}
+
 func (s *internalServer) ReadIndex(ctx context.Context, _ *rpc.ReadIndexRequest) (*rpc.ReadIndexResponse, error) {
 	if !s.n.IsLeader() {
-		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		return nil, ErrNotLeader
 	}
 	idx, err := s.n.readIndex(ctx)
 	if err != nil {
@@ -122,14 +216,14 @@ func (s *internalServer) NodeStatus(context.Context, *rpc.NodeStatusRequest) (*r
 
 func (s *internalServer) RemoveServer(ctx context.Context, req *rpc.RemoveNodeRequest) (*rpc.WriteResponse, error) {
 	if !s.n.IsLeader() {
-		return nil, status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		return nil, ErrNotLeader
 	}
 	return s.n.removeServer(relayedCaller(ctx), req.GetName())
 }
 
 func (s *internalServer) Restore(stream grpc.ClientStreamingServer[rpc.SnapshotChunk, rpc.SnapshotRestoreResponse]) error {
 	if !s.n.IsLeader() {
-		return status.Error(codes.FailedPrecondition, ErrNotLeader.Error())
+		return ErrNotLeader
 	}
 	idx, err := s.n.restore(relayedCaller(stream.Context()), stream.Recv)
 	if err != nil {

@@ -35,13 +35,6 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// Errors callers branch on.
-var (
-	ErrNotLeader = errors.New("not the leader")
-	ErrNoLeader  = errors.New("no leader")
-	ErrShutdown  = errors.New("node is shutting down")
-)
-
 // Node is one running hpt server.
 type Node struct {
 	cfg        Config
@@ -120,8 +113,8 @@ func New(cfg Config) (_ *Node, err error) {
 		reconcileCh: make(chan struct{}, 1),
 		scheduleCh:  make(chan struct{}, 1),
 	}
-	n.fleet = newFleet(n)
-	n.batches = &batcher{n: n}
+	n.fleet = newFleet(cfg.Name, cfg.AgentHeartbeat, n.log, n)
+	n.batches = newBatcher(ctx, cfg, n)
 	// Undo whatever was started if a later step fails.
 	defer func() {
 		if err != nil {
@@ -275,8 +268,8 @@ func (n *Node) startGRPC() {
 		// memory.
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(0),
-		grpc.ChainUnaryInterceptor(n.freshUnary, n.authz.UnaryInterceptor, n.consistencyUnary),
-		grpc.ChainStreamInterceptor(n.freshStream, n.authz.StreamInterceptor, n.consistencyStream),
+		grpc.ChainUnaryInterceptor(statusUnary, n.freshUnary, n.authz.UnaryInterceptor, n.consistencyUnary),
+		grpc.ChainStreamInterceptor(statusStream, n.freshStream, n.authz.StreamInterceptor, n.consistencyStream),
 		// Agents hold streams for days: allow their pings, and ping idle
 		// clients ourselves (NOTES: client Time >= server MinTime).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),

@@ -30,6 +30,86 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ApplyFailure is why a forwarded write failed. Append only.
+type ApplyFailure int32
+
+const (
+	// No failure, or a node older than this field.
+	ApplyFailure_APPLY_FAILURE_UNSPECIFIED ApplyFailure = 0
+	// The node asked no longer leads: try again at the new leader.
+	ApplyFailure_APPLY_FAILURE_NOT_LEADER ApplyFailure = 1
+	// The node asked (a leader that stepped down) knows no leader now.
+	ApplyFailure_APPLY_FAILURE_NO_LEADER ApplyFailure = 2
+	// The node asked is shutting down.
+	ApplyFailure_APPLY_FAILURE_SHUTDOWN ApplyFailure = 3
+	// Not now (the leader has not applied its predecessors' log yet, or
+	// could not commit): another attempt may succeed.
+	ApplyFailure_APPLY_FAILURE_UNAVAILABLE ApplyFailure = 4
+	// The state machine refused the event, the same on every replica.
+	ApplyFailure_APPLY_FAILURE_REJECTED_NOT_FOUND ApplyFailure = 5
+	ApplyFailure_APPLY_FAILURE_REJECTED_EXISTS    ApplyFailure = 6
+	ApplyFailure_APPLY_FAILURE_REJECTED_INVALID   ApplyFailure = 7
+	ApplyFailure_APPLY_FAILURE_REJECTED_CONFLICT  ApplyFailure = 8
+	// Anything else (authentication, a malformed event, ...): code and
+	// message say what.
+	ApplyFailure_APPLY_FAILURE_OTHER ApplyFailure = 9
+)
+
+// Enum value maps for ApplyFailure.
+var (
+	ApplyFailure_name = map[int32]string{
+		0: "APPLY_FAILURE_UNSPECIFIED",
+		1: "APPLY_FAILURE_NOT_LEADER",
+		2: "APPLY_FAILURE_NO_LEADER",
+		3: "APPLY_FAILURE_SHUTDOWN",
+		4: "APPLY_FAILURE_UNAVAILABLE",
+		5: "APPLY_FAILURE_REJECTED_NOT_FOUND",
+		6: "APPLY_FAILURE_REJECTED_EXISTS",
+		7: "APPLY_FAILURE_REJECTED_INVALID",
+		8: "APPLY_FAILURE_REJECTED_CONFLICT",
+		9: "APPLY_FAILURE_OTHER",
+	}
+	ApplyFailure_value = map[string]int32{
+		"APPLY_FAILURE_UNSPECIFIED":        0,
+		"APPLY_FAILURE_NOT_LEADER":         1,
+		"APPLY_FAILURE_NO_LEADER":          2,
+		"APPLY_FAILURE_SHUTDOWN":           3,
+		"APPLY_FAILURE_UNAVAILABLE":        4,
+		"APPLY_FAILURE_REJECTED_NOT_FOUND": 5,
+		"APPLY_FAILURE_REJECTED_EXISTS":    6,
+		"APPLY_FAILURE_REJECTED_INVALID":   7,
+		"APPLY_FAILURE_REJECTED_CONFLICT":  8,
+		"APPLY_FAILURE_OTHER":              9,
+	}
+)
+
+func (x ApplyFailure) Enum() *ApplyFailure {
+	p := new(ApplyFailure)
+	*p = x
+	return p
+}
+
+func (x ApplyFailure) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApplyFailure) Descriptor() protoreflect.EnumDescriptor {
+	return file_rpc_api_proto_enumTypes[0].Descriptor()
+}
+
+func (ApplyFailure) Type() protoreflect.EnumType {
+	return &file_rpc_api_proto_enumTypes[0]
+}
+
+func (x ApplyFailure) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApplyFailure.Descriptor instead.
+func (ApplyFailure) EnumDescriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{0}
+}
+
 // WriteResponse answers every write.
 type WriteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3268,14 +3348,19 @@ func (x *ApplyBatchRequest) GetEvents() [][]byte {
 }
 
 // ApplyResult is the outcome of one event of a batch: a WriteResponse, or
-// the gRPC status Apply would have returned.
+// a failure. The forwarding node decides by failure (retry at a new leader,
+// give up, pass a refusal on); code and message are the status the client
+// is answered with when the forwarding node passes the failure on.
 type ApplyResult struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Index     uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Duplicate bool                   `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	// 0 (OK) or a google.rpc.Code, with its message.
-	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Code    uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// What kind of failure this is; UNSPECIFIED with a code other than 0
+	// comes from a node older than this field (read code and message).
+	Failure       ApplyFailure `protobuf:"varint,5,opt,name=failure,proto3,enum=hpt.v1.ApplyFailure" json:"failure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3336,6 +3421,13 @@ func (x *ApplyResult) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *ApplyResult) GetFailure() ApplyFailure {
+	if x != nil {
+		return x.Failure
+	}
+	return ApplyFailure_APPLY_FAILURE_UNSPECIFIED
 }
 
 type ApplyBatchResponse struct {
@@ -3769,18 +3861,30 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\fApplyRequest\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\fR\x05event\"+\n" +
 	"\x11ApplyBatchRequest\x12\x16\n" +
-	"\x06events\x18\x01 \x03(\fR\x06events\"o\n" +
+	"\x06events\x18\x01 \x03(\fR\x06events\"\x9f\x01\n" +
 	"\vApplyResult\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"C\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12.\n" +
+	"\afailure\x18\x05 \x01(\x0e2\x14.hpt.v1.ApplyFailureR\afailure\"C\n" +
 	"\x12ApplyBatchResponse\x12-\n" +
 	"\aresults\x18\x01 \x03(\v2\x13.hpt.v1.ApplyResultR\aresults\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
-	"\x11NodeStatusRequest2\xce\x02\n" +
+	"\x11NodeStatusRequest*\xce\x02\n" +
+	"\fApplyFailure\x12\x1d\n" +
+	"\x19APPLY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18APPLY_FAILURE_NOT_LEADER\x10\x01\x12\x1b\n" +
+	"\x17APPLY_FAILURE_NO_LEADER\x10\x02\x12\x1a\n" +
+	"\x16APPLY_FAILURE_SHUTDOWN\x10\x03\x12\x1d\n" +
+	"\x19APPLY_FAILURE_UNAVAILABLE\x10\x04\x12$\n" +
+	" APPLY_FAILURE_REJECTED_NOT_FOUND\x10\x05\x12!\n" +
+	"\x1dAPPLY_FAILURE_REJECTED_EXISTS\x10\x06\x12\"\n" +
+	"\x1eAPPLY_FAILURE_REJECTED_INVALID\x10\a\x12#\n" +
+	"\x1fAPPLY_FAILURE_REJECTED_CONFLICT\x10\b\x12\x17\n" +
+	"\x13APPLY_FAILURE_OTHER\x10\t2\xce\x02\n" +
 	"\aCluster\x127\n" +
 	"\x06Status\x12\x15.hpt.v1.StatusRequest\x1a\x16.hpt.v1.StatusResponse\x12>\n" +
 	"\n" +
@@ -3846,187 +3950,190 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 	return file_rpc_api_proto_rawDescData
 }
 
+var file_rpc_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_rpc_api_proto_goTypes = []any{
-	(*WriteResponse)(nil),           // 0: hpt.v1.WriteResponse
-	(*StatusRequest)(nil),           // 1: hpt.v1.StatusRequest
-	(*Member)(nil),                  // 2: hpt.v1.Member
-	(*ExportStatus)(nil),            // 3: hpt.v1.ExportStatus
-	(*StatusResponse)(nil),          // 4: hpt.v1.StatusResponse
-	(*RemoveNodeRequest)(nil),       // 5: hpt.v1.RemoveNodeRequest
-	(*SnapshotSaveRequest)(nil),     // 6: hpt.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),           // 7: hpt.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil), // 8: hpt.v1.SnapshotRestoreResponse
-	(*WhoamiRequest)(nil),           // 9: hpt.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),          // 10: hpt.v1.WhoamiResponse
-	(*ListEventsRequest)(nil),       // 11: hpt.v1.ListEventsRequest
-	(*AddIdentityRequest)(nil),      // 12: hpt.v1.AddIdentityRequest
-	(*ListIdentitiesRequest)(nil),   // 13: hpt.v1.ListIdentitiesRequest
-	(*IdentityInfo)(nil),            // 14: hpt.v1.IdentityInfo
-	(*ListIdentitiesResponse)(nil),  // 15: hpt.v1.ListIdentitiesResponse
-	(*RemoveIdentityRequest)(nil),   // 16: hpt.v1.RemoveIdentityRequest
-	(*MemberRequest)(nil),           // 17: hpt.v1.MemberRequest
-	(*CreateTokenRequest)(nil),      // 18: hpt.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),     // 19: hpt.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),       // 20: hpt.v1.ListTokensRequest
-	(*TokenInfo)(nil),               // 21: hpt.v1.TokenInfo
-	(*ListTokensResponse)(nil),      // 22: hpt.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),      // 23: hpt.v1.RevokeTokenRequest
-	(*GrantRequest)(nil),            // 24: hpt.v1.GrantRequest
-	(*GrantInfo)(nil),               // 25: hpt.v1.GrantInfo
-	(*ListGrantsRequest)(nil),       // 26: hpt.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),      // 27: hpt.v1.ListGrantsResponse
-	(*CheckResponse)(nil),           // 28: hpt.v1.CheckResponse
-	(*RegisterKeyRequest)(nil),      // 29: hpt.v1.RegisterKeyRequest
-	(*ListKeysRequest)(nil),         // 30: hpt.v1.ListKeysRequest
-	(*KeyInfo)(nil),                 // 31: hpt.v1.KeyInfo
-	(*ListKeysResponse)(nil),        // 32: hpt.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),        // 33: hpt.v1.RevokeKeyRequest
-	(*EnrollmentRequest)(nil),       // 34: hpt.v1.EnrollmentRequest
-	(*EnrollmentResponse)(nil),      // 35: hpt.v1.EnrollmentResponse
-	(*SubmitJobRequest)(nil),        // 36: hpt.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),       // 37: hpt.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),           // 38: hpt.v1.GetJobRequest
-	(*JobTargetInfo)(nil),           // 39: hpt.v1.JobTargetInfo
-	(*JobInfo)(nil),                 // 40: hpt.v1.JobInfo
-	(*ListJobsRequest)(nil),         // 41: hpt.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 42: hpt.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),        // 43: hpt.v1.CancelJobRequest
-	(*ListTargetsRequest)(nil),      // 44: hpt.v1.ListTargetsRequest
-	(*TargetInfo)(nil),              // 45: hpt.v1.TargetInfo
-	(*ListTargetsResponse)(nil),     // 46: hpt.v1.ListTargetsResponse
-	(*BenchWriteRequest)(nil),       // 47: hpt.v1.BenchWriteRequest
-	(*DispatchRequest)(nil),         // 48: hpt.v1.DispatchRequest
-	(*DispatchResponse)(nil),        // 49: hpt.v1.DispatchResponse
-	(*ApplyRequest)(nil),            // 50: hpt.v1.ApplyRequest
-	(*ApplyBatchRequest)(nil),       // 51: hpt.v1.ApplyBatchRequest
-	(*ApplyResult)(nil),             // 52: hpt.v1.ApplyResult
-	(*ApplyBatchResponse)(nil),      // 53: hpt.v1.ApplyBatchResponse
-	(*ReadIndexRequest)(nil),        // 54: hpt.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 55: hpt.v1.ReadIndexResponse
-	(*NodeStatusRequest)(nil),       // 56: hpt.v1.NodeStatusRequest
-	nil,                             // 57: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 58: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 59: hpt.v1.KeyInfo.ClaimedLabelsEntry
-	nil,                             // 60: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 61: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 62: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 63: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 64: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 65: hpt.v1.TargetInfo.LabelsEntry
-	nil,                             // 66: hpt.v1.TargetInfo.ClaimedLabelsEntry
-	(events.Type)(0),                // 67: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 68: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),        // 69: hpt.events.v1.TargetStatus
-	(events.JobStatus)(0),           // 70: hpt.events.v1.JobStatus
-	(*events.Event)(nil),            // 71: hpt.events.v1.Event
+	(ApplyFailure)(0),               // 0: hpt.v1.ApplyFailure
+	(*WriteResponse)(nil),           // 1: hpt.v1.WriteResponse
+	(*StatusRequest)(nil),           // 2: hpt.v1.StatusRequest
+	(*Member)(nil),                  // 3: hpt.v1.Member
+	(*ExportStatus)(nil),            // 4: hpt.v1.ExportStatus
+	(*StatusResponse)(nil),          // 5: hpt.v1.StatusResponse
+	(*RemoveNodeRequest)(nil),       // 6: hpt.v1.RemoveNodeRequest
+	(*SnapshotSaveRequest)(nil),     // 7: hpt.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),           // 8: hpt.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil), // 9: hpt.v1.SnapshotRestoreResponse
+	(*WhoamiRequest)(nil),           // 10: hpt.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),          // 11: hpt.v1.WhoamiResponse
+	(*ListEventsRequest)(nil),       // 12: hpt.v1.ListEventsRequest
+	(*AddIdentityRequest)(nil),      // 13: hpt.v1.AddIdentityRequest
+	(*ListIdentitiesRequest)(nil),   // 14: hpt.v1.ListIdentitiesRequest
+	(*IdentityInfo)(nil),            // 15: hpt.v1.IdentityInfo
+	(*ListIdentitiesResponse)(nil),  // 16: hpt.v1.ListIdentitiesResponse
+	(*RemoveIdentityRequest)(nil),   // 17: hpt.v1.RemoveIdentityRequest
+	(*MemberRequest)(nil),           // 18: hpt.v1.MemberRequest
+	(*CreateTokenRequest)(nil),      // 19: hpt.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),     // 20: hpt.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),       // 21: hpt.v1.ListTokensRequest
+	(*TokenInfo)(nil),               // 22: hpt.v1.TokenInfo
+	(*ListTokensResponse)(nil),      // 23: hpt.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),      // 24: hpt.v1.RevokeTokenRequest
+	(*GrantRequest)(nil),            // 25: hpt.v1.GrantRequest
+	(*GrantInfo)(nil),               // 26: hpt.v1.GrantInfo
+	(*ListGrantsRequest)(nil),       // 27: hpt.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),      // 28: hpt.v1.ListGrantsResponse
+	(*CheckResponse)(nil),           // 29: hpt.v1.CheckResponse
+	(*RegisterKeyRequest)(nil),      // 30: hpt.v1.RegisterKeyRequest
+	(*ListKeysRequest)(nil),         // 31: hpt.v1.ListKeysRequest
+	(*KeyInfo)(nil),                 // 32: hpt.v1.KeyInfo
+	(*ListKeysResponse)(nil),        // 33: hpt.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),        // 34: hpt.v1.RevokeKeyRequest
+	(*EnrollmentRequest)(nil),       // 35: hpt.v1.EnrollmentRequest
+	(*EnrollmentResponse)(nil),      // 36: hpt.v1.EnrollmentResponse
+	(*SubmitJobRequest)(nil),        // 37: hpt.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),       // 38: hpt.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),           // 39: hpt.v1.GetJobRequest
+	(*JobTargetInfo)(nil),           // 40: hpt.v1.JobTargetInfo
+	(*JobInfo)(nil),                 // 41: hpt.v1.JobInfo
+	(*ListJobsRequest)(nil),         // 42: hpt.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 43: hpt.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),        // 44: hpt.v1.CancelJobRequest
+	(*ListTargetsRequest)(nil),      // 45: hpt.v1.ListTargetsRequest
+	(*TargetInfo)(nil),              // 46: hpt.v1.TargetInfo
+	(*ListTargetsResponse)(nil),     // 47: hpt.v1.ListTargetsResponse
+	(*BenchWriteRequest)(nil),       // 48: hpt.v1.BenchWriteRequest
+	(*DispatchRequest)(nil),         // 49: hpt.v1.DispatchRequest
+	(*DispatchResponse)(nil),        // 50: hpt.v1.DispatchResponse
+	(*ApplyRequest)(nil),            // 51: hpt.v1.ApplyRequest
+	(*ApplyBatchRequest)(nil),       // 52: hpt.v1.ApplyBatchRequest
+	(*ApplyResult)(nil),             // 53: hpt.v1.ApplyResult
+	(*ApplyBatchResponse)(nil),      // 54: hpt.v1.ApplyBatchResponse
+	(*ReadIndexRequest)(nil),        // 55: hpt.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 56: hpt.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),       // 57: hpt.v1.NodeStatusRequest
+	nil,                             // 58: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 59: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 60: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                             // 61: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 62: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 63: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 64: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 65: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 66: hpt.v1.TargetInfo.LabelsEntry
+	nil,                             // 67: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	(events.Type)(0),                // 68: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 69: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),        // 70: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),           // 71: hpt.events.v1.JobStatus
+	(*events.Event)(nil),            // 72: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
-	3,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
-	2,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
-	25, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
-	67, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
-	14, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
-	21, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
-	25, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
-	25, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	57, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	58, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	59, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
-	31, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	60, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	61, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	62, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	68, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	69, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
-	63, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	39, // 18: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	64, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	70, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
-	40, // 21: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	65, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	66, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
-	45, // 24: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	52, // 25: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	1,  // 26: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	5,  // 27: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	6,  // 28: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	7,  // 29: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	9,  // 30: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	11, // 31: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	12, // 32: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	13, // 33: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	16, // 34: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	17, // 35: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	17, // 36: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	18, // 37: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	20, // 38: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	23, // 39: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	24, // 40: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	26, // 41: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	24, // 42: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	24, // 43: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	29, // 44: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	30, // 45: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	33, // 46: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	34, // 47: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	36, // 48: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	38, // 49: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	41, // 50: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	43, // 51: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	38, // 52: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	44, // 53: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	47, // 54: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	50, // 55: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	51, // 56: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	54, // 57: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	56, // 58: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	5,  // 59: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 60: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	48, // 61: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	48, // 62: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	4,  // 63: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	0,  // 64: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	7,  // 65: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	8,  // 66: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	10, // 67: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	71, // 68: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	0,  // 69: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	15, // 70: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	0,  // 71: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	0,  // 72: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	0,  // 73: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	19, // 74: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	22, // 75: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	0,  // 76: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	0,  // 77: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	27, // 78: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	0,  // 79: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	28, // 80: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	0,  // 81: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	32, // 82: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	0,  // 83: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	35, // 84: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	37, // 85: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	40, // 86: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	42, // 87: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	0,  // 88: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	40, // 89: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	46, // 90: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	0,  // 91: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	0,  // 92: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	53, // 93: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	55, // 94: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	2,  // 95: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	0,  // 96: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	8,  // 97: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	49, // 98: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	49, // 99: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	63, // [63:100] is the sub-list for method output_type
-	26, // [26:63] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	4,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
+	3,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
+	26, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
+	68, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	15, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
+	22, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
+	26, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
+	26, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
+	58, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	59, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	60, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	32, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
+	61, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	62, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	63, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	69, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	70, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	64, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	40, // 18: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	65, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	71, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	41, // 21: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	66, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	67, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	46, // 24: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	0,  // 25: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
+	53, // 26: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	2,  // 27: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	6,  // 28: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 29: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	8,  // 30: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	10, // 31: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	12, // 32: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	13, // 33: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	14, // 34: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	17, // 35: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	18, // 36: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	18, // 37: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	19, // 38: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	21, // 39: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	24, // 40: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	25, // 41: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	27, // 42: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	25, // 43: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	25, // 44: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	30, // 45: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	31, // 46: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	34, // 47: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	35, // 48: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	37, // 49: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	39, // 50: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	42, // 51: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	44, // 52: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	39, // 53: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	45, // 54: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	48, // 55: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	51, // 56: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	52, // 57: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	55, // 58: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	57, // 59: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	6,  // 60: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	8,  // 61: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	49, // 62: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	49, // 63: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	5,  // 64: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	1,  // 65: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	8,  // 66: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	9,  // 67: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	11, // 68: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	72, // 69: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	1,  // 70: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	16, // 71: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	1,  // 72: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	1,  // 73: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	1,  // 74: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	20, // 75: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	23, // 76: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	1,  // 77: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	1,  // 78: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	28, // 79: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	1,  // 80: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	29, // 81: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	1,  // 82: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	33, // 83: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	1,  // 84: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	36, // 85: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	38, // 86: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	41, // 87: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	43, // 88: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	1,  // 89: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	41, // 90: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	47, // 91: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	1,  // 92: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	1,  // 93: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	54, // 94: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	56, // 95: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	3,  // 96: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	1,  // 97: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	9,  // 98: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	50, // 99: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	50, // 100: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	64, // [64:101] is the sub-list for method output_type
+	27, // [27:64] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -4039,13 +4146,14 @@ func file_rpc_api_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   10,
 		},
 		GoTypes:           file_rpc_api_proto_goTypes,
 		DependencyIndexes: file_rpc_api_proto_depIdxs,
+		EnumInfos:         file_rpc_api_proto_enumTypes,
 		MessageInfos:      file_rpc_api_proto_msgTypes,
 	}.Build()
 	File_rpc_api_proto = out.File

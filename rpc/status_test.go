@@ -30,3 +30,25 @@ func TestIsNoLeader(t *testing.T) {
 		t.Fatalf("NoLeaderError: %v", err)
 	}
 }
+
+func TestReason(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"not leader", ReasonError(codes.FailedPrecondition, ReasonNotLeader, "not the leader"), ReasonNotLeader},
+		{"no leader", NoLeaderError("node n1: no leader"), ReasonNoLeader},
+		{"same text, no detail", status.Error(codes.FailedPrecondition, "not the leader"), ""},
+		{"not a status", errors.New("not the leader"), ""},
+		{"nil", nil, ""},
+	}
+	for _, tt := range tests {
+		if got := Reason(tt.err); got != tt.want {
+			t.Errorf("%s: Reason(%v) = %q, want %q", tt.name, tt.err, got, tt.want)
+		}
+	}
+	if err := ReasonError(codes.Unavailable, ReasonShutdown, "node is shutting down"); status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "node is shutting down" {
+		t.Fatalf("ReasonError: %v", err)
+	}
+}
