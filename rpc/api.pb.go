@@ -2222,9 +2222,12 @@ type SubmitJobRequest struct {
 	Vars           map[string]string `protobuf:"bytes,9,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DryRun         bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Only resolve and return the target set; record nothing.
-	Preview       bool `protobuf:"varint,11,opt,name=preview,proto3" json:"preview,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Preview bool `protobuf:"varint,11,opt,name=preview,proto3" json:"preview,omitempty"`
+	// How long a released target waits for its agent to be connected
+	// before it ends unreachable; 0: DefaultConnectTimeout (30s).
+	ConnectTimeoutSeconds int64 `protobuf:"varint,12,opt,name=connect_timeout_seconds,json=connectTimeoutSeconds,proto3" json:"connect_timeout_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
@@ -2332,6 +2335,13 @@ func (x *SubmitJobRequest) GetPreview() bool {
 		return x.Preview
 	}
 	return false
+}
+
+func (x *SubmitJobRequest) GetConnectTimeoutSeconds() int64 {
+	if x != nil {
+		return x.ConnectTimeoutSeconds
+	}
+	return 0
 }
 
 type SubmitJobResponse struct {
@@ -2457,8 +2467,14 @@ type JobTargetInfo struct {
 	FinishedUnixNano int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
 	Blocks           []*events.BlockResult  `protobuf:"bytes,7,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	Error            string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set while the target is in flight and its agent is not connected: the
+	// job waits for the agent (a target not yet started, up to the job's
+	// connect timeout). disconnected_since_unix_nano is when the agent's
+	// connection was lost; 0 if it never connected.
+	AgentDisconnected         bool  `protobuf:"varint,9,opt,name=agent_disconnected,json=agentDisconnected,proto3" json:"agent_disconnected,omitempty"`
+	DisconnectedSinceUnixNano int64 `protobuf:"varint,10,opt,name=disconnected_since_unix_nano,json=disconnectedSinceUnixNano,proto3" json:"disconnected_since_unix_nano,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *JobTargetInfo) Reset() {
@@ -2547,25 +2563,40 @@ func (x *JobTargetInfo) GetError() string {
 	return ""
 }
 
+func (x *JobTargetInfo) GetAgentDisconnected() bool {
+	if x != nil {
+		return x.AgentDisconnected
+	}
+	return false
+}
+
+func (x *JobTargetInfo) GetDisconnectedSinceUnixNano() int64 {
+	if x != nil {
+		return x.DisconnectedSinceUnixNano
+	}
+	return 0
+}
+
 type JobInfo struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	JobId             string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Name              string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Status            string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	SubmittedBy       string                 `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
-	SubmittedUnixNano int64                  `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
-	FinishedUnixNano  int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	BatchSize         uint32                 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	MaxFailures       int32                  `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	TimeoutSeconds    int64                  `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	DryRun            bool                   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	Counts            map[string]uint32      `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Targets           []*JobTargetInfo       `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
-	SubmittedIndex    uint64                 `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
-	TargetGlob        string                 `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
-	Selector          map[string]string      `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	JobId                 string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name                  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Status                string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	SubmittedBy           string                 `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedUnixNano     int64                  `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
+	FinishedUnixNano      int64                  `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	BatchSize             uint32                 `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures           int32                  `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutSeconds        int64                  `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	DryRun                bool                   `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Counts                map[string]uint32      `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Targets               []*JobTargetInfo       `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
+	SubmittedIndex        uint64                 `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
+	TargetGlob            string                 `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector              map[string]string      `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ConnectTimeoutSeconds int64                  `protobuf:"varint,16,opt,name=connect_timeout_seconds,json=connectTimeoutSeconds,proto3" json:"connect_timeout_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *JobInfo) Reset() {
@@ -2701,6 +2732,13 @@ func (x *JobInfo) GetSelector() map[string]string {
 		return x.Selector
 	}
 	return nil
+}
+
+func (x *JobInfo) GetConnectTimeoutSeconds() int64 {
+	if x != nil {
+		return x.ConnectTimeoutSeconds
+	}
+	return 0
 }
 
 type ListJobsRequest struct {
@@ -3640,7 +3678,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12cluster_public_key\x18\x01 \x01(\fR\x10clusterPublicKey\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x02 \x01(\fR\tgossipKey\x12\x14\n" +
-	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\xdd\x04\n" +
+	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\x95\x05\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x129\n" +
@@ -3654,7 +3692,8 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x04vars\x18\t \x03(\v2\".hpt.v1.SubmitJobRequest.VarsEntryR\x04vars\x12\x17\n" +
 	"\adry_run\x18\n" +
 	" \x01(\bR\x06dryRun\x12\x18\n" +
-	"\apreview\x18\v \x01(\bR\apreview\x1a8\n" +
+	"\apreview\x18\v \x01(\bR\apreview\x126\n" +
+	"\x17connect_timeout_seconds\x18\f \x01(\x03R\x15connectTimeoutSeconds\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3671,7 +3710,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\atargets\x18\x03 \x03(\tR\atargets\">\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\x8d\x02\n" +
+	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\xfd\x02\n" +
 	"\rJobTargetInfo\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x12\n" +
@@ -3680,7 +3719,10 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x11started_unix_nano\x18\x05 \x01(\x03R\x0fstartedUnixNano\x12,\n" +
 	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x122\n" +
 	"\x06blocks\x18\a \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"\xb4\x05\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12-\n" +
+	"\x12agent_disconnected\x18\t \x01(\bR\x11agentDisconnected\x12?\n" +
+	"\x1cdisconnected_since_unix_nano\x18\n" +
+	" \x01(\x03R\x19disconnectedSinceUnixNano\"\xec\x05\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -3699,7 +3741,8 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x0fsubmitted_index\x18\r \x01(\x04R\x0esubmittedIndex\x12\x1f\n" +
 	"\vtarget_glob\x18\x0e \x01(\tR\n" +
 	"targetGlob\x129\n" +
-	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x1a9\n" +
+	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x126\n" +
+	"\x17connect_timeout_seconds\x18\x10 \x01(\x03R\x15connectTimeoutSeconds\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +
