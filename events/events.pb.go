@@ -1285,12 +1285,17 @@ type JobSubmitted struct {
 	BatchSize uint32 `protobuf:"varint,8,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	// The run stops releasing targets once more than this many failed;
 	// -1: no limit.
-	MaxFailures   int32             `protobuf:"varint,9,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	TimeoutNanos  int64             `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
-	Vars          map[string]string `protobuf:"bytes,11,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	DryRun        bool              `protobuf:"varint,12,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxFailures  int32             `protobuf:"varint,9,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutNanos int64             `protobuf:"varint,10,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	Vars         map[string]string `protobuf:"bytes,11,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun       bool              `protobuf:"varint,12,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// How long a released target that has not started waits for its agent
+	// to be connected (from its release, or from the loss of its agent's
+	// connection if later) before it ends unreachable. 0, as in jobs
+	// submitted before this field existed: only timeout_nanos bounds it.
+	ConnectTimeoutNanos int64 `protobuf:"varint,13,opt,name=connect_timeout_nanos,json=connectTimeoutNanos,proto3" json:"connect_timeout_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *JobSubmitted) Reset() {
@@ -1405,6 +1410,13 @@ func (x *JobSubmitted) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *JobSubmitted) GetConnectTimeoutNanos() int64 {
+	if x != nil {
+		return x.ConnectTimeoutNanos
+	}
+	return 0
 }
 
 // The scheduler released these targets to run (a sliding window of at
@@ -2337,7 +2349,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\fGrantRemoved\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"\xfc\x04\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\"\xb0\x05\n" +
 	"\fJobSubmitted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -2353,7 +2365,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\rtimeout_nanos\x18\n" +
 	" \x01(\x03R\ftimeoutNanos\x129\n" +
 	"\x04vars\x18\v \x03(\v2%.hpt.events.v1.JobSubmitted.VarsEntryR\x04vars\x12\x17\n" +
-	"\adry_run\x18\f \x01(\bR\x06dryRun\x1a8\n" +
+	"\adry_run\x18\f \x01(\bR\x06dryRun\x122\n" +
+	"\x15connect_timeout_nanos\x18\r \x01(\x03R\x13connectTimeoutNanos\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

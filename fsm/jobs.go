@@ -121,6 +121,9 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 	if p.GetMaxFailures() < -1 {
 		return t.reject(ErrInvalid, "job %q: max_failures must be -1 (no limit) or more", p.GetJobId())
 	}
+	if p.GetConnectTimeoutNanos() < 0 {
+		return t.reject(ErrInvalid, "job %q: connect_timeout must not be negative", p.GetJobId())
+	}
 	seen := map[string]bool{}
 	for _, name := range p.GetTargets() {
 		if seen[name] {
@@ -143,7 +146,7 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 		Id: p.GetJobId(), Name: p.GetName(), Submitted: t.origin(), Config: p.GetConfig(), Files: p.GetFiles(),
 		TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
 		MaxFailures: p.GetMaxFailures(), TimeoutNanos: p.GetTimeoutNanos(), Vars: p.GetVars(), DryRun: p.GetDryRun(),
-		Status: jobRunning, Counts: map[string]uint32{targetPending.Name(): uint32(len(p.GetTargets()))},
+		ConnectTimeoutNanos: p.GetConnectTimeoutNanos(), Status: jobRunning, Counts: map[string]uint32{targetPending.Name(): uint32(len(p.GetTargets()))},
 	}
 	for i, name := range p.GetTargets() {
 		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: targetPending, Position: uint32(i)})

@@ -481,12 +481,14 @@ type Job struct {
 	// Batches released so far.
 	Batches uint32 `protobuf:"varint,15,opt,name=batches,proto3" json:"batches,omitempty"`
 	// Counts of targets by status, keyed by name (events.TargetStatus.Name).
-	Counts        map[string]uint32 `protobuf:"bytes,16,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Finished      *Origin           `protobuf:"bytes,17,opt,name=finished,proto3" json:"finished,omitempty"`
-	CancelReason  string            `protobuf:"bytes,18,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
-	Status        events.JobStatus  `protobuf:"varint,19,opt,name=status,proto3,enum=hpt.events.v1.JobStatus" json:"status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Counts       map[string]uint32 `protobuf:"bytes,16,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Finished     *Origin           `protobuf:"bytes,17,opt,name=finished,proto3" json:"finished,omitempty"`
+	CancelReason string            `protobuf:"bytes,18,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	Status       events.JobStatus  `protobuf:"varint,19,opt,name=status,proto3,enum=hpt.events.v1.JobStatus" json:"status,omitempty"`
+	// From job_submitted: see JobSubmitted.connect_timeout_nanos.
+	ConnectTimeoutNanos int64 `protobuf:"varint,20,opt,name=connect_timeout_nanos,json=connectTimeoutNanos,proto3" json:"connect_timeout_nanos,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -652,6 +654,13 @@ func (x *Job) GetStatus() events.JobStatus {
 		return x.Status
 	}
 	return events.JobStatus(0)
+}
+
+func (x *Job) GetConnectTimeoutNanos() int64 {
+	if x != nil {
+		return x.ConnectTimeoutNanos
+	}
+	return 0
 }
 
 type JobTarget struct {
@@ -844,7 +853,7 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xb8\a\n" +
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xec\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
@@ -867,7 +876,8 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x06counts\x18\x10 \x03(\v2\x1b.hpt.fsm.v1.Job.CountsEntryR\x06counts\x12.\n" +
 	"\bfinished\x18\x11 \x01(\v2\x12.hpt.fsm.v1.OriginR\bfinished\x12#\n" +
 	"\rcancel_reason\x18\x12 \x01(\tR\fcancelReason\x120\n" +
-	"\x06status\x18\x13 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\x06status\x1a8\n" +
+	"\x06status\x18\x13 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\x06status\x122\n" +
+	"\x15connect_timeout_nanos\x18\x14 \x01(\x03R\x13connectTimeoutNanos\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

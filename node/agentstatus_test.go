@@ -41,7 +41,7 @@ func TestAgentResultStatusOldAndNew(t *testing.T) {
 func TestJobInfoCarriesStatusNames(t *testing.T) {
 	j := &fsm.Job{Id: "j1", Status: events.JobStatus_JOB_STATUS_STOPPED}
 	jts := []*fsm.JobTarget{{JobId: "j1", Target: "web-1", Status: events.TargetStatus_TARGET_STATUS_UNREACHABLE}}
-	info := jobInfo(j, jts, false)
+	info := jobInfo(j, jts, nil, false)
 	if info.GetJobStatus() != events.JobStatus_JOB_STATUS_STOPPED || info.GetStatus() != "stopped" { //nolint:staticcheck // the name older CLIs read
 		t.Fatalf("job status %s, name %q", info.GetJobStatus().Name(), info.GetStatus()) //nolint:staticcheck // as above
 	}

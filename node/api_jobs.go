@@ -105,6 +105,10 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 	if timeout == 0 {
 		timeout = DefaultJobTimeout
 	}
+	connect := time.Duration(req.GetConnectTimeoutSeconds()) * time.Second
+	if connect == 0 {
+		connect = DefaultConnectTimeout
+	}
 	id, err := newJobID()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -113,6 +117,7 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 		JobId: id, Name: req.GetName(), Config: req.GetConfig(), Files: req.GetFiles(), Targets: targets,
 		TargetGlob: req.GetTargets(), Selector: req.GetSelector(), BatchSize: req.GetBatchSize(),
 		MaxFailures: req.GetMaxFailures(), TimeoutNanos: int64(timeout), Vars: req.GetVars(), DryRun: req.GetDryRun(),
+		ConnectTimeoutNanos: int64(connect),
 	}
 	// Every input is within its limit; only a very long target list can
 	// still make the event too large. Say so rather than give the size.
@@ -148,6 +153,9 @@ func checkJobInputs(req *rpc.SubmitJobRequest) error {
 	}
 	if req.GetTimeoutSeconds() < 0 {
 		return status.Error(codes.InvalidArgument, "timeout: must not be negative")
+	}
+	if req.GetConnectTimeoutSeconds() < 0 {
+		return status.Error(codes.InvalidArgument, "connect_timeout: must not be negative")
 	}
 	if err := events.CheckText("name", req.GetName()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -224,13 +232,16 @@ func (n *Node) resolveTargets(glob string, selector map[string]string) ([]string
 	return out, nil
 }
 
-func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, blocks bool) *rpc.JobInfo {
+// jobInfo describes a job and its targets; keys holds the keys of the
+// targets in flight, to say which wait for their agents.
+func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, keys map[string]*fsm.TargetKey, blocks bool) *rpc.JobInfo {
 	info := &rpc.JobInfo{
 		JobId: j.GetId(), Name: j.GetName(), JobStatus: j.GetStatus(), Status: j.GetStatus().Name(), SubmittedBy: j.GetSubmitted().GetActor(),
 		SubmittedUnixNano: j.GetSubmitted().GetTimeUnixNano(), SubmittedIndex: j.GetSubmitted().GetIndex(),
 		FinishedUnixNano: j.GetFinished().GetTimeUnixNano(), BatchSize: j.GetBatchSize(), MaxFailures: j.GetMaxFailures(),
 		TimeoutSeconds: j.GetTimeoutNanos() / int64(time.Second), DryRun: j.GetDryRun(), Counts: j.GetCounts(),
 		TargetGlob: j.GetTargetGlob(), Selector: j.GetSelector(),
+		ConnectTimeoutSeconds: j.GetConnectTimeoutNanos() / int64(time.Second),
 	}
 	for _, t := range targets {
 		ti := &rpc.JobTargetInfo{
@@ -239,6 +250,13 @@ func jobInfo(j *fsm.Job, targets []*fsm.JobTarget, blocks bool) *rpc.JobInfo {
 		}
 		if blocks {
 			ti.Blocks = t.GetBlocks()
+		}
+		if inFlight(t) {
+			away, since := agentAway(keys[t.GetTarget()])
+			ti.AgentDisconnected = away
+			if away && !since.IsZero() {
+				ti.DisconnectedSinceUnixNano = since.UnixNano()
+			}
 		}
 		info.Targets = append(info.Targets, ti)
 	}
@@ -254,7 +272,11 @@ func (a *jobsAPI) Get(_ context.Context, req *rpc.GetJobRequest) (*rpc.JobInfo, 
 	if err != nil {
 		return nil, stateErr(err)
 	}
-	return jobInfo(j, targets, req.GetBlocks()), nil
+	keys, err := flightKeys(a.n.fsm, targets)
+	if err != nil {
+		return nil, stateErr(err)
+	}
+	return jobInfo(j, targets, keys, req.GetBlocks()), nil
 }
 
 func (a *jobsAPI) List(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsResponse, error) {
@@ -264,7 +286,7 @@ func (a *jobsAPI) List(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsResp
 	}
 	resp := &rpc.ListJobsResponse{}
 	for _, j := range jobs {
-		resp.Jobs = append(resp.Jobs, jobInfo(j, nil, false))
+		resp.Jobs = append(resp.Jobs, jobInfo(j, nil, nil, false))
 	}
 	return resp, nil
 }

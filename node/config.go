@@ -98,6 +98,9 @@ type Config struct {
 	// JetStream while it is the leader (see package export). Its Logger
 	// defaults to the node's. Default off.
 	Export *export.Config
+	// Clock is the time the job scheduler judges time-outs by (see Clock).
+	// Default (nil): the real clock.
+	Clock Clock
 }
 
 // DefaultConfig returns a Config with every default filled in; callers set

@@ -2,13 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -17,13 +18,18 @@ import (
 // decision (release targets, time a target out, finish a job) is an event
 // with a request id derived from the decision itself, so a new leader that
 // replays the same reasoning over the same state writes nothing twice, and
-// resumes a half-done job where the old leader left it.
+// resumes a half-done job where the old leader left it. What to decide is
+// planJob's (plan.go), from the state and the clock alone; the scheduler
+// reads the state, writes the plan's decisions and sends its dispatches.
 //
 // What is not in the log is which dispatch messages this leader has sent;
 // a new leader sends them again. Agents keep a journal, so a job they have
 // already run is answered from it and never runs twice.
 type scheduler struct {
-	n *Node
+	state schedState
+	out   schedOutput
+	clock Clock
+	log   *slog.Logger
 	// sent records dispatches this leader made: job/target -> the
 	// target's connection (node and connection time) it was sent on.
 	sent map[string]string
@@ -31,6 +37,38 @@ type scheduler struct {
 	dispatchSem chan struct{}
 	wg          sync.WaitGroup
 	mu          sync.Mutex
+}
+
+// schedState is what the scheduler reads: the state as this node has
+// applied it (*fsm.FSM).
+type schedState interface {
+	ActiveJobs() ([]*fsm.Job, error)
+	JobTargets(id string) ([]*fsm.JobTarget, error)
+	TargetKey(target string) (*fsm.TargetKey, error)
+}
+
+// schedOutput is what the scheduler does with its decisions.
+type schedOutput interface {
+	// decide writes a decision under its request id. A decision the state
+	// has already moved past (another leader made it, a result arrived
+	// first) is refused by the state machine and is not an error.
+	decide(ctx context.Context, reqID string, p proto.Message) error
+	// dispatch asks node holder (perhaps this one) to send the job to the
+	// target over its stream.
+	dispatch(ctx context.Context, holder, jobID, target string) error
+}
+
+// nodeOutput is the scheduler's output on a node: proposals as the node,
+// dispatches through the node holding the target's stream.
+type nodeOutput struct{ n *Node }
+
+func (o nodeOutput) decide(ctx context.Context, reqID string, p proto.Message) error {
+	_, err := o.n.proposeTolerant(ctx, o.n.nodeActor(), reqID, p)
+	return err
+}
+
+func (o nodeOutput) dispatch(ctx context.Context, holder, jobID, target string) error {
+	return o.n.dispatchVia(ctx, holder, jobID, target)
 }
 
 // schedulePeriod is the fallback wake-up for timeouts; state changes wake
@@ -46,25 +84,36 @@ func (n *Node) nudgeScheduler() {
 
 // runScheduler schedules until ctx ends (leadership lost or shutdown).
 func (n *Node) runScheduler(ctx context.Context) {
-	s := &scheduler{n: n, sent: map[string]string{}, dispatchSem: make(chan struct{}, 64)}
+	clock := n.cfg.Clock
+	if clock == nil {
+		clock = realClock{}
+	}
+	s := &scheduler{
+		state: n.fsm, out: nodeOutput{n}, clock: clock, log: n.log,
+		sent: map[string]string{}, dispatchSem: make(chan struct{}, 64),
+	}
+	s.run(ctx, n.scheduleCh)
+}
+
+// run schedules until ctx ends, planning on every wake and every
+// schedulePeriod, and waits for the dispatches it started.
+func (s *scheduler) run(ctx context.Context, wake <-chan struct{}) {
 	defer s.wg.Wait()
-	tick := time.NewTicker(schedulePeriod)
-	defer tick.Stop()
 	for {
 		if err := s.pass(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("scheduler pass", "err", err)
+			s.log.Warn("scheduler pass", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.scheduleCh:
-		case <-tick.C:
+		case <-wake:
+		case <-s.clock.After(schedulePeriod):
 		}
 	}
 }
 
 func (s *scheduler) pass(ctx context.Context) error {
-	jobs, err := s.n.fsm.ActiveJobs()
+	jobs, err := s.state.ActiveJobs()
 	if err != nil {
 		return err
 	}
@@ -80,108 +129,68 @@ func (s *scheduler) pass(ctx context.Context) error {
 	return nil
 }
 
+// schedule plans job j over the state as it is now and carries the plan
+// out: the decisions in order, and the dispatches not yet sent.
 func (s *scheduler) schedule(ctx context.Context, j *fsm.Job) error {
-	n := s.n
-	targets, err := n.fsm.JobTargets(j.GetId())
+	targets, err := s.state.JobTargets(j.GetId())
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	var inFlight, failures, pending int
-	for _, t := range targets {
-		st := t.GetStatus()
-		switch {
-		case st.InFlight():
-			inFlight++
-			done, err := s.tend(ctx, j, t, now)
-			if err != nil {
-				return err
-			}
-			if done {
-				// tend only ever finishes a target as refused or
-				// unreachable.
-				inFlight--
-				failures++
-			}
-		case st == events.TargetStatus_TARGET_STATUS_PENDING:
-			pending++
-		case st.Failure():
-			failures++
+	keys, err := flightKeys(s.state, targets)
+	if err != nil {
+		return err
+	}
+	p := planJob(j, targets, keys, s.clock.Now())
+	for _, d := range p.Finish {
+		if err := s.out.decide(ctx, d.ReqID, d.Event); err != nil {
+			return err
 		}
 	}
-
-	if j.GetStatus() == events.JobStatus_JOB_STATUS_CANCELLING {
-		if inFlight == 0 {
-			return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), JobStatus: events.JobStatus_JOB_STATUS_CANCELLED.Enum()})
+	if p.Next != nil {
+		if err := s.out.decide(ctx, p.Next.ReqID, p.Next.Event); err != nil {
+			return err
 		}
-		return nil
 	}
-	stopped := j.GetMaxFailures() >= 0 && failures > int(j.GetMaxFailures())
-	if !stopped && pending > 0 && inFlight < int(j.GetBatchSize()) {
-		// Release the next targets in submission order, up to the window.
-		fsm.SortBySubmission(targets)
-		var release []string
-		for _, t := range targets {
-			if len(release)+inFlight >= int(j.GetBatchSize()) {
-				break
-			}
-			if t.GetStatus() == events.TargetStatus_TARGET_STATUS_PENDING {
-				release = append(release, t.GetTarget())
-			}
-		}
-		batch := j.GetBatches() + 1
-		return s.propose(ctx, fmt.Sprintf("release/%s/%d", j.GetId(), batch), &events.JobBatchStarted{JobId: j.GetId(), Batch: batch, Targets: release})
-	}
-	if inFlight == 0 && (pending == 0 || stopped) {
-		outcome := events.JobStatus_JOB_STATUS_DONE
-		switch {
-		case stopped:
-			outcome = events.JobStatus_JOB_STATUS_STOPPED
-		case failures > 0:
-			outcome = events.JobStatus_JOB_STATUS_FAILED
-		}
-		return s.propose(ctx, "finish/"+j.GetId(), &events.JobFinished{JobId: j.GetId(), JobStatus: outcome.Enum()})
+	for _, d := range p.Dispatch {
+		s.send(ctx, j.GetId(), d)
 	}
 	return nil
 }
 
-// tend looks after one target in flight: refuse it if its key was revoked,
-// time it out, or make sure the node holding its stream has been asked to
-// dispatch it. It reports whether the target is now finished.
-func (s *scheduler) tend(ctx context.Context, j *fsm.Job, t *fsm.JobTarget, now time.Time) (bool, error) {
-	n := s.n
-	key := j.GetId() + "/" + t.GetTarget()
-	tk, err := n.fsm.TargetKey(t.GetTarget())
-	if err == nil && tk.GetRevoked() {
-		return true, s.propose(ctx, "refused/"+key, &events.JobTargetFinished{
-			JobId: j.GetId(), Target: t.GetTarget(), TargetStatus: events.TargetStatus_TARGET_STATUS_REFUSED.Enum(), Error: "target key revoked"})
-	}
-	if now.Sub(time.Unix(0, t.GetReleasedUnixNano())) > time.Duration(j.GetTimeoutNanos()) {
-		what := "no answer"
-		if t.GetStatus() == events.TargetStatus_TARGET_STATUS_RUNNING {
-			what = "started but no result"
+// flightKeys reads the keys of the targets in flight, by name; a target
+// whose key is missing has none in the map.
+func flightKeys(state schedState, targets []*fsm.JobTarget) (map[string]*fsm.TargetKey, error) {
+	keys := map[string]*fsm.TargetKey{}
+	for _, t := range targets {
+		if !inFlight(t) {
+			continue
 		}
-		return true, s.propose(ctx, "timeout/"+key, &events.JobTargetFinished{
-			JobId: j.GetId(), Target: t.GetTarget(), TargetStatus: events.TargetStatus_TARGET_STATUS_UNREACHABLE.Enum(),
-			Error: fmt.Sprintf("%s within %s", what, time.Duration(j.GetTimeoutNanos()))})
+		tk, err := state.TargetKey(t.GetTarget())
+		if errors.Is(err, fsm.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", t.GetTarget(), err)
+		}
+		keys[t.GetTarget()] = tk
 	}
-	if err != nil || !tk.GetConnected() {
-		// Wait for a connection, a result or the timeout.
-		return false, nil
-	}
-	// Send the job once per connection of the target: a target that
-	// reconnected (perhaps after its agent restarted mid-run) is asked
-	// again, and answers from its journal if it already ran or started it.
-	holder := tk.GetNode()
-	conn := fmt.Sprintf("%s@%d", holder, tk.GetLastTransitionUnixNano())
+	return keys, nil
+}
+
+// send dispatches job jobID to a target once per connection of the
+// target: a target that reconnected (perhaps after its agent restarted
+// mid-run) is asked again, and answers from its journal if it already ran
+// or started it. A failed dispatch is sent again on the next pass.
+func (s *scheduler) send(ctx context.Context, jobID string, d dispatchTo) {
+	key := jobID + "/" + d.Target
 	s.mu.Lock()
-	already := s.sent[key] == conn
+	already := s.sent[key] == d.Conn
 	if !already {
-		s.sent[key] = conn
+		s.sent[key] = d.Conn
 	}
 	s.mu.Unlock()
 	if already {
-		return false, nil
+		return
 	}
 	s.wg.Add(1)
 	go func() {
@@ -192,22 +201,13 @@ func (s *scheduler) tend(ctx context.Context, j *fsm.Job, t *fsm.JobTarget, now 
 			return
 		}
 		defer func() { <-s.dispatchSem }()
-		if err := n.dispatchVia(ctx, holder, j.GetId(), t.GetTarget()); err != nil {
-			n.log.Info("dispatch failed; will retry", "job", j.GetId(), "target", t.GetTarget(), "node", holder, "err", err)
+		if err := s.out.dispatch(ctx, d.Node, jobID, d.Target); err != nil {
+			s.log.Info("dispatch failed; will retry", "job", jobID, "target", d.Target, "node", d.Node, "err", err)
 			s.mu.Lock()
 			delete(s.sent, key)
 			s.mu.Unlock()
 		}
 	}()
-	return false, nil
-}
-
-// propose writes a scheduling decision. A decision the state has already
-// moved past (another leader made it, a result arrived first) is refused as
-// a conflict by the state machine and is not an error here.
-func (s *scheduler) propose(ctx context.Context, reqID string, p proto.Message) error {
-	_, err := s.n.proposeTolerant(ctx, s.n.nodeActor(), reqID, p)
-	return err
 }
 
 // dispatchVia asks node holder (perhaps this one) to send the job to the

@@ -2302,9 +2302,12 @@ type SubmitJobRequest struct {
 	Vars           map[string]string `protobuf:"bytes,9,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DryRun         bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Only resolve and return the target set; record nothing.
-	Preview       bool `protobuf:"varint,11,opt,name=preview,proto3" json:"preview,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Preview bool `protobuf:"varint,11,opt,name=preview,proto3" json:"preview,omitempty"`
+	// How long a released target waits for its agent to be connected
+	// before it ends unreachable; 0: DefaultConnectTimeout (30s).
+	ConnectTimeoutSeconds int64 `protobuf:"varint,12,opt,name=connect_timeout_seconds,json=connectTimeoutSeconds,proto3" json:"connect_timeout_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
@@ -2412,6 +2415,13 @@ func (x *SubmitJobRequest) GetPreview() bool {
 		return x.Preview
 	}
 	return false
+}
+
+func (x *SubmitJobRequest) GetConnectTimeoutSeconds() int64 {
+	if x != nil {
+		return x.ConnectTimeoutSeconds
+	}
+	return 0
 }
 
 type SubmitJobResponse struct {
@@ -2543,8 +2553,14 @@ type JobTargetInfo struct {
 	Blocks           []*events.BlockResult `protobuf:"bytes,7,rep,name=blocks,proto3" json:"blocks,omitempty"`
 	Error            string                `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
 	TargetStatus     events.TargetStatus   `protobuf:"varint,9,opt,name=target_status,json=targetStatus,proto3,enum=hpt.events.v1.TargetStatus" json:"target_status,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set while the target is in flight and its agent is not connected: the
+	// job waits for the agent (a target not yet started, up to the job's
+	// connect timeout). disconnected_since_unix_nano is when the agent's
+	// connection was lost; 0 if it never connected.
+	AgentDisconnected         bool  `protobuf:"varint,10,opt,name=agent_disconnected,json=agentDisconnected,proto3" json:"agent_disconnected,omitempty"`
+	DisconnectedSinceUnixNano int64 `protobuf:"varint,11,opt,name=disconnected_since_unix_nano,json=disconnectedSinceUnixNano,proto3" json:"disconnected_since_unix_nano,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *JobTargetInfo) Reset() {
@@ -2641,6 +2657,20 @@ func (x *JobTargetInfo) GetTargetStatus() events.TargetStatus {
 	return events.TargetStatus(0)
 }
 
+func (x *JobTargetInfo) GetAgentDisconnected() bool {
+	if x != nil {
+		return x.AgentDisconnected
+	}
+	return false
+}
+
+func (x *JobTargetInfo) GetDisconnectedSinceUnixNano() int64 {
+	if x != nil {
+		return x.DisconnectedSinceUnixNano
+	}
+	return 0
+}
+
 type JobInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2648,22 +2678,23 @@ type JobInfo struct {
 	// As JobTargetInfo.status: read with events.JobStatusOf(job_status, status).
 	//
 	// Deprecated: Marked as deprecated in rpc/api.proto.
-	Status            string            `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	SubmittedBy       string            `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
-	SubmittedUnixNano int64             `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
-	FinishedUnixNano  int64             `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
-	BatchSize         uint32            `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	MaxFailures       int32             `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
-	TimeoutSeconds    int64             `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	DryRun            bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	Counts            map[string]uint32 `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Targets           []*JobTargetInfo  `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
-	SubmittedIndex    uint64            `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
-	TargetGlob        string            `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
-	Selector          map[string]string `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	JobStatus         events.JobStatus  `protobuf:"varint,16,opt,name=job_status,json=jobStatus,proto3,enum=hpt.events.v1.JobStatus" json:"job_status,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Status                string            `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	SubmittedBy           string            `protobuf:"bytes,4,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	SubmittedUnixNano     int64             `protobuf:"varint,5,opt,name=submitted_unix_nano,json=submittedUnixNano,proto3" json:"submitted_unix_nano,omitempty"`
+	FinishedUnixNano      int64             `protobuf:"varint,6,opt,name=finished_unix_nano,json=finishedUnixNano,proto3" json:"finished_unix_nano,omitempty"`
+	BatchSize             uint32            `protobuf:"varint,7,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxFailures           int32             `protobuf:"varint,8,opt,name=max_failures,json=maxFailures,proto3" json:"max_failures,omitempty"`
+	TimeoutSeconds        int64             `protobuf:"varint,9,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	DryRun                bool              `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Counts                map[string]uint32 `protobuf:"bytes,11,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Targets               []*JobTargetInfo  `protobuf:"bytes,12,rep,name=targets,proto3" json:"targets,omitempty"`
+	SubmittedIndex        uint64            `protobuf:"varint,13,opt,name=submitted_index,json=submittedIndex,proto3" json:"submitted_index,omitempty"`
+	TargetGlob            string            `protobuf:"bytes,14,opt,name=target_glob,json=targetGlob,proto3" json:"target_glob,omitempty"`
+	Selector              map[string]string `protobuf:"bytes,15,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	JobStatus             events.JobStatus  `protobuf:"varint,16,opt,name=job_status,json=jobStatus,proto3,enum=hpt.events.v1.JobStatus" json:"job_status,omitempty"`
+	ConnectTimeoutSeconds int64             `protobuf:"varint,17,opt,name=connect_timeout_seconds,json=connectTimeoutSeconds,proto3" json:"connect_timeout_seconds,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *JobInfo) Reset() {
@@ -2807,6 +2838,13 @@ func (x *JobInfo) GetJobStatus() events.JobStatus {
 		return x.JobStatus
 	}
 	return events.JobStatus(0)
+}
+
+func (x *JobInfo) GetConnectTimeoutSeconds() int64 {
+	if x != nil {
+		return x.ConnectTimeoutSeconds
+	}
+	return 0
 }
 
 type ListJobsRequest struct {
@@ -3758,7 +3796,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12cluster_public_key\x18\x01 \x01(\fR\x10clusterPublicKey\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x02 \x01(\fR\tgossipKey\x12\x14\n" +
-	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\xdd\x04\n" +
+	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\x95\x05\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x129\n" +
@@ -3772,7 +3810,8 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x04vars\x18\t \x03(\v2\".hpt.v1.SubmitJobRequest.VarsEntryR\x04vars\x12\x17\n" +
 	"\adry_run\x18\n" +
 	" \x01(\bR\x06dryRun\x12\x18\n" +
-	"\apreview\x18\v \x01(\bR\apreview\x1a8\n" +
+	"\apreview\x18\v \x01(\bR\apreview\x126\n" +
+	"\x17connect_timeout_seconds\x18\f \x01(\x03R\x15connectTimeoutSeconds\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3789,7 +3828,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\atargets\x18\x03 \x03(\tR\atargets\">\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\xd3\x02\n" +
+	"\x06blocks\x18\x02 \x01(\bR\x06blocks\"\xc3\x03\n" +
 	"\rJobTargetInfo\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1a\n" +
 	"\x06status\x18\x02 \x01(\tB\x02\x18\x01R\x06status\x12\x12\n" +
@@ -3799,7 +3838,10 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12finished_unix_nano\x18\x06 \x01(\x03R\x10finishedUnixNano\x122\n" +
 	"\x06blocks\x18\a \x03(\v2\x1a.hpt.events.v1.BlockResultR\x06blocks\x12\x14\n" +
 	"\x05error\x18\b \x01(\tR\x05error\x12@\n" +
-	"\rtarget_status\x18\t \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\ftargetStatus\"\xf1\x05\n" +
+	"\rtarget_status\x18\t \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\ftargetStatus\x12-\n" +
+	"\x12agent_disconnected\x18\n" +
+	" \x01(\bR\x11agentDisconnected\x12?\n" +
+	"\x1cdisconnected_since_unix_nano\x18\v \x01(\x03R\x19disconnectedSinceUnixNano\"\xa9\x06\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -3820,7 +3862,8 @@ const file_rpc_api_proto_rawDesc = "" +
 	"targetGlob\x129\n" +
 	"\bselector\x18\x0f \x03(\v2\x1d.hpt.v1.JobInfo.SelectorEntryR\bselector\x127\n" +
 	"\n" +
-	"job_status\x18\x10 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\tjobStatus\x1a9\n" +
+	"job_status\x18\x10 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\tjobStatus\x126\n" +
+	"\x17connect_timeout_seconds\x18\x11 \x01(\x03R\x15connectTimeoutSeconds\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +

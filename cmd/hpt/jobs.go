@@ -31,6 +31,11 @@ type jobTargetJSON struct {
 	Started  *time.Time              `json:"started,omitempty"`
 	Finished *time.Time              `json:"finished,omitempty"`
 	Blocks   []provision.BlockResult `json:"blocks"`
+	// Waiting is set while the target is in flight and its agent is not
+	// connected ("disconnected since …", "never connected");
+	// DisconnectedSince is then when its connection was lost.
+	Waiting           string     `json:"waiting,omitempty"`
+	DisconnectedSince *time.Time `json:"disconnected_since,omitempty"`
 }
 
 type jobJSON struct {
@@ -70,8 +75,9 @@ func toJobJSON(info *rpc.JobInfo) jobJSON {
 		out.Totals = map[string]uint32{}
 	}
 	for _, t := range info.GetTargets() {
-		jt := jobTargetJSON{Target: t.GetTarget(), Status: targetStatus(t).Name(), Node: t.GetNode(), Error: t.GetError(),
-			Started: timePtr(t.GetStartedUnixNano()), Finished: timePtr(t.GetFinishedUnixNano()), Blocks: []provision.BlockResult{}}
+		jt := jobTargetJSON{Target: t.GetTarget(), Status: t.GetStatus(), Node: t.GetNode(), Error: t.GetError(),
+			Started: timePtr(t.GetStartedUnixNano()), Finished: timePtr(t.GetFinishedUnixNano()), Blocks: []provision.BlockResult{},
+			Waiting: waitingFor(t), DisconnectedSince: timePtr(t.GetDisconnectedSinceUnixNano())}
 		for _, b := range t.GetBlocks() {
 			jt.Blocks = append(jt.Blocks, agent.BlockFromEvent(b))
 		}
@@ -106,6 +112,7 @@ func (a *app) jobRunCommand() *cobra.Command {
 		batch          uint32
 		maxFailures    int32
 		timeout        time.Duration
+		connectTimeout time.Duration
 		dryRun         bool
 		detach         bool
 		preview        bool
@@ -117,8 +124,10 @@ func (a *app) jobRunCommand() *cobra.Command {
 server, records the job, and shows progress per target until it ends, then
 a recap (ok / changed / failed / unreachable). At most --batch targets run
 at once (a sliding window); once more than --max-failures targets failed,
-no new ones start. Exit code 1 if any target failed, 2 if any was
-unreachable. --detach prints the job id and returns; --preview only shows
+no new ones start. A released target whose agent is not connected waits
+for it ("waiting: disconnected since …") up to --connect-timeout (default
+30s), then counts as unreachable; once started, only --timeout ends it.
+Exit code 1 if any target failed, 2 if any was unreachable. --detach prints the job id and returns; --preview only shows
 the targets.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -133,6 +142,9 @@ the targets.`,
 			if timeout < 0 || maxFailures < -1 {
 				return usagef("--timeout must be positive and --max-failures -1 or more")
 			}
+			if connectTimeout < time.Second {
+				return usagef("--connect-timeout %s: at least 1s", connectTimeout)
+			}
 			bundle, _, err := provconfig.Load(args[0])
 			if err != nil {
 				return err
@@ -142,7 +154,7 @@ the targets.`,
 				resp, err := c.Jobs.Submit(ctx, &rpc.SubmitJobRequest{
 					Name: bundle.Name, Config: bundle.Config, Files: bundle.Files, Targets: glob, Selector: sel,
 					BatchSize: batch, MaxFailures: maxFailures, TimeoutSeconds: int64(timeout / time.Second),
-					Vars: vs, DryRun: dryRun, Preview: preview,
+					Vars: vs, DryRun: dryRun, Preview: preview, ConnectTimeoutSeconds: int64((connectTimeout + time.Second - 1) / time.Second),
 				})
 				if err != nil {
 					return err
@@ -175,6 +187,7 @@ the targets.`,
 	f.Uint32Var(&batch, "batch", 0, "at most this many targets at once (0: all)")
 	f.Int32Var(&maxFailures, "max-failures", -1, "stop starting targets once more than this many failed (-1: never)")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "per target: time to answer and finish before it counts as unreachable")
+	f.DurationVar(&connectTimeout, "connect-timeout", 30*time.Second, "per target: time its agent may be disconnected before the target, not yet started, counts as unreachable (whole seconds, rounded up)")
 	f.BoolVar(&dryRun, "dry-run", false, "report what would change, change nothing")
 	f.BoolVar(&detach, "detach", false, "print the job id and return")
 	f.BoolVar(&preview, "preview", false, "only show which targets match")
@@ -196,7 +209,7 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 		return err
 	}
 	tty := isTerminal(a.stdout) && !a.json()
-	seen := map[string]events.TargetStatus{}
+	seen := map[string]string{}
 	var last *rpc.JobInfo
 	for {
 		info, err := stream.Recv()
@@ -219,13 +232,10 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 			continue
 		}
 		for _, t := range info.GetTargets() {
-			st := targetStatus(t)
-			if seen[t.GetTarget()] != st {
-				seen[t.GetTarget()] = st
-				line := fmt.Sprintf("%-24s %s", t.GetTarget(), st.Name())
-				if t.GetNode() != "" && st == events.TargetStatus_TARGET_STATUS_RUNNING {
-					line += " on " + t.GetNode()
-				}
+			state := targetState(t)
+			if seen[t.GetTarget()] != state {
+				seen[t.GetTarget()] = state
+				line := fmt.Sprintf("%-24s %s", t.GetTarget(), state)
 				if t.GetError() != "" {
 					line += ": " + t.GetError()
 				}
@@ -254,6 +264,35 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 	return jobExit(full)
 }
 
+// waitingFor says what a target in flight waits for, if its agent is not
+// connected; empty otherwise.
+func waitingFor(t *rpc.JobTargetInfo) string {
+	switch {
+	case !t.GetAgentDisconnected():
+		return ""
+	case t.GetDisconnectedSinceUnixNano() == 0:
+		return "never connected"
+	}
+	return "disconnected since " + time.Unix(0, t.GetDisconnectedSinceUnixNano()).UTC().Format(time.RFC3339)
+}
+
+// targetState is a target's status as a person reads it: where it runs,
+// or what it waits for.
+func targetState(t *rpc.JobTargetInfo) string {
+	status := targetStatus(t)
+	st := status.Name()
+	if t.GetNode() != "" && status == events.TargetStatus_TARGET_STATUS_RUNNING {
+		st += " on " + t.GetNode()
+	}
+	if w := waitingFor(t); w != "" {
+		if status == events.TargetStatus_TARGET_STATUS_DISPATCHED {
+			return "waiting: " + w
+		}
+		st += ", waiting: " + w
+	}
+	return st
+}
+
 func progressBar(info *rpc.JobInfo) string {
 	c := func(s events.TargetStatus) uint32 { return count(info, s) }
 	total := len(info.GetTargets())
@@ -268,9 +307,15 @@ func progressBar(info *rpc.JobInfo) string {
 	if total > 0 {
 		filled = done * width / total
 	}
-	return fmt.Sprintf("[%s%s] %d/%d  running %d  ok %d  changed %d  failed %d  unreachable %d ",
+	waiting := 0
+	for _, t := range info.GetTargets() {
+		if t.GetAgentDisconnected() {
+			waiting++
+		}
+	}
+	return fmt.Sprintf("[%s%s] %d/%d  running %d  waiting for agents %d  ok %d  changed %d  failed %d  unreachable %d ",
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total,
-		c(events.TargetStatus_TARGET_STATUS_RUNNING)+c(events.TargetStatus_TARGET_STATUS_DISPATCHED), c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED)+c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE))
+		c(events.TargetStatus_TARGET_STATUS_RUNNING)+c(events.TargetStatus_TARGET_STATUS_DISPATCHED)-uint32(waiting), waiting, c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED)+c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE))
 }
 
 // printRecap prints Ansible's play recap, per target, then the totals.
@@ -292,7 +337,11 @@ func (a *app) printRecap(info *rpc.JobInfo) {
 				skipped++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), targetStatus(t).Name(), ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
+		status := targetStatus(t).Name()
+		if w := waitingFor(t); w != "" {
+			status += " (waiting: " + w + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), status, ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
 	}
 	tw.Flush()
 	c := func(s events.TargetStatus) uint32 { return count(info, s) }
