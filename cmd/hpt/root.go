@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -168,6 +169,10 @@ func suggest(cmd *cobra.Command, typo string) string {
 
 // describe turns an RPC error into the sentence an operator needs.
 func describe(err error) string {
+	var ue *rpc.UnreachableError
+	if errors.As(err, &ue) {
+		return "cannot reach the cluster (is it running, and are --addr/HPT_ADDR right?): " + ue.Error()
+	}
 	s, ok := status.FromError(err)
 	if !ok {
 		return err.Error()
@@ -330,11 +335,17 @@ func (a *app) client() (*rpc.Client, error) {
 		Token:      a.setting(a.token, "HPT_TOKEN", file.Token),
 		ClusterKey: a.setting(a.clusterKey, "HPT_CLUSTER_KEY", file.ClusterKey),
 		Consistent: !a.stale,
+		Waiting:    a.waiting,
 	})
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return c, nil
+}
+
+// waiting tells, on stderr, that a call is still trying to connect.
+func (a *app) waiting(addrs []string, waited time.Duration) {
+	fmt.Fprintf(a.stderr, "hpt: no node answered in %s; still trying %s\n", waited.Round(time.Second), strings.Join(addrs, ", "))
 }
 
 // withClient runs fn with a connected client.
