@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,9 +18,6 @@ import (
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 )
-
-// Exit code of a job with unreachable targets (and none failed).
-const exitUnreachable = 2
 
 // jobTargetJSON and jobJSON are the stable JSON of job run/status.
 type jobTargetJSON struct {
@@ -67,17 +65,28 @@ func toJobJSON(info *rpc.JobInfo) jobJSON {
 }
 
 // jobExit is the exit code a finished job's outcome calls for: 1 if any
-// target failed (or was refused), else 2 if any was unreachable.
+// target failed (or was refused), else 3 if any was unreachable.
 func jobExit(info *rpc.JobInfo) error {
 	c := info.GetCounts()
 	switch {
 	case c[fsm.TargetFailed]+c[fsm.TargetRefused] > 0:
-		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %d targets failed", info.GetJobId(), c[fsm.TargetFailed]+c[fsm.TargetRefused])}
+		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %s failed", info.GetJobId(), plural(int(c[fsm.TargetFailed]+c[fsm.TargetRefused]), "target"))}
 	case c[fsm.TargetUnreachable] > 0:
-		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %d targets unreachable", info.GetJobId(), c[fsm.TargetUnreachable])}
+		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %s unreachable", info.GetJobId(), plural(int(c[fsm.TargetUnreachable]), "target"))}
 	}
 	return nil
 }
+
+// plural is "1 target", "2 targets".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// dryRunNote is what marks a dry run's output, wherever it is shown.
+const dryRunNote = `DRY RUN: nothing was changed; "changed" means "would change"`
 
 func (a *app) jobCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Run provisioning jobs on targets in the cluster"}
@@ -103,9 +112,10 @@ func (a *app) jobRunCommand() *cobra.Command {
 server, records the job, and shows progress per target until it ends, then
 a recap (ok / changed / failed / unreachable). At most --batch targets run
 at once (a sliding window); once more than --max-failures targets failed,
-no new ones start. Exit code 1 if any target failed, 2 if any was
-unreachable. --detach prints the job id and returns; --preview only shows
-the targets.`,
+no new ones start. Exit code 0 if every target ended ok or changed, 1 if
+any failed, 3 if none failed but some were unreachable (2 is for usage
+errors). --detach prints the job id and returns; --preview only shows
+the targets. ` + "`hpt job logs JOB`" + ` shows each target's block results.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sel, err := parseLabels("--selector", selector)
@@ -140,7 +150,7 @@ the targets.`,
 					if a.json() {
 						return a.printJSON(map[string]any{"targets": resp.GetTargets()})
 					}
-					fmt.Fprintf(a.stdout, "%d targets: %s\n", len(resp.GetTargets()), strings.Join(resp.GetTargets(), " "))
+					fmt.Fprintf(a.stdout, "%s: %s\n", plural(len(resp.GetTargets()), "target"), strings.Join(resp.GetTargets(), " "))
 					return nil
 				}
 				if detach {
@@ -151,7 +161,10 @@ the targets.`,
 					return nil
 				}
 				if !a.json() {
-					fmt.Fprintf(a.stderr, "job %s on %d targets (batch %d)\n", resp.GetJobId(), len(resp.GetTargets()), batchOr(batch, len(resp.GetTargets())))
+					fmt.Fprintf(a.stderr, "job %s on %s (batch %d)\n", resp.GetJobId(), plural(len(resp.GetTargets()), "target"), batchOr(batch, len(resp.GetTargets())))
+					if dryRun {
+						fmt.Fprintln(a.stderr, dryRunNote)
+					}
 				}
 				return a.follow(ctx, c, resp.GetJobId())
 			})
@@ -259,9 +272,14 @@ func progressBar(info *rpc.JobInfo) string {
 		c[fsm.TargetRunning]+c[fsm.TargetDispatched], c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed]+c[fsm.TargetRefused], c[fsm.TargetUnreachable])
 }
 
-// printRecap prints Ansible's play recap, per target, then the totals.
+// printRecap prints Ansible's play recap: per target, its blocks by
+// outcome; then the targets by status, each line saying which it counts.
 func (a *app) printRecap(info *rpc.JobInfo) {
 	fmt.Fprintf(a.stdout, "\nRECAP job %s: %s\n", info.GetJobId(), info.GetStatus())
+	if info.GetDryRun() {
+		fmt.Fprintln(a.stdout, dryRunNote)
+	}
+	fmt.Fprintln(a.stdout, "blocks per target:")
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATUS\tOK\tCHANGED\tFAILED\tSKIPPED\tNODE\tERROR")
 	for _, t := range info.GetTargets() {
@@ -278,12 +296,36 @@ func (a *app) printRecap(info *rpc.JobInfo) {
 				skipped++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), t.GetStatus(), ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), t.GetStatus(), ok, changed, failed, skipped, orDash(t.GetNode()), orDash(truncate(targetError(t), 60)))
 	}
 	tw.Flush()
 	c := info.GetCounts()
-	fmt.Fprintf(a.stdout, "\nok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
+	fmt.Fprintf(a.stdout, "\ntargets: ok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
 		c[fsm.TargetOK], c[fsm.TargetChanged], c[fsm.TargetFailed], c[fsm.TargetUnreachable], c[fsm.TargetRefused], c[fsm.TargetSkipped], c[fsm.TargetCancelled])
+	fmt.Fprintf(a.stdout, "each target's changes, output and errors: hpt job logs %s\n", info.GetJobId())
+}
+
+// targetError is what went wrong on a target, for one table cell: the
+// first failed block's own error rather than the count of failed blocks
+// the agent reports, which the table already shows.
+func targetError(t *rpc.JobTargetInfo) string {
+	var first string
+	failed := 0
+	for _, b := range t.GetBlocks() {
+		if provision.Outcome(b.GetOutcome()) != provision.OutcomeFailed {
+			continue
+		}
+		if failed++; failed == 1 {
+			first = b.GetKind() + " " + strconv.Quote(b.GetName()) + ": " + b.GetError()
+		}
+	}
+	switch {
+	case failed == 0:
+		return t.GetError()
+	case failed > 1:
+		return fmt.Sprintf("%s (and %d more)", first, failed-1)
+	}
+	return first
 }
 
 func isTerminal(w io.Writer) bool {
@@ -342,7 +384,11 @@ func (a *app) jobListCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tSUBMITTED\tBY\tTARGETS")
 				for _, j := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Name, j.Status, j.Submitted.Format(time.RFC3339), j.SubmittedBy, countsLine(j.Totals))
+					st := j.Status
+					if j.DryRun {
+						st += " (dry run)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Name, st, j.Submitted.Format(time.RFC3339), j.SubmittedBy, countsLine(j.Totals))
 				}
 				return tw.Flush()
 			})
@@ -383,6 +429,9 @@ func (a *app) jobLogsCommand() *cobra.Command {
 				}
 				if a.json() {
 					return a.printJSON(targets)
+				}
+				if j.DryRun {
+					fmt.Fprintf(a.stdout, "job %s: %s\n", j.JobID, dryRunNote)
 				}
 				for _, t := range targets {
 					fmt.Fprintf(a.stdout, "== %s: %s", t.Target, t.Status)

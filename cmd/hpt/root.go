@@ -26,11 +26,15 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// Exit codes (SPEC section 5).
+// Exit codes (SPEC section 5), and one SPEC leaves open: a job in which
+// no target failed but some did not answer gets 3, so that a script can
+// tell "retry when the hosts are back" from a failure (1) and from a
+// mistake in the command line (2).
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitUnreachable = 3
 )
 
 // usageError marks errors in how hpt was invoked.
