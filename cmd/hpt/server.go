@@ -80,6 +80,9 @@ func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
 	fmt.Fprintf(w, "  export HPT_TOKEN=%s\n", c.Keys.Admin.Secret())
 	fmt.Fprintf(w, "  export HPT_CLUSTER_KEY=%s\n\n", c.Keys.Fingerprint())
 	fmt.Fprintln(w, "Then, in another shell:")
+	if hint := pathHint(a.getenv); hint != "" {
+		fmt.Fprintln(w, hint)
+	}
 	fmt.Fprintln(w, "  hpt cluster status")
 	if len(c.Agents) > 0 {
 		fmt.Fprintln(w, "  hpt targets list")
@@ -93,6 +96,21 @@ func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
 	} else {
 		fmt.Fprintln(w, "\nCtrl-C stops the cluster and removes its data.")
 	}
+}
+
+// pathHint says how to get an `hpt` command when none is on PATH, as
+// after `go run ./cmd/hpt dev`: the banner's commands would fail as shown.
+func pathHint(getenv func(string) string) string {
+	for _, dir := range filepath.SplitList(getenv("PATH")) {
+		if dir == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(dir, "hpt")); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return ""
+		}
+	}
+	return `  # no hpt on your PATH: from the repository, first
+  go install ./cmd/hpt && export PATH="$PATH:$(go env GOPATH)/bin"`
 }
 
 const clusterKeystoreName = "cluster.keystore.db"
