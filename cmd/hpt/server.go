@@ -113,7 +113,30 @@ func pathHint(getenv func(string) string) string {
   go install ./cmd/hpt && export PATH="$PATH:$(go env GOPATH)/bin"`
 }
 
-const clusterKeystoreName = "cluster.keystore.db"
+const (
+	clusterKeystoreName = "cluster.keystore.db"
+	// adminTokenName is where `hpt init` also writes the first admin token.
+	adminTokenName = "admin.token"
+)
+
+// writeSecretFile creates path, readable by its owner only, and refuses
+// to overwrite an existing file (an earlier init's token).
+func writeSecretFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
 
 func (a *app) initCommand() *cobra.Command {
 	var out string
@@ -124,7 +147,9 @@ func (a *app) initCommand() *cobra.Command {
 key and the first admin token (stored hashed). Copy the keystore to every
 server node. Standard output carries exactly two lines, so that
   eval "$(hpt init --out DIR)"
-sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
+sets HPT_TOKEN and HPT_CLUSTER_KEY. The token is also written to
+DIR/admin.token (mode 0600), since under eval nobody sees it: store it
+safely, then delete the file; the cluster cannot show it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if out == "" {
@@ -138,17 +163,26 @@ sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
 			if err != nil {
 				return err
 			}
+			// The token goes to a file too: under eval, stdout is read by
+			// the shell and nobody sees it.
+			tokenPath := filepath.Join(out, adminTokenName)
+			if err := writeSecretFile(tokenPath, keys.Admin.Secret()+"\n"); err != nil {
+				return err
+			}
 			if err := keystore.WriteCluster(path, keys); err != nil {
+				os.Remove(tokenPath)
 				return err
 			}
 			fmt.Fprintf(a.stdout, "export HPT_TOKEN=%s\n", keys.Admin.Secret())
 			fmt.Fprintf(a.stdout, "export HPT_CLUSTER_KEY=%s\n", keys.Fingerprint())
 			fmt.Fprintf(a.stderr, `hpt init: wrote %s (mode 0600)
   cluster key %s
-  The admin token above is for user:admin and is not stored anywhere in clear.
+  The admin token (user:admin; the HPT_TOKEN line on stdout) is also in
+  %s (mode 0600): keep it somewhere safe, then delete that file.
+  The cluster stores it hashed only: it cannot be shown again.
   Copy the keystore to each server and start them, for example:
     hpt server --name n1 --keystore %s --data-dir /var/lib/hpt --bootstrap-expect 3 --join n2:7401,n3:7401
-`, path, keys.Fingerprint(), clusterKeystoreName)
+`, path, keys.Fingerprint(), tokenPath, clusterKeystoreName)
 			return nil
 		},
 	}
