@@ -201,6 +201,17 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hpt [FILE.toml]",
 		Short:         "hpt: who may reach which hosts, and what gets provisioned on them",
+		Long: `hpt: who may reach which hosts, and what gets provisioned on them.
+
+Direct mode, with no cluster (as upstream hpt):
+  hpt FILE.toml [--dry-run]
+      apply FILE.toml on this host (as hpt apply does)
+  hpt --target NAME --ip HOST [--port 6632] FILE.toml [--dry-run]
+      provision one target through its hpt serve: --target names the
+      target's key in the client keystore (--keystore, HPT_KEYSTORE),
+      --ip and --port (default 6632) its hpt serve's address
+  hpt gen-target-keys --target NAME --out FILE
+      make a target's keystore (without HPT_ADDR: for direct mode)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -233,10 +244,18 @@ func (a *app) rootCommand() *cobra.Command {
 	var target, ip string
 	var port int
 	var dryRun bool
-	root.Flags().StringVar(&target, "target", "", "provision this target (its key from the client keystore) directly")
-	root.Flags().StringVar(&ip, "ip", "", "address of the target's `hpt serve`")
-	root.Flags().IntVar(&port, "port", agent.DefaultPort, "port of the target's `hpt serve`")
-	root.Flags().BoolVar(&dryRun, "dry-run", false, "report what would change, change nothing")
+	// Direct mode's flags are the root command's own, so no subcommand's
+	// help lists them; they are hidden from the root's flag list too,
+	// and described in its Long text, where direct mode has its place.
+	// (No back-quotes in flag usages: pflag shows a back-quoted word as
+	// the flag's value name, as in "--ip hpt serve".)
+	root.Flags().StringVar(&target, "target", "", "direct mode: provision this target (its key from the client keystore)")
+	root.Flags().StringVar(&ip, "ip", "", "direct mode: address of the target's hpt serve")
+	root.Flags().IntVar(&port, "port", agent.DefaultPort, "direct mode: port of the target's hpt serve")
+	root.Flags().BoolVar(&dryRun, "dry-run", false, "direct mode: report what would change, change nothing")
+	for _, name := range []string{"target", "ip", "port", "dry-run"} {
+		root.Flags().MarkHidden(name)
+	}
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()
