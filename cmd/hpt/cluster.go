@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -250,17 +251,37 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout)
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tADDR\tSTATE\tVOTER\tLAST\tCOMMIT\tAPPLIED")
+				var notes []string
 				for _, m := range out.Members {
 					state := m.RaftState
 					if m.Error != "" {
-						state += " (" + m.Error + ")"
+						// The reason goes under the table: a whole
+						// gRPC error would stretch its column.
+						state = orDash(state) + " (unreachable)"
+						notes = append(notes, fmt.Sprintf("%s: %s", m.Name, shortError(m.Error)))
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%d\t%d\n", m.Name, m.Addr, state, m.Voter, m.LastIndex, m.CommitIndex, m.AppliedIndex)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, n := range notes {
+					fmt.Fprintln(a.stdout, n)
+				}
+				return nil
 			})
 		},
 	}
+}
+
+// grpcNoise are the wrappers gRPC puts around a connection's error, which
+// say nothing an operator acts on.
+var grpcNoise = regexp.MustCompile(`connection error: desc = |transport: (Error while dialing: )?|dial tcp [^ ]+: |"`)
+
+// shortError is a member's error as cluster status shows it: gRPC's
+// wrappers taken off ("connect: connection refused").
+func shortError(s string) string {
+	return strings.TrimSpace(grpcNoise.ReplaceAllString(s, ""))
 }
 
 func orDash(s string) string {

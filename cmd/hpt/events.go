@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -96,8 +95,9 @@ first event at or after it.`,
 					}
 					switch {
 					case a.json() && follow:
-						b, _ := json.Marshal(j)
-						fmt.Fprintf(a.stdout, "%s\n", b)
+						if err := a.printJSONLine(j); err != nil {
+							return err
+						}
 					case a.json():
 						all = append(all, j)
 					case follow:

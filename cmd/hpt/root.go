@@ -386,6 +386,15 @@ func (a *app) json() bool { return a.output == "json" }
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	// Not for HTML: "a > b" stays readable instead of "a \u003e b".
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printJSONLine prints v as one line of JSON (a stream of objects).
+func (a *app) printJSONLine(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
