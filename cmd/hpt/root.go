@@ -199,8 +199,8 @@ func describe(err error) string {
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "hpt [FILE.toml]",
-		Short:         "hpt: who may reach which hosts, and what gets provisioned on them",
+		Use:   "hpt [FILE.toml]",
+		Short: "hpt: who may reach which hosts, and what gets provisioned on them",
 		Long: `hpt: who may reach which hosts, and what gets provisioned on them.
 
 Direct mode, with no cluster (as upstream hpt):
