@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -45,7 +46,28 @@ type ClientConfig struct {
 	Consistent bool
 	// MaxMessageSize bounds messages; default 8 MiB.
 	MaxMessageSize int
+	// DialTimeout bounds how long a call waits for a connection to any
+	// node, and a unary call's retries; default 15 s (DefaultDialTimeout),
+	// or the call's own deadline.
+	DialTimeout time.Duration
+	// Waiting, if set, is called once a call has waited WaitingAfter for
+	// a connection without getting one, with the addresses being tried:
+	// the CLI says on stderr that it is still trying rather than stay
+	// silent until DialTimeout.
+	Waiting func(addrs []string, waited time.Duration)
 }
+
+// DefaultDialTimeout is ClientConfig.DialTimeout's default.
+const DefaultDialTimeout = 15 * time.Second
+
+// WaitingAfter is how long a call waits for a connection before
+// ClientConfig.Waiting is told.
+const WaitingAfter = 2 * time.Second
+
+// probeTimeout bounds each address's probe when no node could be reached:
+// long enough for a TLS handshake across a slow link, short enough to
+// add little to a failure that has already waited DialTimeout.
+const probeTimeout = 2 * time.Second
 
 // Client is a connection to a cluster, with the API's service clients. It
 // adds to every call: the bearer token; a request id that stays the same
@@ -60,6 +82,9 @@ type Client struct {
 	// keyRefused is whether the last handshake found a node key the pin
 	// refuses: that does not heal by waiting, so calls are not retried.
 	keyRefused atomic.Bool
+	// pin checks a node's key, as the connection's handshakes do; probes
+	// use it without touching keyRefused.
+	pin pinned.VerifyFunc
 
 	Cluster    ClusterClient
 	Events     EventsClient
@@ -107,14 +132,17 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = 8 << 20
 	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
 	r := manual.NewBuilderWithScheme("hpt")
 	var addrs []resolver.Address
 	for _, a := range cfg.Addrs {
 		addrs = append(addrs, resolver.Address{Addr: a})
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
-	c := &Client{cfg: cfg}
 	pin := verify
+	c := &Client{cfg: cfg, pin: pin}
 	verify = func(pub ed25519.PublicKey, proto string) error {
 		err := pin(pub, proto)
 		c.keyRefused.Store(err != nil)
@@ -231,9 +259,10 @@ func (c *Client) observe(reply any) {
 	}
 }
 
-// unary retries calls that failed because the node could not serve them
-// right now (a leader election, a node going away or behind), with the same
-// request id, for up to 15 seconds or the caller's deadline; not when the
+// unary waits for a connection (see connected), then retries calls that
+// failed because the node could not serve them right now (a leader
+// election, a node going away or behind), with the same request id, for
+// up to DialTimeout or the caller's deadline; not when the
 // node's key was refused, which waiting does not change. Each attempt goes
 // to the next node (round robin), so a node that answers Unavailable is a
 // failover, not a wait. A node that answers "no leader" has already waited
@@ -243,15 +272,15 @@ func (c *Client) observe(reply any) {
 // for the connections to the others to come up).
 func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ctx = c.outgoing(ctx)
-	deadline := time.Now().Add(15 * time.Second)
-	if dl, ok := ctx.Deadline(); ok {
-		deadline = dl
-	}
+	deadline := c.deadline(ctx)
 	backoff := 50 * time.Millisecond
 	var answered peer.Peer
 	opts = append(opts, grpc.Peer(&answered))
 	noLeader, noLeaderFrom := 0, map[string]bool{}
 	for {
+		if err := c.connected(ctx, deadline); err != nil {
+			return err
+		}
 		answered = peer.Peer{}
 		err := invoker(ctx, method, req, reply, cc, opts...)
 		if err == nil {
@@ -279,8 +308,142 @@ func (c *Client) unary(ctx context.Context, method string, req, reply any, cc *g
 	}
 }
 
+// stream waits for a connection as unary does, then opens the stream; a
+// stream is not retried (its caller knows what it has already received).
 func (c *Client) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if err := c.connected(ctx, c.deadline(ctx)); err != nil {
+		return nil, err
+	}
 	return streamer(c.outgoing(ctx), desc, cc, method, opts...)
+}
+
+// deadline is when a call made with ctx stops waiting for a connection.
+func (c *Client) deadline(ctx context.Context) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(c.cfg.DialTimeout)
+}
+
+// connected waits until the connection to some node is ready, telling
+// cfg.Waiting once it has waited WaitingAfter. Without this wait, a call
+// with no deadline of its own would block for as long as gRPC's
+// handshake timeout (20 s) on an address that accepts TCP but never
+// answers TLS, and fail naming only one address. When deadline passes
+// with no node ready, it returns an *UnreachableError naming every
+// address and what is wrong there. A refused node key ends the wait at
+// once: the call then fails with the handshake's reason, which waiting
+// does not change.
+func (c *Client) connected(ctx context.Context, deadline time.Time) error {
+	st := c.conn.GetState()
+	if st == connectivity.Ready {
+		return nil
+	}
+	c.conn.Connect()
+	wait, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	told := c.cfg.Waiting == nil
+	for st = c.conn.GetState(); st != connectivity.Ready; st = c.conn.GetState() {
+		if c.keyRefused.Load() || st == connectivity.Shutdown {
+			return nil
+		}
+		var changed bool
+		if told {
+			changed = c.conn.WaitForStateChange(wait, st)
+		} else {
+			step, stop := context.WithDeadline(wait, start.Add(WaitingAfter))
+			changed = c.conn.WaitForStateChange(step, st)
+			stop()
+		}
+		if changed {
+			continue
+		}
+		if wait.Err() == nil {
+			told = true
+			c.cfg.Waiting(c.cfg.Addrs, time.Since(start))
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		return c.unreachable(ctx, time.Since(start))
+	}
+	return nil
+}
+
+// UnreachableError is the error of a call that found no node ready to
+// answer it within its time: every address, with what is wrong there.
+// Its gRPC code is Unavailable.
+type UnreachableError struct {
+	Waited time.Duration
+	Addrs  []AddrError
+}
+
+// AddrError is what a probe of one address found.
+type AddrError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "no node reachable after %s:", e.Waited.Round(100*time.Millisecond))
+	for _, a := range e.Addrs {
+		fmt.Fprintf(&b, "\n  %s: %v", a.Addr, a.Err)
+	}
+	return b.String()
+}
+
+// GRPCStatus makes status.Code(err) Unavailable, as a failed call's is.
+func (e *UnreachableError) GRPCStatus() *status.Status {
+	return status.New(codes.Unavailable, e.Error())
+}
+
+// unreachable probes every address at once, each for up to probeTimeout,
+// because gRPC keeps no error per address.
+func (c *Client) unreachable(ctx context.Context, waited time.Duration) error {
+	e := &UnreachableError{Waited: waited, Addrs: make([]AddrError, len(c.cfg.Addrs))}
+	done := make(chan struct{})
+	for i, addr := range c.cfg.Addrs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			e.Addrs[i] = AddrError{Addr: addr, Err: c.probe(pctx, addr)}
+		}()
+	}
+	for range c.cfg.Addrs {
+		<-done
+	}
+	return e
+}
+
+// probe dials addr and shakes hands as the connection would, and says
+// which step failed. A probe that succeeds means the node became
+// reachable just now.
+func (c *Client) probe(ctx context.Context, addr string) error {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err // without "dial tcp ADDR:", which the line names
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("no TCP connection within %s", probeTimeout)
+		}
+		return err
+	}
+	defer raw.Close()
+	conn := tls.Client(raw, pinned.ClientConfig(c.cfg.Cert, c.pin, pinned.ProtoGRPC))
+	if err := conn.HandshakeContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("accepts TCP but no TLS handshake within %s (is it an hpt node's API port?)", probeTimeout)
+		}
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	return errors.New("reachable now, but not in time for the call")
 }
 
 // FetchClusterKey connects to addr without pinning and returns the key the

@@ -86,7 +86,13 @@ func (a *app) finishReport(rep *provision.Report) error {
 		fmt.Fprintf(a.stdout, "\nok=%d changed=%d failed=%d skipped=%d\n", t.OK, t.Changed, t.Failed, t.Skipped)
 	}
 	if rep.Failed() {
-		return exitError{code: exitFailure, err: fmt.Errorf("%d of %d blocks failed", rep.Totals.Failed, len(rep.Blocks))}
+		var failed []string
+		for _, b := range rep.Blocks {
+			if b.Outcome == provision.OutcomeFailed {
+				failed = append(failed, fmt.Sprintf("%s %q: %s", b.Kind, b.Name, b.Error))
+			}
+		}
+		return exitError{code: exitFailure, err: fmt.Errorf("%s of %d failed: %s", plural(rep.Totals.Failed, "block"), len(rep.Blocks), strings.Join(failed, "; "))}
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,10 +23,14 @@ func (a *app) loginCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login ADDR",
 		Short: "Connect to a cluster: show and pin its key, remember the address and token",
-		Long: `Connects to ADDR, shows the cluster key fingerprint and, once you confirm
-it (or it matches --cluster-key / HPT_CLUSTER_KEY), stores address, key and
-token (from --token / HPT_TOKEN) in ~/.config/hpt/cli.json, as ssh does with
-known_hosts. Later commands use them when no flag or variable is set.`,
+		Long: `Connects to ADDR (or the first that answers of ADDR,ADDR,...), shows the
+cluster key fingerprint and, once you confirm it (or it matches
+--cluster-key / HPT_CLUSTER_KEY), stores addresses, key and token (from
+--token / HPT_TOKEN) in ~/.config/hpt/cli.json, as ssh does with
+known_hosts. Later commands use them when no flag or variable is set.
+With a token, it stores every member's address, from cluster status, so
+that later commands fail over between them; each ` + "`hpt cluster status`" + `
+refreshes them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addrs := rpc.SplitAddrs(args[0], node.DefaultPort)
@@ -33,7 +39,7 @@ known_hosts. Later commands use them when no flag or variable is set.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			pub, err := rpc.FetchClusterKey(ctx, addrs[0])
+			from, pub, err := fetchClusterKey(ctx, addrs)
 			if err != nil {
 				return err
 			}
@@ -46,17 +52,17 @@ known_hosts. Later commands use them when no flag or variable is set.`,
 					return usageError{err}
 				}
 				if fp != seen {
-					return fmt.Errorf("%s presents cluster key %s, not the pinned %s: refusing to log in", addrs[0], seen, fp)
+					return fmt.Errorf("%s presents cluster key %s, not the pinned %s: refusing to log in", from, seen, fp)
 				}
 			default:
-				fmt.Fprintf(a.stderr, "The cluster at %s presents key\n  %s\nCompare it with the output of `hpt init` on a trusted machine.\n", addrs[0], seen)
+				fmt.Fprintf(a.stderr, "The cluster at %s presents key\n  %s\nCompare it with the output of `hpt init` on a trusted machine.\n", from, seen)
 				if !a.confirm("Trust this cluster key?") {
 					return fmt.Errorf("cluster key not trusted; nothing saved")
 				}
 			}
 			cfg := cliConfig{Addr: strings.Join(addrs, ","), ClusterKey: seen, Token: a.setting(a.token, "HPT_TOKEN", "")}
 			if cfg.Token != "" {
-				c, err := rpc.Dial(rpc.ClientConfig{Addrs: addrs, Token: cfg.Token, ClusterKey: seen})
+				c, err := rpc.Dial(rpc.ClientConfig{Addrs: addrs, Token: cfg.Token, ClusterKey: seen, Waiting: a.waiting})
 				if err != nil {
 					return err
 				}
@@ -66,16 +72,75 @@ known_hosts. Later commands use them when no flag or variable is set.`,
 					return fmt.Errorf("token check: %w", err)
 				}
 				fmt.Fprintf(a.stderr, "Authenticated as %s (answered by node %s).\n", who.GetSubject(), who.GetNode())
+				// Every member's address, so that later commands fail
+				// over as the cluster does.
+				st, err := c.Cluster.Status(ctx, &rpc.StatusRequest{})
+				switch {
+				case err != nil:
+					fmt.Fprintf(a.stderr, "Could not list the members (%s); saving only %s.\n", describe(err), cfg.Addr)
+				case len(memberAddrs(st)) > 0:
+					cfg.Addr = strings.Join(memberAddrs(st), ",")
+				}
 			}
 			path, err := a.saveConfig(cfg)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stderr, "Saved to %s.\n", path)
+			fmt.Fprintf(a.stderr, "Saved to %s (addresses %s).\n", path, cfg.Addr)
 			return nil
 		},
 	}
 	return cmd
+}
+
+// fetchClusterKey asks each address in turn for the key it presents, and
+// returns the first answer; failing that, every address's error.
+func fetchClusterKey(ctx context.Context, addrs []string) (string, ed25519.PublicKey, error) {
+	var errs []string
+	for _, addr := range addrs {
+		pub, err := rpc.FetchClusterKey(ctx, addr)
+		if err == nil {
+			return addr, pub, nil
+		}
+		errs = append(errs, "\n  "+err.Error())
+	}
+	return "", nil, fmt.Errorf("no node answered:%s", strings.Join(errs, ""))
+}
+
+// memberAddrs are the addresses of a cluster's members, as cluster status
+// gives them.
+func memberAddrs(st *rpc.StatusResponse) []string {
+	var out []string
+	for _, m := range st.GetMembers() {
+		if m.GetAddr() != "" {
+			out = append(out, m.GetAddr())
+		}
+	}
+	return out
+}
+
+// refreshAddrs replaces the addresses `hpt login` saved with the members
+// cluster status lists, when the saved ones are what this command used
+// (no --addr, no HPT_ADDR): members come and go, and a CLI that knows only
+// the ones of its first login loses failover. A failure to save is only
+// reported: the status itself was shown.
+func (a *app) refreshAddrs(st *rpc.StatusResponse) {
+	if a.addr != "" || a.getenv("HPT_ADDR") != "" {
+		return
+	}
+	file := a.loadConfig()
+	addrs := memberAddrs(st)
+	if file.Addr == "" || len(addrs) == 0 {
+		return
+	}
+	joined := strings.Join(addrs, ",")
+	if joined == file.Addr {
+		return
+	}
+	file.Addr = joined
+	if _, err := a.saveConfig(file); err != nil {
+		fmt.Fprintf(a.stderr, "hpt: could not save the members' addresses: %v\n", err)
+	}
 }
 
 // confirm asks a yes/no question on the terminal; anything but y/yes,
@@ -168,6 +233,7 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 						LastIndex: m.GetLastIndex(), AppliedIndex: m.GetAppliedIndex(), CommitIndex: m.GetCommitIndex(), Error: m.GetError(),
 					})
 				}
+				a.refreshAddrs(st)
 				if a.json() {
 					return a.printJSON(out)
 				}
@@ -185,17 +251,37 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout)
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tADDR\tSTATE\tVOTER\tLAST\tCOMMIT\tAPPLIED")
+				var notes []string
 				for _, m := range out.Members {
 					state := m.RaftState
 					if m.Error != "" {
-						state += " (" + m.Error + ")"
+						// The reason goes under the table: a whole
+						// gRPC error would stretch its column.
+						state = orDash(state) + " (unreachable)"
+						notes = append(notes, fmt.Sprintf("%s: %s", m.Name, shortError(m.Error)))
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%d\t%d\t%d\n", m.Name, m.Addr, state, m.Voter, m.LastIndex, m.CommitIndex, m.AppliedIndex)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, n := range notes {
+					fmt.Fprintln(a.stdout, n)
+				}
+				return nil
 			})
 		},
 	}
+}
+
+// grpcNoise are the wrappers gRPC puts around a connection's error, which
+// say nothing an operator acts on.
+var grpcNoise = regexp.MustCompile(`connection error: desc = |transport: (Error while dialing: )?|dial tcp [^ ]+: |"`)
+
+// shortError is a member's error as cluster status shows it: gRPC's
+// wrappers taken off ("connect: connection refused").
+func shortError(s string) string {
+	return strings.TrimSpace(grpcNoise.ReplaceAllString(s, ""))
 }
 
 func orDash(s string) string {

@@ -199,8 +199,29 @@ func TestInitPrintsExactlyTheExports(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("keystore: %v, mode %v", err, st.Mode())
 	}
-	if strings.Contains(r.stderr, strings.TrimPrefix(lines[0], "export HPT_TOKEN=")) {
+	token := strings.TrimPrefix(lines[0], "export HPT_TOKEN=")
+	if strings.Contains(r.stderr, token) {
 		t.Fatal("the token is repeated on stderr")
+	}
+	// Under eval nobody sees stdout: the token is in a file too, readable
+	// by its owner only, and stderr says where (and no longer "above").
+	tokenPath := filepath.Join(dir, adminTokenName)
+	st, err = os.Stat(tokenPath)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v, mode %v", err, st.Mode())
+	}
+	if b, err := os.ReadFile(tokenPath); err != nil || string(b) != token+"\n" {
+		t.Fatalf("admin token file holds %q (%v), want the token printed", b, err)
+	}
+	if !strings.Contains(r.stderr, tokenPath) || strings.Contains(r.stderr, "above") {
+		t.Fatalf("init stderr does not say where the token is: %s", r.stderr)
+	}
+	// A second init in the same directory changes neither file.
+	if r := hpt(t, env{"HOME": dir}, "init", "--out", dir); r.code != exitFailure {
+		t.Fatalf("second init: exit %d, %s", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(tokenPath); string(b) != token+"\n" {
+		t.Fatalf("a second init overwrote the token file: %q", b)
 	}
 }
 

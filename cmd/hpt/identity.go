@@ -155,9 +155,16 @@ type tokenJSON struct {
 	Description string     `json:"description,omitempty"`
 	Created     time.Time  `json:"created"`
 	Expires     *time.Time `json:"expires"`
-	Revoked     bool       `json:"revoked"`
-	LastUsed    *time.Time `json:"last_used"`
+	// Expired is whether Expires has passed, by this machine's clock.
+	Expired  bool       `json:"expired"`
+	Revoked  bool       `json:"revoked"`
+	LastUsed *time.Time `json:"last_used"`
 }
+
+// defaultTokenTTL is the lifetime `tokens create` gives a token unless
+// --ttl says otherwise: a token that never expires outlives the reason it
+// was made, and nobody remembers to revoke it.
+const defaultTokenTTL = 30 * 24 * time.Hour
 
 func timePtr(ns int64) *time.Time {
 	if ns == 0 {
@@ -174,7 +181,11 @@ func (a *app) tokensCommand() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create --for SUBJECT [--ttl D]",
 		Short: "Create a token for a user or machine; the secret is shown once",
-		Args:  cobra.NoArgs,
+		Long: `Creates an API token for SUBJECT and prints its secret once, on stdout.
+The token expires after --ttl, 30 days (720h) unless given; --ttl 0 makes
+one that never expires, until revoked. tokens list shows expired ones as
+such.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if subject == "" {
 				return usagef("--for SUBJECT is required (user:NAME or machine:NAME)")
@@ -182,8 +193,8 @@ func (a *app) tokensCommand() *cobra.Command {
 			if _, err := events.ParseSubject(subject); err != nil {
 				return usageError{err}
 			}
-			if ttl < 0 {
-				return usagef("--ttl must not be negative")
+			if ttl < 0 || (ttl > 0 && ttl < time.Second) {
+				return usagef("--ttl %s: want 0 (never expires) or at least 1s", ttl)
 			}
 			return a.withClient(func(c *rpc.Client) error {
 				resp, err := c.Tokens.Create(cmd.Context(), &rpc.CreateTokenRequest{Subject: subject, TtlSeconds: int64(ttl / time.Second), Description: desc})
@@ -204,7 +215,7 @@ func (a *app) tokensCommand() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&subject, "for", "", "subject: user:NAME or machine:NAME")
-	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime such as 720h (0: never expires)")
+	create.Flags().DurationVar(&ttl, "ttl", defaultTokenTTL, "lifetime, such as 24h or 2160h; 0: never expires")
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
 	var listFor string
 	list := &cobra.Command{
@@ -218,9 +229,11 @@ func (a *app) tokensCommand() *cobra.Command {
 					return err
 				}
 				out := []tokenJSON{}
+				now := time.Now()
 				for _, t := range resp.GetTokens() {
+					exp := timePtr(t.GetExpiresUnixNano())
 					out = append(out, tokenJSON{ID: t.GetId(), Subject: t.GetSubject(), Description: t.GetDescription(),
-						Created: time.Unix(0, t.GetCreatedUnixNano()).UTC(), Expires: timePtr(t.GetExpiresUnixNano()),
+						Created: time.Unix(0, t.GetCreatedUnixNano()).UTC(), Expires: exp, Expired: exp != nil && !now.Before(*exp),
 						Revoked: t.GetRevoked(), LastUsed: timePtr(t.GetLastUsedUnixNano())})
 				}
 				if a.json() {
@@ -229,7 +242,11 @@ func (a *app) tokensCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tSUBJECT\tEXPIRES\tREVOKED\tLAST USED (this node)\tDESCRIPTION")
 				for _, t := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\n", t.ID, t.Subject, fmtTime(t.Expires, "never"), t.Revoked, fmtTime(t.LastUsed, "-"), orDash(t.Description))
+					expires := fmtTime(t.Expires, "never")
+					if t.Expired {
+						expires = "expired " + expires
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\t%s\n", t.ID, t.Subject, expires, t.Revoked, fmtTime(t.LastUsed, "-"), orDash(t.Description))
 				}
 				return tw.Flush()
 			})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,9 +19,6 @@ import (
 	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
-
-// Exit code of a job with unreachable targets (and none failed).
-const exitUnreachable = 2
 
 // jobTargetJSON and jobJSON are the stable JSON of job run/status.
 type jobTargetJSON struct {
@@ -87,17 +85,29 @@ func toJobJSON(info *rpc.JobInfo) jobJSON {
 }
 
 // jobExit is the exit code a finished job's outcome calls for: 1 if any
-// target failed (or was refused), else 2 if any was unreachable.
+// target failed (or was refused), else 3 if any was unreachable.
 func jobExit(info *rpc.JobInfo) error {
 	failed := count(info, events.TargetStatus_TARGET_STATUS_FAILED) + count(info, events.TargetStatus_TARGET_STATUS_REFUSED)
+	unreachable := count(info, events.TargetStatus_TARGET_STATUS_UNREACHABLE)
 	switch {
 	case failed > 0:
-		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %d targets failed", info.GetJobId(), failed)}
-	case count(info, events.TargetStatus_TARGET_STATUS_UNREACHABLE) > 0:
-		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %d targets unreachable", info.GetJobId(), count(info, events.TargetStatus_TARGET_STATUS_UNREACHABLE))}
+		return exitError{code: exitFailure, err: fmt.Errorf("job %s: %s failed", info.GetJobId(), plural(int(failed), "target"))}
+	case unreachable > 0:
+		return exitError{code: exitUnreachable, err: fmt.Errorf("job %s: %s unreachable", info.GetJobId(), plural(int(unreachable), "target"))}
 	}
 	return nil
 }
+
+// plural is "1 target", "2 targets".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// dryRunNote is what marks a dry run's output, wherever it is shown.
+const dryRunNote = `DRY RUN: nothing was changed; "changed" means "would change"`
 
 func (a *app) jobCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Run provisioning jobs on targets in the cluster"}
@@ -127,8 +137,10 @@ at once (a sliding window); once more than --max-failures targets failed,
 no new ones start. A released target whose agent is not connected waits
 for it ("waiting: disconnected since …") up to --connect-timeout (default
 30s), then counts as unreachable; once started, only --timeout ends it.
-Exit code 1 if any target failed, 2 if any was unreachable. --detach prints the job id and returns; --preview only shows
-the targets.`,
+Exit code 0 if every target ended ok or changed, 1 if any failed, 3 if
+none failed but some were unreachable (2 is for usage errors). --detach
+prints the job id and returns; --preview only shows the targets.
+` + "`hpt job logs JOB`" + ` shows each target's block results.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sel, err := parseLabels("--selector", selector)
@@ -163,7 +175,7 @@ the targets.`,
 					if a.json() {
 						return a.printJSON(map[string]any{"targets": resp.GetTargets()})
 					}
-					fmt.Fprintf(a.stdout, "%d targets: %s\n", len(resp.GetTargets()), strings.Join(resp.GetTargets(), " "))
+					fmt.Fprintf(a.stdout, "%s: %s\n", plural(len(resp.GetTargets()), "target"), strings.Join(resp.GetTargets(), " "))
 					return nil
 				}
 				if detach {
@@ -174,7 +186,10 @@ the targets.`,
 					return nil
 				}
 				if !a.json() {
-					fmt.Fprintf(a.stderr, "job %s on %d targets (batch %d)\n", resp.GetJobId(), len(resp.GetTargets()), batchOr(batch, len(resp.GetTargets())))
+					fmt.Fprintf(a.stderr, "job %s on %s (batch %d)\n", resp.GetJobId(), plural(len(resp.GetTargets()), "target"), batchOr(batch, len(resp.GetTargets())))
+					if dryRun {
+						fmt.Fprintln(a.stderr, dryRunNote)
+					}
 				}
 				return a.follow(ctx, c, resp.GetJobId())
 			})
@@ -318,9 +333,14 @@ func progressBar(info *rpc.JobInfo) string {
 		c(events.TargetStatus_TARGET_STATUS_RUNNING)+c(events.TargetStatus_TARGET_STATUS_DISPATCHED)-uint32(waiting), waiting, c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED)+c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE))
 }
 
-// printRecap prints Ansible's play recap, per target, then the totals.
+// printRecap prints Ansible's play recap: per target, its blocks by
+// outcome; then the targets by status, each line saying which it counts.
 func (a *app) printRecap(info *rpc.JobInfo) {
 	fmt.Fprintf(a.stdout, "\nRECAP job %s: %s\n", info.GetJobId(), jobStatus(info).Name())
+	if info.GetDryRun() {
+		fmt.Fprintln(a.stdout, dryRunNote)
+	}
+	fmt.Fprintln(a.stdout, "blocks per target:")
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tSTATUS\tOK\tCHANGED\tFAILED\tSKIPPED\tNODE\tERROR")
 	for _, t := range info.GetTargets() {
@@ -341,12 +361,36 @@ func (a *app) printRecap(info *rpc.JobInfo) {
 		if w := waitingFor(t); w != "" {
 			status += " (waiting: " + w + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), status, ok, changed, failed, skipped, orDash(t.GetNode()), truncate(t.GetError(), 60))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t.GetTarget(), status, ok, changed, failed, skipped, orDash(t.GetNode()), orDash(truncate(targetError(t), 60)))
 	}
 	tw.Flush()
 	c := func(s events.TargetStatus) uint32 { return count(info, s) }
-	fmt.Fprintf(a.stdout, "\nok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
+	fmt.Fprintf(a.stdout, "\ntargets: ok=%d changed=%d failed=%d unreachable=%d refused=%d skipped=%d cancelled=%d\n",
 		c(events.TargetStatus_TARGET_STATUS_OK), c(events.TargetStatus_TARGET_STATUS_CHANGED), c(events.TargetStatus_TARGET_STATUS_FAILED), c(events.TargetStatus_TARGET_STATUS_UNREACHABLE), c(events.TargetStatus_TARGET_STATUS_REFUSED), c(events.TargetStatus_TARGET_STATUS_SKIPPED), c(events.TargetStatus_TARGET_STATUS_CANCELLED))
+	fmt.Fprintf(a.stdout, "each target's changes, output and errors: hpt job logs %s\n", info.GetJobId())
+}
+
+// targetError is what went wrong on a target, for one table cell: the
+// first failed block's own error rather than the count of failed blocks
+// the agent reports, which the table already shows.
+func targetError(t *rpc.JobTargetInfo) string {
+	var first string
+	failed := 0
+	for _, b := range t.GetBlocks() {
+		if provision.Outcome(b.GetOutcome()) != provision.OutcomeFailed {
+			continue
+		}
+		if failed++; failed == 1 {
+			first = b.GetKind() + " " + strconv.Quote(b.GetName()) + ": " + b.GetError()
+		}
+	}
+	switch {
+	case failed == 0:
+		return t.GetError()
+	case failed > 1:
+		return fmt.Sprintf("%s (and %d more)", first, failed-1)
+	}
+	return first
 }
 
 func isTerminal(w io.Writer) bool {
@@ -405,7 +449,11 @@ func (a *app) jobListCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "JOB\tNAME\tSTATUS\tSUBMITTED\tBY\tTARGETS")
 				for _, j := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Name, j.Status, j.Submitted.Format(time.RFC3339), j.SubmittedBy, countsLine(j.Totals))
+					st := j.Status
+					if j.DryRun {
+						st += " (dry run)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.JobID, j.Name, st, j.Submitted.Format(time.RFC3339), j.SubmittedBy, countsLine(j.Totals))
 				}
 				return tw.Flush()
 			})
@@ -446,6 +494,9 @@ func (a *app) jobLogsCommand() *cobra.Command {
 				}
 				if a.json() {
 					return a.printJSON(targets)
+				}
+				if j.DryRun {
+					fmt.Fprintf(a.stdout, "job %s: %s\n", j.JobID, dryRunNote)
 				}
 				for _, t := range targets {
 					fmt.Fprintf(a.stdout, "== %s: %s", t.Target, t.Status)

@@ -6,8 +6,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +121,90 @@ func TestLoginPinsTheClusterKey(t *testing.T) {
 	}
 	if r := runIn(vars, "users", "list"); r.code != exitFailure || !strings.Contains(r.stderr, fp) {
 		t.Fatalf("users list with another key saved: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestLoginStoresEveryMember: `hpt login` with one node's address saves
+// every member's, so the CLI fails over when that node is gone; `hpt
+// cluster status` refreshes a saved list that has gone out of date, and
+// leaves it alone when --addr or HPT_ADDR chose the nodes.
+func TestLoginStoresEveryMember(t *testing.T) {
+	c := nodetest.Start(t, 3)
+	c.WaitLeader()
+	fp := pinned.Fingerprint(c.ClusterKey.Public().(ed25519.PublicKey))
+	cfgPath := filepath.Join(t.TempDir(), "cli.json")
+	vars := map[string]string{"HPT_CONFIG": cfgPath}
+	saved := func() []string {
+		t.Helper()
+		b, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg cliConfig
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Split(cfg.Addr, ",")
+		sort.Strings(got)
+		return got
+	}
+	all := c.Addrs()
+	sort.Strings(all)
+
+	r := runIn(vars, "login", c.Node(0).Addr(), "--cluster-key", fp, "--token", c.Admin.Secret())
+	if r.code != exitOK {
+		t.Fatalf("login: exit %d, %s", r.code, r.stderr)
+	}
+	if got := saved(); !slices.Equal(got, all) {
+		t.Fatalf("login saved addresses %v, want every member's %v", got, all)
+	}
+
+	// An out-of-date list (one member) is refreshed by cluster status...
+	b, _ := json.Marshal(cliConfig{Addr: c.Node(1).Addr(), ClusterKey: fp, Token: c.Admin.Secret()})
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runIn(map[string]string{"HPT_CONFIG": cfgPath, "HPT_ADDR": c.Node(1).Addr()}, "cluster", "status"); r.code != exitOK {
+		t.Fatalf("cluster status: exit %d, %s", r.code, r.stderr)
+	}
+	if got := saved(); !slices.Equal(got, []string{c.Node(1).Addr()}) {
+		t.Fatalf("cluster status with HPT_ADDR rewrote the saved addresses: %v", got)
+	}
+	if r := runIn(vars, "cluster", "status"); r.code != exitOK {
+		t.Fatalf("cluster status: exit %d, %s", r.code, r.stderr)
+	}
+	if got := saved(); !slices.Equal(got, all) {
+		t.Fatalf("cluster status left the saved addresses at %v, want %v", got, all)
+	}
+
+	// ...and with the node logged in to gone, the saved list still works.
+	c.Kill(0)
+	if r := runIn(vars, "users", "list"); r.code != exitOK {
+		t.Fatalf("users list with node 0 down: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+// TestUnreachableClusterIsExplained: with every address closed, the CLI
+// says within WaitingAfter that it is still trying, then fails (exit 1)
+// naming every address on a line of its own.
+func TestUnreachableClusterIsExplained(t *testing.T) {
+	var addrs []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		l.Close()
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	r := runIn(map[string]string{"HPT_ADDR": strings.Join(addrs, ","), "HPT_CLUSTER_KEY": pinned.Fingerprint(pub), "HPT_TOKEN": "sk_x"}, "users", "list")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "still trying "+strings.Join(addrs, ", ")) || !strings.Contains(r.stderr, "cannot reach the cluster") {
+		t.Fatalf("users list on closed ports: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, addr := range addrs {
+		if !strings.Contains(r.stderr, "\n  "+addr+": connect: connection refused\n") && !strings.HasSuffix(r.stderr, "\n  "+addr+": connect: connection refused") {
+			t.Errorf("stderr lacks a line for %s:\n%s", addr, r.stderr)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -25,11 +26,15 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// Exit codes (SPEC section 5).
+// Exit codes (SPEC section 5), and one SPEC leaves open: a job in which
+// no target failed but some did not answer gets 3, so that a script can
+// tell "retry when the hosts are back" from a failure (1) and from a
+// mistake in the command line (2).
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitUnreachable = 3
 )
 
 // usageError marks errors in how hpt was invoked.
@@ -168,6 +173,10 @@ func suggest(cmd *cobra.Command, typo string) string {
 
 // describe turns an RPC error into the sentence an operator needs.
 func describe(err error) string {
+	var ue *rpc.UnreachableError
+	if errors.As(err, &ue) {
+		return "cannot reach the cluster (is it running, and are --addr/HPT_ADDR right?): " + ue.Error()
+	}
 	s, ok := status.FromError(err)
 	if !ok {
 		return err.Error()
@@ -190,8 +199,19 @@ func describe(err error) string {
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "hpt [FILE.toml]",
-		Short:         "hpt: who may reach which hosts, and what gets provisioned on them",
+		Use:   "hpt [FILE.toml]",
+		Short: "hpt: who may reach which hosts, and what gets provisioned on them",
+		Long: `hpt: who may reach which hosts, and what gets provisioned on them.
+
+Direct mode, with no cluster (as upstream hpt):
+  hpt FILE.toml [--dry-run]
+      apply FILE.toml on this host (as hpt apply does)
+  hpt --target NAME --ip HOST [--port 6632] FILE.toml [--dry-run]
+      provision one target through its hpt serve: --target names the
+      target's key in the client keystore (--keystore, HPT_KEYSTORE),
+      --ip and --port (default 6632) its hpt serve's address
+  hpt gen-target-keys --target NAME --out FILE
+      make a target's keystore (without HPT_ADDR: for direct mode)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
@@ -224,10 +244,18 @@ func (a *app) rootCommand() *cobra.Command {
 	var target, ip string
 	var port int
 	var dryRun bool
-	root.Flags().StringVar(&target, "target", "", "provision this target (its key from the client keystore) directly")
-	root.Flags().StringVar(&ip, "ip", "", "address of the target's `hpt serve`")
-	root.Flags().IntVar(&port, "port", agent.DefaultPort, "port of the target's `hpt serve`")
-	root.Flags().BoolVar(&dryRun, "dry-run", false, "report what would change, change nothing")
+	// Direct mode's flags are the root command's own, so no subcommand's
+	// help lists them; they are hidden from the root's flag list too,
+	// and described in its Long text, where direct mode has its place.
+	// (No back-quotes in flag usages: pflag shows a back-quoted word as
+	// the flag's value name, as in "--ip hpt serve".)
+	root.Flags().StringVar(&target, "target", "", "direct mode: provision this target (its key from the client keystore)")
+	root.Flags().StringVar(&ip, "ip", "", "direct mode: address of the target's hpt serve")
+	root.Flags().IntVar(&port, "port", agent.DefaultPort, "direct mode: port of the target's hpt serve")
+	root.Flags().BoolVar(&dryRun, "dry-run", false, "direct mode: report what would change, change nothing")
+	for _, name := range []string{"target", "ip", "port", "dry-run"} {
+		root.Flags().MarkHidden(name)
+	}
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()
@@ -330,11 +358,17 @@ func (a *app) client() (*rpc.Client, error) {
 		Token:      a.setting(a.token, "HPT_TOKEN", file.Token),
 		ClusterKey: a.setting(a.clusterKey, "HPT_CLUSTER_KEY", file.ClusterKey),
 		Consistent: !a.stale,
+		Waiting:    a.waiting,
 	})
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return c, nil
+}
+
+// waiting tells, on stderr, that a call is still trying to connect.
+func (a *app) waiting(addrs []string, waited time.Duration) {
+	fmt.Fprintf(a.stderr, "hpt: no node answered in %s; still trying %s\n", waited.Round(time.Second), strings.Join(addrs, ", "))
 }
 
 // withClient runs fn with a connected client.
@@ -352,6 +386,15 @@ func (a *app) json() bool { return a.output == "json" }
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	// Not for HTML: "a > b" stays readable instead of "a \u003e b".
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printJSONLine prints v as one line of JSON (a stream of objects).
+func (a *app) printJSONLine(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

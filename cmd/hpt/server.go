@@ -80,6 +80,9 @@ func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
 	fmt.Fprintf(w, "  export HPT_TOKEN=%s\n", c.Keys.Admin.Secret())
 	fmt.Fprintf(w, "  export HPT_CLUSTER_KEY=%s\n\n", c.Keys.Fingerprint())
 	fmt.Fprintln(w, "Then, in another shell:")
+	if hint := pathHint(a.getenv); hint != "" {
+		fmt.Fprintln(w, hint)
+	}
 	fmt.Fprintln(w, "  hpt cluster status")
 	if len(c.Agents) > 0 {
 		fmt.Fprintln(w, "  hpt targets list")
@@ -95,7 +98,45 @@ func (a *app) printDevBanner(c *devcluster.Cluster, dir string, keep bool) {
 	}
 }
 
-const clusterKeystoreName = "cluster.keystore.db"
+// pathHint says how to get an `hpt` command when none is on PATH, as
+// after `go run ./cmd/hpt dev`: the banner's commands would fail as shown.
+func pathHint(getenv func(string) string) string {
+	for _, dir := range filepath.SplitList(getenv("PATH")) {
+		if dir == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(dir, "hpt")); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return ""
+		}
+	}
+	return `  # no hpt on your PATH: from the repository, first
+  go install ./cmd/hpt && export PATH="$PATH:$(go env GOPATH)/bin"`
+}
+
+const (
+	clusterKeystoreName = "cluster.keystore.db"
+	// adminTokenName is where `hpt init` also writes the first admin token.
+	adminTokenName = "admin.token"
+)
+
+// writeSecretFile creates path, readable by its owner only, and refuses
+// to overwrite an existing file (an earlier init's token).
+func writeSecretFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
 
 func (a *app) initCommand() *cobra.Command {
 	var out string
@@ -106,7 +147,9 @@ func (a *app) initCommand() *cobra.Command {
 key and the first admin token (stored hashed). Copy the keystore to every
 server node. Standard output carries exactly two lines, so that
   eval "$(hpt init --out DIR)"
-sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
+sets HPT_TOKEN and HPT_CLUSTER_KEY. The token is also written to
+DIR/admin.token (mode 0600), since under eval nobody sees it: store it
+safely, then delete the file; the cluster cannot show it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if out == "" {
@@ -120,17 +163,26 @@ sets HPT_TOKEN and HPT_CLUSTER_KEY; the token is shown only this once.`,
 			if err != nil {
 				return err
 			}
+			// The token goes to a file too: under eval, stdout is read by
+			// the shell and nobody sees it.
+			tokenPath := filepath.Join(out, adminTokenName)
+			if err := writeSecretFile(tokenPath, keys.Admin.Secret()+"\n"); err != nil {
+				return err
+			}
 			if err := keystore.WriteCluster(path, keys); err != nil {
+				os.Remove(tokenPath)
 				return err
 			}
 			fmt.Fprintf(a.stdout, "export HPT_TOKEN=%s\n", keys.Admin.Secret())
 			fmt.Fprintf(a.stdout, "export HPT_CLUSTER_KEY=%s\n", keys.Fingerprint())
 			fmt.Fprintf(a.stderr, `hpt init: wrote %s (mode 0600)
   cluster key %s
-  The admin token above is for user:admin and is not stored anywhere in clear.
+  The admin token (user:admin; the HPT_TOKEN line on stdout) is also in
+  %s (mode 0600): keep it somewhere safe, then delete that file.
+  The cluster stores it hashed only: it cannot be shown again.
   Copy the keystore to each server and start them, for example:
     hpt server --name n1 --keystore %s --data-dir /var/lib/hpt --bootstrap-expect 3 --join n2:7401,n3:7401
-`, path, keys.Fingerprint(), clusterKeystoreName)
+`, path, keys.Fingerprint(), tokenPath, clusterKeystoreName)
 			return nil
 		},
 	}

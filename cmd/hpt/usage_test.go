@@ -134,3 +134,39 @@ func TestGenTargetKeysSaysItsMode(t *testing.T) {
 		t.Fatalf("cluster gen-target-keys: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestDirectModeHelp: direct mode's flags have their own place in the
+// root's help, not its flag list and no subcommand's; no flag's usage has
+// a back-quoted word, which pflag would show as its value's name
+// ("--ip hpt serve").
+func TestDirectModeHelp(t *testing.T) {
+	r := runIn(nil, "--help")
+	flags := r.stdout[strings.Index(r.stdout, "\nFlags:"):]
+	if r.code != exitOK || !strings.Contains(r.stdout, "Direct mode") || !strings.Contains(r.stdout, "hpt --target NAME --ip HOST [--port 6632] FILE.toml") {
+		t.Fatalf("hpt --help: exit %d, no direct-mode section:\n%s", r.code, r.stdout)
+	}
+	for _, f := range []string{"--target", "--ip", "--port", "--dry-run"} {
+		if strings.Contains(flags, f) {
+			t.Errorf("hpt --help lists %s among the flags:\n%s", f, flags)
+		}
+	}
+	if r := runIn(nil, "users", "--help"); strings.Contains(r.stdout, "--ip") || strings.Contains(r.stdout, "direct mode") {
+		t.Errorf("hpt users --help shows direct mode's flags:\n%s", r.stdout)
+	}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: usage %q has a back-quote, shown as the value's name", c.CommandPath(), f.Name, f.Usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk((&app{getenv: func(string) string { return "" }}).rootCommand())
+	// The flags still work, as SPEC section 5 says: --target needs --ip.
+	if r := runIn(nil, "--target", "x", "c.toml"); r.code != exitUsage || !strings.Contains(r.stderr, "--ip") {
+		t.Errorf("--target without --ip: exit %d, %q", r.code, r.stderr)
+	}
+}
