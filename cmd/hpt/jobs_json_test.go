@@ -28,12 +28,15 @@ func TestJobJSONStatusNames(t *testing.T) {
 		`"dry_run":false,"batch_size":2,"max_failures":-1,"targets":[` +
 		`{"target":"web-1","status":"changed","node":"n1","blocks":[]},` +
 		`{"target":"web-2","status":"unreachable","error":"no answer","blocks":[]}],"totals":{"changed":1,"unreachable":1}}`
-	// The recap as a build before the enums printed it.
+	// The recap prints the same names whether the node sent enums or only
+	// the names a build before the enums sends.
 	const wantRecap = "\nRECAP job j1: failed\n" +
+		"blocks per target:\n" +
 		"TARGET  STATUS       OK  CHANGED  FAILED  SKIPPED  NODE  ERROR\n" +
-		"web-1   changed      0   0        0       0        n1    \n" +
+		"web-1   changed      0   0        0       0        n1    -\n" +
 		"web-2   unreachable  0   0        0       0        -     no answer\n" +
-		"\nok=0 changed=1 failed=0 unreachable=1 refused=0 skipped=0 cancelled=0\n"
+		"\ntargets: ok=0 changed=1 failed=0 unreachable=1 refused=0 skipped=0 cancelled=0\n" +
+		"each target's changes, output and errors: hpt job logs j1\n"
 	for _, withEnums := range []bool{true, false} {
 		b, err := json.Marshal(toJobJSON(info(withEnums)))
 		if err != nil {
