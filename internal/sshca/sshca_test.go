@@ -72,22 +72,23 @@ func TestParseClientKey(t *testing.T) {
 		name string
 		in   string
 		ok   bool
+		msg  string // in the error, when set
 	}{
-		{"ed25519", string(ed), true},
-		{"ed25519 with comment", strings.TrimSpace(string(ed)) + " alice@laptop\n", true},
-		{"ed25519 without newline", strings.TrimSpace(string(ed)), true},
-		{"ecdsa p256", string(authorizedKey(t, &ec.PublicKey)), true},
-		{"rsa 2048", string(authorizedKey(t, &rsa2048.PublicKey)), true},
-		{"rsa 1024", string(authorizedKey(t, &rsa1024.PublicKey)), false},
-		{"certificate", string(ssh.MarshalAuthorizedKey(cert)), false},
-		{"security key", skLine, false},
-		{"options", `restrict,command="id" ` + string(ed), false},
-		{"two keys", string(ed) + string(ed), false},
-		{"empty", "", false},
-		{"comment only", "# a key\n", false},
-		{"garbage", "ssh-ed25519 AAAAnotbase64!!\n", false},
-		{"type mismatch", "ssh-rsa " + strings.Fields(string(ed))[1] + "\n", false},
-		{"too long", strings.Repeat("a", MaxClientKeyLen+1), false},
+		{"ed25519", string(ed), true, ""},
+		{"ed25519 with comment", strings.TrimSpace(string(ed)) + " alice@laptop\n", true, ""},
+		{"ed25519 without newline", strings.TrimSpace(string(ed)), true, ""},
+		{"ecdsa p256", string(authorizedKey(t, &ec.PublicKey)), true, ""},
+		{"rsa 2048", string(authorizedKey(t, &rsa2048.PublicKey)), true, ""},
+		{"rsa 1024", string(authorizedKey(t, &rsa1024.PublicKey)), false, ""},
+		{"certificate", string(ssh.MarshalAuthorizedKey(cert)), false, "is a certificate"},
+		{"security key", skLine, false, ""},
+		{"options", `restrict,command="id" ` + string(ed), false, ""},
+		{"two keys", string(ed) + string(ed), false, ""},
+		{"empty", "", false, ""},
+		{"comment only", "# a key\n", false, ""},
+		{"garbage", "ssh-ed25519 AAAAnotbase64!!\n", false, ""},
+		{"type mismatch", "ssh-rsa " + strings.Fields(string(ed))[1] + "\n", false, ""},
+		{"too long", strings.Repeat("a", MaxClientKeyLen+1), false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pub, err := ParseClientKey([]byte(tc.in))
@@ -101,6 +102,9 @@ func TestParseClientKey(t *testing.T) {
 				t.Fatalf("accepted %s", pub.Type())
 			}
 			wantField(t, err, "public_key", ErrInvalid)
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not say %q", err, tc.msg)
+			}
 		})
 	}
 }
