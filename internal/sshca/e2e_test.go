@@ -191,7 +191,20 @@ func TestOpenSSHLoginWithCertificates(t *testing.T) {
 			t.Fatalf("%s refused as %s, but sshd did not log %q:\n%s", c.c.KeyId, login, reason, h.Log())
 		}
 	}
-	refused(newClient(t, userCA, 12, false, hour, "deploy@db-1"), "deploy", "Certificate does not contain an authorized principal")
+	db := newClient(t, userCA, 12, false, hour, "deploy@db-1")
+	refused(db, "deploy", "Certificate does not contain an authorized principal")
+	// Principals files are read at each attempt too: listing deploy@db-1
+	// lets that certificate in without a reload, and unlisting it ends that.
+	if _, err := sshca.WritePrincipalsDir(h.files.PrincipalsDir, map[string][]string{"deploy": {"deploy@web-1", "deploy@db-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := openssh(t, h, db, kh, "deploy", "true"); err != nil {
+		t.Fatalf("deploy@db-1 refused once listed: %v\n%s", err, out)
+	}
+	if _, err := sshca.WritePrincipalsDir(h.files.PrincipalsDir, map[string][]string{"deploy": {"deploy@web-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	refused(db, "deploy", "Certificate does not contain an authorized principal")
 	refused(web, "root", "Certificate does not contain an authorized principal")
 	refused(newClient(t, userCA, 13, false, time.Now().Add(-time.Minute), "deploy@web-1"), "deploy", "Certificate invalid: expired")
 
