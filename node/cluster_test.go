@@ -246,9 +246,14 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	// The leader kept only TrailingLogs entries before its snapshot, so the
 	// early log cannot have been replayed: the new node's snapshot is the
 	// leader's, installed.
-	if st := newNode.Raft().Stats(); st["last_snapshot_index"] != first || st["last_snapshot_term"] != leader.Raft().Stats()["last_snapshot_term"] {
-		t.Fatalf("new node's last snapshot is %s (term %s), want the leader's %s: no snapshot was installed", st["last_snapshot_index"], st["last_snapshot_term"], first)
-	}
+	// Raft records the installed snapshot only after the FSM restored it,
+	// so the applied index can be seen a moment before the stats say so.
+	c.Eventually(5*time.Second, func() error {
+		if st := newNode.Raft().Stats(); st["last_snapshot_index"] != first || st["last_snapshot_term"] != leader.Raft().Stats()["last_snapshot_term"] {
+			return fmt.Errorf("new node's last snapshot is %s (term %s), want the leader's %s: no snapshot was installed", st["last_snapshot_index"], st["last_snapshot_term"], first)
+		}
+		return nil
+	})
 	// The new node got its state from a snapshot (the early log is gone)
 	// and the event archive came with it: history survives compaction.
 	var n int
