@@ -110,6 +110,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
+	cfg.Raft = cfg.Raft.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:         cfg,

@@ -39,11 +39,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	retain := n.cfg.Raft.SnapshotsRetained
-	if retain <= 0 {
-		retain = 2
-	}
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, logs.Hclog(n.log, "raft-snapshots"))
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, n.cfg.Raft.SnapshotsRetained, logs.Hclog(n.log, "raft-snapshots"))
 	if err != nil {
 		return fmt.Errorf("open raft snapshots: %w", err)
 	}
