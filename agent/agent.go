@@ -23,6 +23,7 @@ import (
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -157,6 +158,8 @@ type Agent struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// quiet is raised by Close: gossip's complaints are then debug.
+	quiet logs.Quiet
 
 	// runMu serializes provisioning runs: two configs applied to one host at
 	// once would race on the same files and packages.
@@ -358,6 +361,7 @@ func (a *Agent) PublicKey() ed25519.PublicKey { return a.pub }
 // Close leaves the cluster, stops serving and waits for running calls and
 // jobs to end.
 func (a *Agent) Close() error {
+	a.quiet.Raise()
 	a.cancel()
 	if a.link != nil && a.link.gossip != nil {
 		a.link.gossip.Leave(time.Second)

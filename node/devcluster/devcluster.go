@@ -209,9 +209,14 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// Shutdown stops every agent and node.
+// Shutdown stops every agent and node. The nodes are told first that the
+// whole cluster is stopping, so that the last ones up do not report the
+// first ones gone as failures.
 func (c *Cluster) Shutdown() error {
 	var errs []error
+	for _, n := range c.Nodes {
+		n.Quiet()
+	}
 	for _, a := range c.Agents {
 		if err := a.Close(); err != nil {
 			errs = append(errs, err)
