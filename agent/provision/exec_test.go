@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 func TestExecBlocks(t *testing.T) {
@@ -248,21 +250,18 @@ func parsePid(t *testing.T, b []byte) int {
 // once; the deadline only catches a child that was never killed.
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return
-			}
-			t.Fatal(err)
+			return err
 		}
 		// The state follows the parenthesised command name.
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d still running: %s", pid, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("child %d still running: %s", pid, b)
+	})
 }
