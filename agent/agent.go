@@ -23,14 +23,19 @@ import (
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// DefaultPort is the direct provisioning port of upstream hpt.
-const DefaultPort = 6632
+// Default ports: direct provisioning (upstream hpt's) and gossip.
+const (
+	DefaultPort       = 6632
+	DefaultGossipPort = 7402
+)
 
-// Config configures an Agent.
+// Config configures an Agent. Zero fields take the defaults given on them
+// (DefaultConfig holds them all).
 type Config struct {
 	// Keystore is the target keystore file (from gen-target-keys).
 	Keystore string
@@ -46,6 +51,7 @@ type Config struct {
 	// Labels describe the target to templates and, in cluster mode, to
 	// target selection.
 	Labels map[string]string
+	// Logger defaults to discarding everything.
 	Logger *slog.Logger
 	// Provision is the template for every run's options (DryRun, Facts and
 	// Vars are set per run); tests set Runner and system paths here.
@@ -67,6 +73,73 @@ type Config struct {
 	Journal string
 }
 
+// DefaultConfig returns a Config with every default filled in; callers set
+// Keystore, and for cluster mode Join or Servers.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         fmt.Sprintf(":%d", DefaultPort),
+		GossipListen:   fmt.Sprintf(":%d", DefaultGossipPort),
+		MaxMessageSize: provision.MaxBundleSize + 1<<20,
+	}
+}
+
+// withDefaults returns c with its zero fields set to the defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Listen == "" {
+		c.Listen = d.Listen
+	}
+	if c.GossipListen == "" {
+		c.GossipListen = d.GossipListen
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = d.MaxMessageSize
+	}
+	if c.Journal == "" && c.Keystore != "" {
+		c.Journal = c.Keystore + ".journal"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate rejects a config that cannot work, naming the field. Zero
+// fields that have defaults are accepted.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Keystore == "" {
+		add("keystore", "required")
+	}
+	addr := func(field, a string) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			add(field, "%q: %v", a, err)
+		}
+	}
+	if c.Listen != "" && c.Listener == nil && !c.NoDirect {
+		addr("listen address", c.Listen)
+	}
+	if c.GossipListen != "" {
+		addr("gossip address", c.GossipListen)
+	}
+	for _, j := range c.Join {
+		addr("join address", j)
+	}
+	for _, s := range c.Servers {
+		addr("server address", s)
+	}
+	if c.MaxMessageSize < 0 {
+		add("max message size", "%d: must not be negative", c.MaxMessageSize)
+	}
+	if err := events.CheckLabels("labels", c.Labels); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // Version is reported to nodes in the agent's hello.
 const Version = "0.1.0"
 
@@ -85,6 +158,8 @@ type Agent struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// quiet is raised by Close: gossip's complaints are then debug.
+	quiet logs.Quiet
 
 	// runMu serializes provisioning runs: two configs applied to one host at
 	// once would race on the same files and packages.
@@ -96,15 +171,10 @@ var ErrUntrusted = errors.New("key not trusted by this target's keystore")
 
 // New loads the keystore and starts serving.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = fmt.Sprintf(":%d", DefaultPort)
-	}
-	if cfg.MaxMessageSize == 0 {
-		cfg.MaxMessageSize = provision.MaxBundleSize + 1<<20
-	}
+	cfg = cfg.withDefaults()
 	a := &Agent{cfg: cfg, trusted: map[string]keystore.Key{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	priv, cluster, err := a.loadKeystore()
@@ -173,11 +243,7 @@ func (a *Agent) joinCluster(cert tls.Certificate, cs clusterSettings) error {
 	if cs.key == nil {
 		return fmt.Errorf("%s trusts no cluster key: it was not made by `hpt gen-target-keys` against a cluster", a.cfg.Keystore)
 	}
-	path := a.cfg.Journal
-	if path == "" {
-		path = a.cfg.Keystore + ".journal"
-	}
-	j, err := openJournal(path)
+	j, err := openJournal(a.cfg.Journal)
 	if err != nil {
 		return err
 	}
@@ -190,11 +256,7 @@ func (a *Agent) joinCluster(cert tls.Certificate, cs clusterSettings) error {
 		if len(cs.gossipKey) == 0 {
 			return fmt.Errorf("%s holds no gossip key", a.cfg.Keystore)
 		}
-		listen := a.cfg.GossipListen
-		if listen == "" {
-			listen = ":7402"
-		}
-		if err := a.link.startGossip(listen, cs.gossipKey, join); err != nil {
+		if err := a.link.startGossip(a.cfg.GossipListen, cs.gossipKey, join); err != nil {
 			return err
 		}
 	}
@@ -299,6 +361,7 @@ func (a *Agent) PublicKey() ed25519.PublicKey { return a.pub }
 // Close leaves the cluster, stops serving and waits for running calls and
 // jobs to end.
 func (a *Agent) Close() error {
+	a.quiet.Raise()
 	a.cancel()
 	if a.link != nil && a.link.gossip != nil {
 		a.link.gossip.Leave(time.Second)

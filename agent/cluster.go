@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -395,64 +392,25 @@ func setResultStatus(r *rpc.JobResult, st events.TargetStatus) {
 
 // startGossip joins the cluster's memberlist as an agent.
 func (l *clusterLink) startGossip(listen string, gossipKey []byte, join []string) error {
-	host, portStr, err := net.SplitHostPort(listen)
-	if err != nil {
-		return fmt.Errorf("gossip address %q: %w", listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return fmt.Errorf("gossip port %q: %w", portStr, err)
-	}
-	if host == "" {
-		host = "0.0.0.0"
-	}
-	meta, err := rpc.GossipMeta{Role: rpc.RoleAgent, Addr: l.a.Addr(), Labels: l.a.cfg.Labels}.Encode()
-	if err != nil {
-		return err
-	}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = rpc.AgentGossipName(l.a.name)
-	mc.BindAddr = host
-	mc.BindPort = port
-	mc.SecretKey = gossipKey
-	mc.Delegate = staticMeta(meta)
 	// An agent needs to know the servers, not the rest of the fleet.
 	l.servers = &rpc.GossipMembers{Keep: func(m rpc.GossipMember) bool { return m.Meta.Role == rpc.RoleServer }}
-	mc.Events = l.servers
-	mc.Logger = logs.Std(l.a.log, "gossip")
-	if l.gossip, err = memberlist.Create(mc); err != nil {
-		return fmt.Errorf("start gossip: %w", err)
+	var err error
+	l.gossip, err = rpc.StartGossip(rpc.GossipConfig{
+		Name:   rpc.AgentGossipName(l.a.name),
+		Listen: listen,
+		Key:    gossipKey,
+		Meta:   rpc.GossipMeta{Role: rpc.RoleAgent, Addr: l.a.Addr(), Labels: l.a.cfg.Labels},
+		Events: l.servers,
+		Logger: l.a.log,
+		Quiet:  &l.a.quiet,
+	})
+	if err != nil {
+		return err
 	}
 	l.a.wg.Add(1)
 	go func() {
 		defer l.a.wg.Done()
-		delay := 200 * time.Millisecond
-		for l.a.ctx.Err() == nil {
-			if n, err := l.gossip.Join(join); n > 0 {
-				return
-			} else {
-				l.a.log.Warn("gossip join failed; retrying", "seeds", join, "err", err)
-			}
-			select {
-			case <-l.a.ctx.Done():
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 10*time.Second)
-		}
+		rpc.JoinGossip(l.a.ctx, l.gossip, join, l.a.log)
 	}()
 	return nil
 }
-
-// staticMeta is a memberlist delegate that only announces metadata.
-type staticMeta []byte
-
-func (m staticMeta) NodeMeta(limit int) []byte {
-	if len(m) > limit {
-		return nil
-	}
-	return m
-}
-func (staticMeta) NotifyMsg([]byte)                    {}
-func (staticMeta) GetBroadcasts(int, int) [][]byte     { return nil }
-func (staticMeta) LocalState(bool) []byte              { return nil }
-func (staticMeta) MergeRemoteState(buf []byte, _ bool) {}

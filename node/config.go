@@ -20,21 +20,136 @@ const (
 	DefaultGossipPort = 7401
 )
 
-// RaftConfig tunes consensus. Zero fields take the defaults documented on
-// DefaultConfig.
+// RaftConfig tunes consensus. A zero field takes its default, given on the
+// field (DefaultRaftConfig holds them all); Validate rejects the rest of
+// what hashicorp/raft would refuse, naming the field.
 type RaftConfig struct {
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
+	// HeartbeatTimeout is how long a follower waits for the leader before
+	// it starts an election. Default 1s; at least 5ms.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is how long a candidate waits for votes. Default the
+	// heartbeat timeout; not below it.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays leader without hearing
+	// from a quorum. Default half the heartbeat timeout; at least 5ms and
+	// not above the heartbeat timeout.
 	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
-	// MaxAppendEntries is also the largest batch applied to the state at
-	// once (raft's BatchApplyCh is on).
-	MaxAppendEntries  int
+	// CommitTimeout is how long a leader waits before it sends a heartbeat
+	// that carries the commit index. Default 50ms; at least 1ms.
+	CommitTimeout time.Duration
+	// MaxAppendEntries is the most entries sent in one append; it is also
+	// the largest batch applied to the state at once (raft's BatchApplyCh
+	// is on). Default 512; at most 1024.
+	MaxAppendEntries int
+	// SnapshotThreshold is how many entries since the last snapshot make
+	// the next one. Default 16384.
 	SnapshotThreshold uint64
-	SnapshotInterval  time.Duration
-	TrailingLogs      uint64
-	// SnapshotsRetained on disk.
+	// SnapshotInterval is how often raft checks whether to snapshot.
+	// Default 2m; at least 5ms.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log, so
+	// that a follower slightly behind catches up without a snapshot.
+	// Default 10240 (a zero cannot be asked for: it takes the default).
+	TrailingLogs uint64
+	// SnapshotsRetained is how many snapshots are kept on disk. Default 2.
 	SnapshotsRetained int
+}
+
+// DefaultRaftConfig returns the consensus defaults: hashicorp/raft's
+// timeouts (heartbeat and election 1s, leader lease 500ms, commit 50ms),
+// MaxAppendEntries 512, a snapshot every 16384 entries (checked every 2
+// minutes) keeping 10240 trailing entries, and 2 snapshots on disk.
+func DefaultRaftConfig() RaftConfig {
+	return RaftConfig{
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		MaxAppendEntries:   512,
+		SnapshotThreshold:  16384,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		SnapshotsRetained:  2,
+	}
+}
+
+// withDefaults returns c with its zero fields set to the defaults. The
+// election and lease timeouts follow the heartbeat timeout, so that setting
+// only the heartbeat gives a config raft accepts.
+func (c RaftConfig) withDefaults() RaftConfig {
+	d := DefaultRaftConfig()
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = c.HeartbeatTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = d.CommitTimeout
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = d.MaxAppendEntries
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = d.SnapshotInterval
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.SnapshotsRetained == 0 {
+		c.SnapshotsRetained = d.SnapshotsRetained
+	}
+	return c
+}
+
+// Validate rejects a consensus config raft would refuse or that cannot
+// work, naming each field at fault. Zero fields take their defaults and
+// are accepted; the relations between timeouts are checked with the
+// defaults filled in.
+func (c *RaftConfig) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("raft %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for _, f := range []struct {
+		name     string
+		v, floor time.Duration
+	}{
+		{"heartbeat timeout", c.HeartbeatTimeout, 5 * time.Millisecond},
+		{"election timeout", c.ElectionTimeout, 5 * time.Millisecond},
+		{"leader lease timeout", c.LeaderLeaseTimeout, 5 * time.Millisecond},
+		{"commit timeout", c.CommitTimeout, time.Millisecond},
+		{"snapshot interval", c.SnapshotInterval, 5 * time.Millisecond},
+	} {
+		if f.v < 0 {
+			add(f.name, "%v: must not be negative", f.v)
+		} else if f.v > 0 && f.v < f.floor {
+			add(f.name, "%v: want at least %v", f.v, f.floor)
+		}
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		add("max append entries", "%d: want 1..1024", c.MaxAppendEntries)
+	}
+	if c.SnapshotsRetained < 0 {
+		add("snapshots retained", "%d: must not be negative", c.SnapshotsRetained)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	d := c.withDefaults()
+	if d.ElectionTimeout < d.HeartbeatTimeout {
+		add("election timeout", "%v: below the heartbeat timeout %v", d.ElectionTimeout, d.HeartbeatTimeout)
+	}
+	if d.LeaderLeaseTimeout > d.HeartbeatTimeout {
+		add("leader lease timeout", "%v: above the heartbeat timeout %v", d.LeaderLeaseTimeout, d.HeartbeatTimeout)
+	}
+	return errors.Join(errs...)
 }
 
 // Config configures a Node. Build it from DefaultConfig.
@@ -70,7 +185,8 @@ type Config struct {
 	Bootstrap *keystore.BootstrapToken
 
 	Logger *slog.Logger
-	Raft   RaftConfig
+	// Raft tunes consensus; its zero fields take DefaultRaftConfig's values.
+	Raft RaftConfig
 
 	// ApplyTimeout bounds a write from proposal to commit. Default 10s.
 	ApplyTimeout time.Duration
@@ -104,27 +220,12 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default filled in; callers set
-// Name, DataDir and the keys.
-//
-// Raft defaults: heartbeat and election timeouts 1s, leader lease 500ms,
-// commit timeout 50ms (hashicorp/raft's); MaxAppendEntries 512; a snapshot
-// every 16384 entries or 2 minutes, keeping 10240 trailing log entries and 2
-// snapshots on disk.
+// Name, DataDir and the keys. Raft takes DefaultRaftConfig.
 func DefaultConfig() Config {
 	return Config{
-		Listen:       fmt.Sprintf(":%d", DefaultPort),
-		GossipListen: fmt.Sprintf(":%d", DefaultGossipPort),
-		Raft: RaftConfig{
-			HeartbeatTimeout:   time.Second,
-			ElectionTimeout:    time.Second,
-			LeaderLeaseTimeout: 500 * time.Millisecond,
-			CommitTimeout:      50 * time.Millisecond,
-			MaxAppendEntries:   512,
-			SnapshotThreshold:  16384,
-			SnapshotInterval:   2 * time.Minute,
-			TrailingLogs:       10240,
-			SnapshotsRetained:  2,
-		},
+		Listen:         fmt.Sprintf(":%d", DefaultPort),
+		GossipListen:   fmt.Sprintf(":%d", DefaultGossipPort),
+		Raft:           DefaultRaftConfig(),
 		ApplyTimeout:   10 * time.Second,
 		AgentHeartbeat: 10 * time.Second,
 		MaxMessageSize: 8 << 20,
@@ -159,8 +260,8 @@ func (c *Config) Validate() error {
 	if len(c.GossipKey) != 32 {
 		errs = append(errs, fmt.Errorf("gossip key: %d bytes, want 32", len(c.GossipKey)))
 	}
-	if c.Raft.MaxAppendEntries <= 0 || c.Raft.MaxAppendEntries > 1024 {
-		errs = append(errs, fmt.Errorf("raft max append entries %d: want 1..1024", c.Raft.MaxAppendEntries))
+	if err := c.Raft.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ApplyTimeout <= 0 {
 		errs = append(errs, errors.New("apply timeout: must be positive"))

@@ -19,20 +19,6 @@ import (
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
 
-// startPartitionable starts a 3-node cluster whose node-to-node traffic
-// runs through a faultNet.
-func startPartitionable(t *testing.T) (*nodetest.Cluster, *faultNet) {
-	t.Helper()
-	fn := newFaultNet()
-	c := nodetest.Start(t, 3, nodetest.Options{Configure: func(i int, cfg *node.Config) {
-		cfg.Dial = fn.dialer(i)
-	}})
-	for i := range c.Len() {
-		fn.register(i, c.Node(i).Addr())
-	}
-	return c, fn
-}
-
 // rawConn is a connection to node i without rpc.Client's retries and
 // failover, to see what one node answers.
 func rawConn(t *testing.T, c *nodetest.Cluster, i int) *grpc.ClientConn {
@@ -54,7 +40,7 @@ func rawConn(t *testing.T, c *nodetest.Cluster, i int) *grpc.ClientConn {
 // the client takes to the next address, not DeadlineExceeded, which it
 // does not retry.
 func TestWritesFailOverFromPartitionedNode(t *testing.T) {
-	c, fn := startPartitionable(t)
+	c := nodetest.Start(t, 3)
 	leader := c.WaitLeader()
 	cut := follower(c)
 	healthy := 3 - leader - cut
@@ -73,8 +59,8 @@ func TestWritesFailOverFromPartitionedNode(t *testing.T) {
 	}
 	t.Cleanup(func() { consistent.Close() })
 
-	fn.isolate(cut)
-	t.Cleanup(fn.heal)
+	c.Partition(cut)
+	t.Cleanup(c.Heal)
 	for i := range 6 {
 		// Generous: only catches a hang.
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -127,15 +113,15 @@ func TestLaggingNodeAnswersUnavailable(t *testing.T) {
 // for a write and for a consistent read, from the node, instead of
 // retries until the client's deadline.
 func TestMinorityRefusesNoLeader(t *testing.T) {
-	c, fn := startPartitionable(t)
+	c := nodetest.Start(t, 3)
 	old := c.WaitLeader()
 	ctx := ctxT(t)
 	cl := c.Client(old)
 	if _, err := cl.Identities.Add(ctx, &rpc.AddIdentityRequest{Kind: "user", Name: "before"}); err != nil {
 		t.Fatal(err)
 	}
-	fn.isolate(old)
-	t.Cleanup(fn.heal)
+	c.Partition(old)
+	t.Cleanup(c.Heal)
 
 	for _, call := range []struct {
 		name string

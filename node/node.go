@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/internal/logs"
 	"github.com/hpt-dev/hpt/node/export"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
@@ -64,6 +65,9 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// quiet is raised when this node, or its whole cluster, stops on
+	// purpose: raft's and gossip's complaints are then debug (Quiet).
+	quiet logs.Quiet
 
 	// reconcileCh nudges the membership loop after a gossip event.
 	reconcileCh chan struct{}
@@ -103,6 +107,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
+	cfg.Raft = cfg.Raft.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:         cfg,
@@ -355,6 +360,12 @@ func (n *Node) Leader() (name, addr string) {
 // data directory rejoins as itself. Safe to call more than once.
 func (n *Node) Shutdown() error { return n.stop(true) }
 
+// Quiet tells the node that its peers are about to stop on purpose, as
+// when `hpt dev` stops its whole cluster: what raft and gossip then say
+// about peers that vanish and connections that close is logged at debug,
+// not as warnings and errors. Shutdown quiets the node itself.
+func (n *Node) Quiet() { n.quiet.Raise() }
+
 // Crash stops the node as SIGKILL would, for fault tests that run nodes in
 // one process: it does not leave gossip (peers find it dead), cuts calls
 // and streams instead of draining them, and abandons the state without a
@@ -371,6 +382,9 @@ func (n *Node) stop(graceful bool) error {
 	n.shutdown = true
 	n.mu.Unlock()
 
+	// What raft and gossip say while they are closed under them is
+	// expected (and a killed process would say nothing).
+	n.quiet.Raise()
 	n.cancel()
 	var errs []error
 	if !graceful && n.grpc != nil {

@@ -39,11 +39,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
-	retain := n.cfg.Raft.SnapshotsRetained
-	if retain <= 0 {
-		retain = 2
-	}
-	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, logs.Hclog(n.log, "raft-snapshots"))
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, n.cfg.Raft.SnapshotsRetained, logs.Hclog(n.log, "raft-snapshots", &n.quiet))
 	if err != nil {
 		return fmt.Errorf("open raft snapshots: %w", err)
 	}
@@ -70,12 +66,12 @@ func (n *Node) startRaft() error {
 		Stream:  layer,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
-		Logger:  logs.Hclog(n.log, "raft-net"),
+		Logger:  logs.Hclog(n.log, "raft-net", &n.quiet),
 	})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.Name)
-	rc.Logger = logs.Hclog(n.log, "raft")
+	rc.Logger = logs.Hclog(n.log, "raft", &n.quiet)
 	rc.HeartbeatTimeout = n.cfg.Raft.HeartbeatTimeout
 	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 type metaDelegate struct {
@@ -69,13 +71,12 @@ func TestGossipMembersFollowUpdatesWithoutRaces(t *testing.T) {
 		_ = seen.Members()
 		_ = serversOnly.Servers()
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for serversOnly.Servers()["n1"] != last {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent's copy of n1: %v, want its address %s", serversOnly.Servers(), last)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if got := serversOnly.Servers()["n1"]; got != last {
+			return fmt.Errorf("agent's copy of n1: %v, want its address %s", serversOnly.Servers(), last)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, m := range serversOnly.Members() {
 		if m.Meta.Role != RoleServer {
 			t.Fatalf("agent keeps %s, a %q", m.Name, m.Meta.Role)

@@ -39,7 +39,7 @@ func TestHelloExampleDryRun(t *testing.T) {
 	if idx < 0 {
 		t.Fatalf("no block for hello.txt:\n%s", reportText(rep))
 	}
-	if c := findChange(t, rep, idx, "content"); !strings.Contains(c.Diff, "+Hello from example!") {
+	if c := findChange(t, rep, idx, "content"); !strings.Contains(c.Diff, "+Hello from hpt!") {
 		t.Fatalf("template not rendered in the diff:\n%s", c.Diff)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -48,8 +48,11 @@ func TestHelloExampleDryRun(t *testing.T) {
 
 	// Applied, it does what it said; applied again, everything is ok.
 	wantOutcomes(t, apply(t, cfg, Options{Facts: provconfig.Facts{Name: "example"}}), OutcomeChanged, OutcomeChanged, OutcomeChanged)
-	if got, err := os.ReadFile(filepath.Join(dir, "hello.txt")); err != nil || !strings.HasPrefix(string(got), "Hello from example!\n") {
+	if got, err := os.ReadFile(filepath.Join(dir, "hello.txt")); err != nil || !strings.HasPrefix(string(got), "Hello from hpt!\n") {
 		t.Fatalf("hello.txt = %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "first-run")); err != nil || !strings.HasPrefix(string(got), "first run: example at ") {
+		t.Fatalf("first-run = %q, %v", got, err)
 	}
 	wantOutcomes(t, apply(t, cfg, Options{Facts: provconfig.Facts{Name: "example"}}), OutcomeOK, OutcomeOK, OutcomeOK)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/internal/testenv"
 	"github.com/hpt-dev/hpt/provconfig"
 )
 
@@ -250,21 +251,18 @@ func parsePid(t *testing.T, b []byte) int {
 // once; the deadline only catches a child that was never killed.
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return
-			}
-			t.Fatal(err)
+			return err
 		}
 		// The state follows the parenthesised command name.
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d still running: %s", pid, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("child %d still running: %s", pid, b)
+	})
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpt-dev/hpt/node/nodetest"
+	"github.com/hpt-dev/hpt/internal/testenv"
 )
 
 // hptBin is the binary under test, built once by TestMain.
@@ -179,12 +179,8 @@ func startServers(t *testing.T, n int, extra ...string) (env, []*server) {
 	return e, servers
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	if err := nodetest.Eventually(context.Background(), timeout, cond); err != nil {
-		t.Fatal(err)
-	}
-}
+// waitFor polls cond until it holds or the timeout passes.
+var waitFor = testenv.Eventually
 
 func TestInitPrintsExactlyTheExports(t *testing.T) {
 	dir := t.TempDir()

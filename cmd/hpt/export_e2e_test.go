@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -69,20 +66,7 @@ func TestExportProcesses(t *testing.T) {
 // TestDevExports: `hpt dev --nats-url` exports like servers do.
 func TestDevExports(t *testing.T) {
 	js := exporttest.Start(t)
-	dev := exec.Command(hptBin, "dev", "--port", "0", "--agents", "0", "--log-level", "warn", "--nats-url", js.URL())
-	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
-	stdout, err := dev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Process.Kill(); dev.Wait() })
-	banner, _ := bufio.NewReader(stdout).ReadString('\n')
-	if !strings.HasPrefix(banner, "hpt dev: 3 nodes") {
-		t.Fatalf("hpt dev printed %q", banner)
-	}
+	startDev(t, "--agents", "0", "--log-level", "warn", "--nats-url", js.URL())
 	// The bootstrap and leader events reach the stream.
 	waitFor(t, 20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

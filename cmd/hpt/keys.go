@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/enroll"
 	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
@@ -184,7 +184,7 @@ func (a *app) genLocalTarget(target, out string, pub ed25519.PublicKey, priv ed2
 	if _, err := ks.Key(target); err == nil {
 		return fmt.Errorf("%s already has a target %q: revoke-target-keys first to replace it", path, target)
 	}
-	if err := writeTargetKeystore(out, target, priv, func(t *keystore.Keystore) error {
+	if err := keystore.CreateTarget(out, target, priv, func(t *keystore.Keystore) error {
 		return t.AddKey(keystore.Key{Name: "client", Role: keystore.RoleClient, Public: clientKey.Public().(ed25519.PublicKey)})
 	}); err != nil {
 		return err
@@ -199,56 +199,14 @@ func (a *app) genLocalTarget(target, out string, pub ed25519.PublicKey, priv ed2
 
 func (a *app) genClusterTarget(ctx context.Context, target, out string, pub ed25519.PublicKey, priv ed25519.PrivateKey, labels map[string]string) error {
 	return a.withClient(func(c *rpc.Client) error {
-		enr, err := c.Keys.Enrollment(ctx, &rpc.EnrollmentRequest{})
+		w, err := enroll.Register(ctx, c.Keys, enroll.Target{Name: target, Key: priv, Path: out, Labels: labels})
 		if err != nil {
-			return err
-		}
-		if len(enr.GetClusterPublicKey()) != ed25519.PublicKeySize {
-			return errors.New("cluster sent a malformed cluster key")
-		}
-		// The file first: if registering fails, an unused file is harmless;
-		// a registered key without its file would be.
-		if err := writeTargetKeystore(out, target, priv, func(t *keystore.Keystore) error {
-			if err := t.AddKey(keystore.Key{Name: "cluster", Role: keystore.RoleCluster, Public: enr.GetClusterPublicKey()}); err != nil {
-				return err
-			}
-			if err := t.SetGossipKey(enr.GetGossipKey()); err != nil {
-				return err
-			}
-			return t.SetSeeds(enr.GetSeeds())
-		}); err != nil {
-			return err
-		}
-		w, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: target, PublicKey: pub, Labels: labels})
-		if err != nil {
-			os.Remove(out)
 			return err
 		}
 		fmt.Fprintf(a.stdout, "target %s: key %s registered (index %d)\nwrote %s; deliver it to the target and run: hpt serve --keystore %s\n",
 			target, pinned.Fingerprint(pub), w.GetIndex(), out, filepath.Base(out))
 		return nil
 	})
-}
-
-// writeTargetKeystore creates a target keystore holding the target's
-// keypair and name, then lets fill add what the target trusts.
-func writeTargetKeystore(path, target string, priv ed25519.PrivateKey, fill func(*keystore.Keystore) error) error {
-	ks, err := keystore.Create(path, keystore.KindTarget)
-	if err != nil {
-		return err
-	}
-	err = errors.Join(ks.SetIdentity(priv), ks.SetName(target))
-	if err == nil {
-		err = fill(ks)
-	}
-	if cerr := ks.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("write target keystore %s: %w", path, err)
-	}
-	return nil
 }
 
 func (a *app) listTargetKeys(ctx context.Context) ([]keyJSON, error) {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 	"unicode"
+
+	"github.com/hpt-dev/hpt/events"
 )
 
 // Record encoding; see the package comment. Errors returned by the decoders
@@ -25,25 +27,12 @@ func (r Role) valid() bool {
 	return r == RoleTarget || r == RoleClient || r == RoleCluster
 }
 
-// validName reports whether name may name a key or a target: 1 to 253
-// characters of [A-Za-z0-9._@-], not starting with a dot or a dash.
+// validName reports whether name may name a key or a target. A target's
+// name is also its name in the cluster's log, so the keystore takes the
+// log's one grammar (events.CheckName): 1 to 253 letters, digits and
+// . _ @ + -, starting with a letter or digit.
 func validName(name string) error {
-	if name == "" {
-		return errors.New("empty name")
-	}
-	if len(name) > 253 {
-		return fmt.Errorf("name is %d characters long, at most 253 allowed", len(name))
-	}
-	if name[0] == '.' || name[0] == '-' {
-		return fmt.Errorf("name %q starts with %q", name, name[0])
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
-			return fmt.Errorf("name %q: character %q not allowed (use A-Z a-z 0-9 . _ @ -)", name, c)
-		}
-	}
-	return nil
+	return events.CheckName("key", name)
 }
 
 // fingerprint prints a public key for messages.

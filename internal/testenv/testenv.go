@@ -1,7 +1,8 @@
 // Package testenv decides what a test does when the machine lacks a tool or
 // root privileges it needs: on a developer's machine it skips, saying what
 // to install; under CI=true it fails, because .ci/run installs everything
-// and a skip there would hide a test that never ran.
+// and a skip there would hide a test that never ran. It also holds the one
+// poll-until helper tests wait for conditions with (Poll, Eventually).
 package testenv
 
 import (

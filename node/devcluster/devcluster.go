@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hpt-dev/hpt/agent"
+	"github.com/hpt-dev/hpt/internal/enroll"
 	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/export"
@@ -144,35 +145,16 @@ func (c *Cluster) startAgents(ctx context.Context, dir string, n int, log *slog.
 // under dir that trusts the cluster key and holds the gossip key and
 // seeds. It returns the keystore's path.
 func RegisterTarget(ctx context.Context, c *rpc.Client, name, dir string, labels map[string]string) (string, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return "", err
-	}
-	enr, err := c.Keys.Enrollment(ctx, &rpc.EnrollmentRequest{})
-	if err != nil {
-		return "", fmt.Errorf("enrollment: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, name+".keystore.db")
-	ks, err := keystore.Create(path, keystore.KindTarget)
-	if err != nil {
-		return "", err
-	}
-	err = errors.Join(ks.SetIdentity(priv), ks.SetName(name),
-		ks.AddKey(keystore.Key{Name: "cluster", Role: keystore.RoleCluster, Public: enr.GetClusterPublicKey()}),
-		ks.SetGossipKey(enr.GetGossipKey()), ks.SetSeeds(enr.GetSeeds()))
-	if cerr := ks.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("write keystore for %s: %w", name, err)
-	}
-	if _, err := c.Keys.Register(ctx, &rpc.RegisterKeyRequest{Target: name, PublicKey: pub, Labels: labels}); err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("register %s: %w", name, err)
+	if _, err := enroll.Register(ctx, c.Keys, enroll.Target{Name: name, Key: priv, Path: path, Labels: labels}); err != nil {
+		return "", fmt.Errorf("enroll target %s: %w", name, err)
 	}
 	return path, nil
 }
@@ -209,9 +191,14 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// Shutdown stops every agent and node.
+// Shutdown stops every agent and node. The nodes are told first that the
+// whole cluster is stopping, so that the last ones up do not report the
+// first ones gone as failures.
 func (c *Cluster) Shutdown() error {
 	var errs []error
+	for _, n := range c.Nodes {
+		n.Quiet()
+	}
 	for _, a := range c.Agents {
 		if err := a.Close(); err != nil {
 			errs = append(errs, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/internal/testenv"
 	"github.com/hpt-dev/hpt/node/export/exporttest"
 )
 
@@ -240,20 +241,7 @@ func (r *running) wait(t *testing.T) {
 }
 
 // waitFor polls cond until it returns nil or the time is up.
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = testenv.Eventually
 
 // waitCaughtUp waits until e reports every archived event of src exported.
 func waitCaughtUp(t *testing.T, e *Exporter, src *fsm.FSM) {

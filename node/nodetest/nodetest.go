@@ -18,6 +18,7 @@ import (
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
+	"github.com/hpt-dev/hpt/internal/testenv"
 	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/devcluster"
 	"github.com/hpt-dev/hpt/rpc"
@@ -38,6 +39,7 @@ type Cluster struct {
 	mu    sync.Mutex
 	nodes []*node.Node // nil while a node is stopped
 	cfgs  []node.Config
+	net   *faultNet
 }
 
 // Options tune a test cluster.
@@ -53,14 +55,14 @@ func Start(t testing.TB, n int, opts ...Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Identity, Admin: keys.Admin, Dir: t.TempDir()}
+	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Identity, Admin: keys.Admin, Dir: t.TempDir(), net: newFaultNet()}
 	t.Cleanup(c.Stop)
 	var opt Options
 	if len(opts) > 0 {
 		opt = opts[0]
 	}
 	for i := range n {
-		cfg := c.config(fmt.Sprintf("n%d", i+1), n)
+		cfg := c.config(i, n)
 		if i > 0 {
 			cfg.Join = []string{c.nodes[0].GossipAddr()}
 		}
@@ -68,15 +70,19 @@ func Start(t testing.TB, n int, opts ...Options) *Cluster {
 			opt.Configure(i, &cfg)
 		}
 		c.cfgs = append(c.cfgs, cfg)
-		c.nodes = append(c.nodes, c.startNode(cfg))
+		c.nodes = append(c.nodes, c.startNode(i, cfg))
 	}
 	c.WaitLeader()
 	c.WaitBootstrapped()
 	return c
 }
 
-func (c *Cluster) config(name string, expect int) node.Config {
+// config is the config of slot i: named n<i+1>, dialling other nodes
+// through the cluster's fault net (Partition).
+func (c *Cluster) config(i, expect int) node.Config {
+	name := fmt.Sprintf("n%d", i+1)
 	cfg := devcluster.NodeConfig(c.keys, name, c.Dir, expect, testLogger(c.t, name))
+	cfg.Dial = c.net.dialer(i)
 	// Faster than production, still safe on a loaded 2-core machine.
 	cfg.Raft.HeartbeatTimeout = 500 * time.Millisecond
 	cfg.Raft.ElectionTimeout = 500 * time.Millisecond
@@ -102,14 +108,26 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (c *Cluster) startNode(cfg node.Config) *node.Node {
+func (c *Cluster) startNode(i int, cfg node.Config) *node.Node {
 	c.t.Helper()
 	n, err := node.New(cfg)
 	if err != nil {
 		c.t.Fatalf("start node %s: %v", cfg.Name, err)
 	}
+	c.net.register(i, n.Addr())
 	return n
 }
+
+// Partition cuts node i off from the other nodes, as a firewall dropping
+// its host would: the connections the nodes opened between it and the
+// others (Raft, forwarded writes, reads) are closed and new ones refused,
+// until Heal. Clients and agents still reach every node, and gossip is not
+// cut. One node at a time is partitioned; a second call moves the cut. A
+// Configure that replaces Config.Dial takes that node out of the fault net.
+func (c *Cluster) Partition(i int) { c.net.isolate(i) }
+
+// Heal ends the partition: the nodes may dial each other again.
+func (c *Cluster) Heal() { c.net.heal() }
 
 // Node returns node i (nil if stopped).
 func (c *Cluster) Node(i int) *node.Node {
@@ -252,7 +270,7 @@ func (c *Cluster) Restart(i int) *node.Node {
 	for _, n := range c.Running() {
 		cfg.Join = append(cfg.Join, n.GossipAddr())
 	}
-	n := c.startNode(cfg)
+	n := c.startNode(i, cfg)
 	c.mu.Lock()
 	c.nodes[i] = n
 	c.mu.Unlock()
@@ -262,52 +280,35 @@ func (c *Cluster) Restart(i int) *node.Node {
 // AddNode starts a new, empty node that joins the running cluster.
 func (c *Cluster) AddNode() int {
 	c.t.Helper()
-	name := fmt.Sprintf("n%d", len(c.cfgs)+1)
-	cfg := c.config(name, 0)
+	i := len(c.cfgs)
+	cfg := c.config(i, 0)
 	for _, n := range c.Running() {
 		cfg.Join = append(cfg.Join, n.GossipAddr())
 	}
 	c.cfgs = append(c.cfgs, cfg)
-	n := c.startNode(cfg)
+	n := c.startNode(i, cfg)
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
 	return len(c.cfgs) - 1
 }
 
-// Stop shuts every node down.
+// Stop shuts every node down, telling them first that the whole cluster
+// stops (node.Node.Quiet).
 func (c *Cluster) Stop() {
+	for _, n := range c.Running() {
+		n.Quiet()
+	}
 	for i := range c.cfgs {
 		c.Kill(i)
 	}
 }
 
-// Eventually polls cond until it returns nil or the timeout passes.
+// Eventually polls cond until it returns nil or the timeout passes
+// (testenv.Eventually).
 func (c *Cluster) Eventually(timeout time.Duration, cond func() error) {
 	c.t.Helper()
-	if err := Eventually(context.Background(), timeout, cond); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// Eventually polls cond every 20ms until it returns nil or timeout passes,
-// and returns cond's last error.
-func Eventually(ctx context.Context, timeout time.Duration, cond func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("condition not met in %s: %w", timeout, err)
-		case <-tick.C:
-		}
-	}
+	testenv.Eventually(c.t, timeout, cond)
 }
 
 // AgentOptions tune StartAgent.

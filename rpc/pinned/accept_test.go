@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpt-dev/hpt/internal/testenv"
 	"github.com/hpt-dev/hpt/internal/testlog"
 )
 
@@ -68,17 +69,12 @@ func dialFrom(t *testing.T, src, addr string) net.Conn {
 
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if err := cond(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func serverConfig(t *testing.T) (*tls.Config, *tls.Config) {
