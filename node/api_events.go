@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+	"errors"
+
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/rpc"
 	"google.golang.org/grpc"
@@ -23,47 +26,32 @@ func (a *eventsAPI) List(req *rpc.ListEventsRequest, stream grpc.ServerStreaming
 	match := func(ev *events.Event) bool {
 		return (len(types) == 0 || types[ev.GetType()]) && (req.GetActor() == "" || ev.GetActor() == req.GetActor())
 	}
-	ctx := stream.Context()
-	next := req.GetSince()
+	// End the follow when the node shuts down as when the caller goes.
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(a.n.ctx, cancel)()
 	sent := uint32(0)
-	const page = 256
-	for {
-		// Read a page without holding the state during network sends.
-		changed := a.n.fsm.Changed()
-		var batch []*events.Event
-		var scanned int
-		err := a.n.fsm.Events(next, func(ev *events.Event) bool {
-			scanned++
-			next = ev.GetIndex() + 1
-			if match(ev) {
-				batch = append(batch, ev)
-			}
-			return scanned < page
-		})
-		if err != nil {
-			return stateErr(err)
+	_, err := followEvents(ctx, a.n.fsm, req.GetSince(), req.GetFollow(), match, func(ev *events.Event) error {
+		if err := stream.Send(ev); err != nil {
+			return err
 		}
-		for _, ev := range batch {
-			if err := stream.Send(ev); err != nil {
-				return err
-			}
-			sent++
-			if req.GetLimit() > 0 && sent >= req.GetLimit() {
-				return nil
-			}
+		sent++
+		if req.GetLimit() > 0 && sent >= req.GetLimit() {
+			return errStopFollow
 		}
-		if scanned == page {
-			continue
-		}
-		if !req.GetFollow() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-a.n.ctx.Done():
+		return nil
+	})
+	var readErr *archiveError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &readErr):
+		return stateErr(readErr.err)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		if a.n.ctx.Err() != nil {
 			return ErrShutdown
-		case <-changed:
 		}
+		return nil
 	}
+	return err
 }

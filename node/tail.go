@@ -16,37 +16,38 @@ import (
 func (n *Node) tailLoop() {
 	defer n.wg.Done()
 	next := events.IndexOf(n.fsm.AppliedIndex()+1, 0)
+	react := func(ev *events.Event) error {
+		n.react(ev)
+		return nil
+	}
 	for {
+		// Taken before the follow so that, after an error, the retry
+		// waits for an apply it cannot have missed.
 		changed := n.fsm.Changed()
-		var batch []*events.Event
-		// Collect first, act after: reacting reads the state again, which
-		// must not happen inside the archive scan.
-		err := n.fsm.Events(next, func(ev *events.Event) bool {
-			next = ev.GetIndex() + 1
-			switch ev.GetType() {
-			case events.Type_TYPE_TARGET_KEY_REVOKED, events.Type_TYPE_JOB_CANCELLED,
-				events.Type_TYPE_JOB_SUBMITTED, events.Type_TYPE_JOB_TARGET_FINISHED,
-				events.Type_TYPE_JOB_TARGET_DISPATCHED, events.Type_TYPE_JOB_BATCH_STARTED,
-				events.Type_TYPE_TARGET_CONNECTED:
-				batch = append(batch, ev)
-			}
-			return len(batch) < 1024
-		})
-		if err != nil && n.ctx.Err() == nil {
-			n.log.Warn("follow events", "err", err)
+		var err error
+		next, err = followEvents(n.ctx, n.fsm, next, true, concernsAgents, react)
+		if n.ctx.Err() != nil {
+			return
 		}
-		for _, ev := range batch {
-			n.react(ev)
-		}
-		if len(batch) == 1024 {
-			continue
-		}
+		n.log.Warn("follow events", "err", err)
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-changed:
 		}
 	}
+}
+
+// concernsAgents tells the events tailLoop reacts to.
+func concernsAgents(ev *events.Event) bool {
+	switch ev.GetType() {
+	case events.Type_TYPE_TARGET_KEY_REVOKED, events.Type_TYPE_JOB_CANCELLED,
+		events.Type_TYPE_JOB_SUBMITTED, events.Type_TYPE_JOB_TARGET_FINISHED,
+		events.Type_TYPE_JOB_TARGET_DISPATCHED, events.Type_TYPE_JOB_BATCH_STARTED,
+		events.Type_TYPE_TARGET_CONNECTED:
+		return true
+	}
+	return false
 }
 
 func (n *Node) react(ev *events.Event) {
