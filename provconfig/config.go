@@ -99,9 +99,9 @@ func (b *ExecBlock) Name() string {
 		return b.Label
 	}
 	if b.Cmd != "" {
-		return firstLine(CommandLine(b.Cmd, b.Args...), 80)
+		return FirstLine(CommandLine(b.Cmd, b.Args...), 80)
 	}
-	return firstLine(b.Script, 80)
+	return FirstLine(b.Script, 80)
 }
 
 // RenderScript returns Script rendered with data ("" when Cmd is set).

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -504,7 +505,7 @@ func (p *parser) userBlock(f *fields, pos blockPos) Block {
 				continue
 			}
 			if _, ok := AuthorizedKey(line); !ok {
-				f.errorf("ssh_public_key", "not an OpenSSH public key (expected e.g. \"ssh-ed25519 AAAA… comment\"): %q", firstLine(line, 40))
+				f.errorf("ssh_public_key", "not an OpenSSH public key (expected e.g. \"ssh-ed25519 AAAA… comment\"): %q", FirstLine(line, 40))
 				bad = true
 				continue
 			}
@@ -963,7 +964,7 @@ func tomlType(v any) string {
 func describe(v any) string {
 	switch v := v.(type) {
 	case string:
-		return fmt.Sprintf("the string %q", firstLine(v, 40))
+		return fmt.Sprintf("the string %q", FirstLine(v, 40))
 	case int64:
 		return fmt.Sprintf("the number %d", v)
 	case float64:
@@ -982,13 +983,21 @@ func templateErr(err error) string {
 	return msg
 }
 
-func firstLine(s string, max int) string {
+// FirstLine shortens s, trimmed, to its first line and at most max bytes,
+// for messages: " …" marks a dropped line, "…" a cut one. It never cuts a
+// UTF-8 sequence in two, so what it returns from valid UTF-8 is valid (a
+// protobuf string field refuses anything else).
+func FirstLine(s string, max int) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i] + " …"
 	}
 	if len(s) > max {
-		s = s[:max] + "…"
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

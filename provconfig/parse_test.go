@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParseValid(t *testing.T) {
@@ -335,6 +336,34 @@ func TestSuggestPerms(t *testing.T) {
 	for n, want := range map[int64]string{600: "0600", 644: "0644", 755: "0755", 2755: "2755", 99999: "0644", 800: "0644", 0: "0000"} {
 		if got := suggestPerms(n); got != want {
 			t.Errorf("suggestPerms(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestFirstLine keeps the first line and cuts at max bytes without
+// splitting a UTF-8 sequence: messages built from it go into protobuf
+// strings, which refuse invalid UTF-8.
+func TestFirstLine(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"  apt-get install curl  ", 80, "apt-get install curl"},
+		{"set -e\necho hi\n", 80, "set -e …"},
+		{"abcdef", 3, "abc…"},
+		{"abcdef", 6, "abcdef"},
+		{"ab€cd", 3, "ab…"}, // € is 3 bytes: bytes 2..4
+		{"ab€cd", 4, "ab…"},
+		{"ab€cd", 5, "ab€…"},
+		{"€", 0, "…"},
+	} {
+		got := FirstLine(c.in, c.max)
+		if got != c.want {
+			t.Errorf("FirstLine(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("FirstLine(%q, %d) = %q is not valid UTF-8", c.in, c.max, got)
 		}
 	}
 }

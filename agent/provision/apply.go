@@ -291,7 +291,7 @@ type CommandError struct {
 }
 
 func (e *CommandError) Error() string {
-	msg := fmt.Sprintf("%s: exit status %d", firstLine(e.Command, 200), e.ExitCode)
+	msg := fmt.Sprintf("%s: exit status %d", provconfig.FirstLine(e.Command, 200), e.ExitCode)
 	if out := trimOutput(e.Output); out != "" {
 		msg += ": " + out
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // Shell runs scripts and the unless/onlyif guards.
@@ -135,13 +137,13 @@ func describeScript(s string) string {
 	case 0:
 		return "(empty script)"
 	case 1:
-		return firstLine(lines[0], 200)
+		return provconfig.FirstLine(lines[0], 200)
 	}
 	first := lines[0]
 	if strings.HasPrefix(first, "#!") && len(lines) > 1 {
 		first = lines[1]
 	}
-	return fmt.Sprintf("%s (script, %d lines)", firstLine(first, 200), len(lines))
+	return fmt.Sprintf("%s (script, %d lines)", provconfig.FirstLine(first, 200), len(lines))
 }
 
 // writeScript writes a #! script to a private temporary directory, readable
@@ -185,16 +187,4 @@ func splitNonEmpty(s string) []string {
 		}
 	}
 	return out
-}
-
-// firstLine shortens s to its first line, at most max bytes, for messages.
-func firstLine(s string, max int) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i] + " …"
-	}
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }

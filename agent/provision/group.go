@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/hpt-dev/hpt/provconfig"
 )
 
 // lookupGroup asks the group database (getent) for name and returns its gid.
@@ -25,7 +27,7 @@ func (r *run) lookupGroup(name string) (int, bool, error) {
 	}
 	f := strings.Split(strings.TrimSpace(firstRawLine(res.Stdout)), ":")
 	if len(f) != 4 {
-		return 0, false, fmt.Errorf("getent group %s: unexpected output %q", name, firstLine(string(res.Stdout), 80))
+		return 0, false, fmt.Errorf("getent group %s: unexpected output %q", name, provconfig.FirstLine(string(res.Stdout), 80))
 	}
 	gid, err := strconv.Atoi(f[2])
 	if err != nil {

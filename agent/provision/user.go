@@ -37,12 +37,12 @@ func (r *run) lookupUser(name string) (passwdEntry, bool, error) {
 	}
 	f := strings.Split(strings.TrimSpace(firstRawLine(res.Stdout)), ":")
 	if len(f) != 7 {
-		return passwdEntry{}, false, fmt.Errorf("getent passwd %s: unexpected output %q", name, firstLine(string(res.Stdout), 80))
+		return passwdEntry{}, false, fmt.Errorf("getent passwd %s: unexpected output %q", name, provconfig.FirstLine(string(res.Stdout), 80))
 	}
 	uid, err1 := strconv.Atoi(f[2])
 	gid, err2 := strconv.Atoi(f[3])
 	if err1 != nil || err2 != nil {
-		return passwdEntry{}, false, fmt.Errorf("getent passwd %s: bad uid/gid in %q", name, firstLine(string(res.Stdout), 80))
+		return passwdEntry{}, false, fmt.Errorf("getent passwd %s: bad uid/gid in %q", name, provconfig.FirstLine(string(res.Stdout), 80))
 	}
 	return passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5], shell: f[6]}, true, nil
 }
