@@ -375,7 +375,7 @@ func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResul
 	switch {
 	case rep.Failed():
 		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
-		r.Error = fmt.Sprintf("%d of %d blocks failed", rep.Totals.Failed, len(rep.Blocks))
+		r.Error = provision.FailureSummary(rep.Blocks)
 	case rep.Totals.Changed > 0:
 		setResultStatus(r, events.TargetStatus_TARGET_STATUS_CHANGED)
 	default:

@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -71,6 +72,18 @@ func CheckLabels(field string, labels map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// FormatLabels writes labels as `--labels` and `--selector` take them,
+// k=v,k2=v2 sorted by key, and "" for none: what CheckLabels accepts has no
+// "," or "=" in a key or value, so it reads back as it was.
+func FormatLabels(labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for k, v := range labels {
+		parts = append(parts, k+"="+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // CheckPayload applies the input limits above to the fields of a payload

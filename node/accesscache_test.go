@@ -11,6 +11,18 @@ import (
 	"github.com/hpt-dev/hpt/fsm"
 )
 
+// openState opens a real, empty state in a temporary directory, closed
+// when the test ends.
+func openState(tb testing.TB) *fsm.FSM {
+	tb.Helper()
+	f, err := fsm.Open(tb.TempDir(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
+}
+
 // applyEvents applies payloads to f as one batch of consecutive log
 // entries after *index, by user:admin, and fails on a rejection.
 func applyEvents(tb testing.TB, f *fsm.FSM, index *uint64, payloads ...proto.Message) {
@@ -42,11 +54,7 @@ func applyEvents(tb testing.TB, f *fsm.FSM, index *uint64, payloads ...proto.Mes
 // lookups: each is visible to the next lookup, and events that do not touch
 // access leave the cache alone.
 func TestAccessCacheFollowsTheState(t *testing.T) {
-	f, err := fsm.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openState(t)
 	var index uint64
 	apply := func(p proto.Message) { applyEvents(t, f, &index, p) }
 	c := newAccessCache(f)

@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -44,6 +45,23 @@ const jobEventSlack = events.MaxEncodedSize - provconfig.MaxBundleSize - provcon
 
 var _ [jobEventSlack - 512<<10]struct{}
 
+// matching says which targets a job asked for, in the flags that asked,
+// leaving out those not given: ` matching --targets "web-*" and --selector
+// role=web`, or "" for every target.
+func matching(req *rpc.SubmitJobRequest) string {
+	var parts []string
+	if req.GetTargets() != "" {
+		parts = append(parts, fmt.Sprintf("--targets %q", req.GetTargets()))
+	}
+	if len(req.GetSelector()) > 0 {
+		parts = append(parts, "--selector "+events.FormatLabels(req.GetSelector()))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " matching " + strings.Join(parts, " and ")
+}
+
 func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.SubmitJobResponse, error) {
 	n := a.n
 	// Authorization comes first, before the config is parsed or the targets
@@ -77,7 +95,7 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 		return nil, err
 	}
 	if len(targets) == 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "no registered, unrevoked target matches --targets %q and --selector %v", req.GetTargets(), req.GetSelector())
+		return nil, status.Errorf(codes.FailedPrecondition, "no registered, unrevoked target%s", matching(req))
 	}
 	// Submitting needs the provision privilege on every resolved target.
 	for _, t := range targets {
@@ -86,7 +104,7 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 				// Inside a glob its grants cover (a grant for "web-?"
 				// covers the glob "web-*", not every name it matches);
 				// still name nothing the caller cannot list.
-				return nil, status.Errorf(codes.PermissionDenied, "denied: the caller may not provision every target matching --targets %q --selector %v", req.GetTargets(), req.GetSelector())
+				return nil, status.Errorf(codes.PermissionDenied, "denied: the caller may not provision every target%s", matching(req))
 			}
 			return nil, err
 		}

@@ -37,11 +37,7 @@ func (s cacheState) Grants(subject string) ([]*fsm.Grant, error) { return s.c.gr
 // one token per user.
 func benchAccessState(b *testing.B) (*fsm.FSM, []auth.Token) {
 	b.Helper()
-	f, err := fsm.Open(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { f.Close() })
+	f := openState(b)
 	var index uint64
 	var batch []proto.Message
 	flush := func() {

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
-	"github.com/hpt-dev/hpt/fsm"
 )
 
 // TestFollowEventsPagesFiltersStopsAndFollows reads a real archive longer
@@ -18,11 +17,7 @@ import (
 // passes filtered-out events, a handle can stop it, and following delivers
 // what is applied later until the context ends.
 func TestFollowEventsPagesFiltersStopsAndFollows(t *testing.T) {
-	f, err := fsm.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := openState(t)
 	var index uint64
 	var payloads []proto.Message
 	for i := range 2*followPage + 10 {

@@ -172,3 +172,38 @@ func TestInputLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestNoMatchNamesTheRequestAsTyped: a job that matches no target is
+// refused with the flags it was given, a selector as k=v,k2=v2 (as
+// --selector takes it, not Go's map[...]) and no flag it was not given.
+func TestNoMatchNamesTheRequestAsTyped(t *testing.T) {
+	c := nodetest.Start(t, 1)
+	admin := c.Client(0)
+	c.RegisterTarget("web-1", t.TempDir())
+	good := []byte("[[exec]]\nscript = \"true\"\n")
+	for _, tc := range []struct {
+		req  *rpc.SubmitJobRequest
+		want string
+		not  []string
+	}{
+		{&rpc.SubmitJobRequest{Targets: "web-*", Selector: map[string]string{"zone": "a", "role": "db"}}, `target matching --targets "web-*" and --selector role=db,zone=a`, []string{"map["}},
+		{&rpc.SubmitJobRequest{Selector: map[string]string{"role": "db"}}, `target matching --selector role=db`, []string{"map[", "--targets"}},
+		{&rpc.SubmitJobRequest{Targets: "db-*"}, `target matching --targets "db-*"`, []string{"map[", "--selector"}},
+	} {
+		tc.req.Name, tc.req.Config = "x.toml", good
+		_, err := admin.Jobs.Submit(ctxT(t), tc.req)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("%v: %v, want FailedPrecondition", tc.req.GetSelector(), err)
+			continue
+		}
+		msg := status.Convert(err).Message()
+		if !strings.Contains(msg, tc.want) {
+			t.Errorf("refusal %q lacks %q", msg, tc.want)
+		}
+		for _, not := range tc.not {
+			if strings.Contains(msg, not) {
+				t.Errorf("refusal %q has %q", msg, not)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/hpt-dev/hpt/provconfig"
@@ -57,6 +58,28 @@ type Report struct {
 
 // Failed reports whether any block failed; the CLI exits 1 when it did.
 func (r *Report) Failed() bool { return r.Totals.Failed > 0 }
+
+// FailureSummary says in one line what failed among blocks: the first
+// failed block's kind and name with the first line of its error, and how
+// many more failed; empty when none did. It is a target's error in a job,
+// which the live progress shows, where a count of failed blocks would say
+// nothing the recap table does not.
+func FailureSummary(blocks []BlockResult) string {
+	var first string
+	failed := 0
+	for _, b := range blocks {
+		if b.Outcome != OutcomeFailed {
+			continue
+		}
+		if failed++; failed == 1 {
+			first = b.Kind + " " + strconv.Quote(b.Name) + ": " + provconfig.FirstLine(b.Error, 200)
+		}
+	}
+	if failed > 1 {
+		return fmt.Sprintf("%s (and %d more)", first, failed-1)
+	}
+	return first
+}
 
 func (r *Report) add(res BlockResult) {
 	r.Blocks = append(r.Blocks, res)

@@ -204,3 +204,24 @@ dest = "%[1]s/src"
 		t.Fatalf("totals %+v", second.Totals)
 	}
 }
+
+// TestFailureSummary names the first failed block and the first line of
+// its error, and counts the others, rather than counting failed blocks.
+func TestFailureSummary(t *testing.T) {
+	ok := BlockResult{Kind: "file", Name: "/etc/motd", Outcome: OutcomeOK}
+	boom := BlockResult{Kind: "exec", Name: "boom", Outcome: OutcomeFailed, Error: "exit status 7\nstderr: no\n"}
+	pkg := BlockResult{Kind: "package", Name: "curl", Outcome: OutcomeFailed, Error: "not found"}
+	for _, tc := range []struct {
+		blocks []BlockResult
+		want   string
+	}{
+		{nil, ""},
+		{[]BlockResult{ok}, ""},
+		{[]BlockResult{ok, boom}, `exec "boom": exit status 7 …`},
+		{[]BlockResult{ok, pkg, boom, {Kind: "file", Outcome: OutcomeSkipped}}, `package "curl": not found (and 1 more)`},
+	} {
+		if got := FailureSummary(tc.blocks); got != tc.want {
+			t.Errorf("FailureSummary(%v) = %q, want %q", tc.blocks, got, tc.want)
+		}
+	}
+}

@@ -59,6 +59,17 @@ func TestJobExitCodes(t *testing.T) {
 	if recap := r.stdout[strings.Index(r.stdout, "RECAP"):]; !strings.Contains(recap, `exec "boom": `) || strings.Contains(recap, "blocks failed") {
 		t.Errorf("recap's ERROR is not the failed block's own:\n%s", r.stdout)
 	}
+	// The live line per target, before the recap, names it too: the
+	// target's error is the failed block's, not a count of blocks.
+	if live := r.stdout[:strings.Index(r.stdout, "RECAP")]; !strings.Contains(live, `failed: exec "boom": exit status 7`) || strings.Contains(r.stdout+r.stderr, "blocks failed") {
+		t.Errorf("the progress does not name the failed block and its error:\n%s", r.stdout)
+	}
+
+	// No match: the refusal gives the selector as --selector takes it.
+	r = runIn(vars, "job", "run", good, "--selector", "role=nothing,zone=a")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "target matching --selector role=nothing,zone=a") || strings.Contains(r.stderr, "map[") || strings.Contains(r.stderr, "--targets") {
+		t.Errorf("a job matching no target: exit %d, stderr %q", r.code, r.stderr)
+	}
 
 	r = runIn(vars, "job", "run", good, "--targets", "ghost", "--timeout", "1s")
 	// 3, written out: the constant must not drift back to usage's 2.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -264,19 +263,27 @@ func (a *app) follow(ctx context.Context, c *rpc.Client, id string) error {
 	if last == nil {
 		return fmt.Errorf("job %s: no status received", id)
 	}
-	// The watch carries no block results; fetch them for the recap.
-	full, err := c.Jobs.Get(ctx, &rpc.GetJobRequest{JobId: id, Blocks: true})
+	// The watch carries no block results; the report fetches them.
+	return a.reportJob(ctx, c, id)
+}
+
+// reportJob prints a job with its block results, as JSON or as the recap,
+// and returns the exit its outcome calls for: `job run` after watching and
+// `job status` end alike (SPEC section 5), so a script can check a
+// detached job as it would a watched one.
+func (a *app) reportJob(ctx context.Context, c *rpc.Client, id string) error {
+	info, err := c.Jobs.Get(ctx, &rpc.GetJobRequest{JobId: id, Blocks: true})
 	if err != nil {
 		return err
 	}
 	if a.json() {
-		if err := a.printJSON(toJobJSON(full)); err != nil {
+		if err := a.printJSON(toJobJSON(info)); err != nil {
 			return err
 		}
 	} else {
-		a.printRecap(full)
+		a.printRecap(info)
 	}
-	return jobExit(full)
+	return jobExit(info)
 }
 
 // waitingFor says what a target in flight waits for, if its agent is not
@@ -371,26 +378,18 @@ func (a *app) printRecap(info *rpc.JobInfo) {
 }
 
 // targetError is what went wrong on a target, for one table cell: the
-// first failed block's own error rather than the count of failed blocks
-// the agent reports, which the table already shows.
+// first failed block's own error (as agents now report it, but an agent of
+// an older build reports a count of failed blocks, which the table already
+// shows), else the target's error.
 func targetError(t *rpc.JobTargetInfo) string {
-	var first string
-	failed := 0
+	blocks := make([]provision.BlockResult, 0, len(t.GetBlocks()))
 	for _, b := range t.GetBlocks() {
-		if provision.Outcome(b.GetOutcome()) != provision.OutcomeFailed {
-			continue
-		}
-		if failed++; failed == 1 {
-			first = b.GetKind() + " " + strconv.Quote(b.GetName()) + ": " + b.GetError()
-		}
+		blocks = append(blocks, agent.BlockFromEvent(b))
 	}
-	switch {
-	case failed == 0:
-		return t.GetError()
-	case failed > 1:
-		return fmt.Sprintf("%s (and %d more)", first, failed-1)
+	if s := provision.FailureSummary(blocks); s != "" {
+		return s
 	}
-	return first
+	return t.GetError()
 }
 
 func isTerminal(w io.Writer) bool {
@@ -409,20 +408,7 @@ func (a *app) jobStatusCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withClient(func(c *rpc.Client) error {
-				info, err := c.Jobs.Get(cmd.Context(), &rpc.GetJobRequest{JobId: args[0], Blocks: true})
-				if err != nil {
-					return err
-				}
-				if a.json() {
-					if err := a.printJSON(toJobJSON(info)); err != nil {
-						return err
-					}
-				} else {
-					a.printRecap(info)
-				}
-				// The same exit code as `job run` (SPEC section 5: 1 for a
-				// failure), so a script can check a detached job.
-				return jobExit(info)
+				return a.reportJob(cmd.Context(), c, args[0])
 			})
 		},
 	}
@@ -582,20 +568,11 @@ func (a *app) targetsCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tLABELS\tCLAIMED\tSTATUS\tNODE\tGOSSIP\tLAST SEEN")
 				for _, t := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(labelString(t.Labels)), orDash(labelString(t.ClaimedLabels)), t.Status, orDash(t.Node), t.Gossip, fmtTime(t.LastSeen, "-"))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDash(events.FormatLabels(t.Labels)), orDash(events.FormatLabels(t.ClaimedLabels)), t.Status, orDash(t.Node), t.Gossip, fmtTime(t.LastSeen, "-"))
 				}
 				return tw.Flush()
 			})
 		},
 	})
 	return cmd
-}
-
-func labelString(l map[string]string) string {
-	var parts []string
-	for k, v := range l {
-		parts = append(parts, k+"="+v)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
 }
