@@ -139,9 +139,9 @@ func writeSecretFile(path, content string) error {
 }
 
 func (a *app) initCommand() *cobra.Command {
-	var out string
+	var out, addCAs string
 	cmd := &cobra.Command{
-		Use:   "init --out DIR",
+		Use:   "init --out DIR | --add-cas KEYSTORE",
 		Short: "Create a cluster keystore and the first admin token",
 		Long: `Creates DIR/cluster.keystore.db holding the cluster keypair, the gossip
 key and the first admin token (stored hashed). Copy the keystore to every
@@ -149,9 +149,20 @@ server node. Standard output carries exactly two lines, so that
   eval "$(hpt init --out DIR)"
 sets HPT_TOKEN and HPT_CLUSTER_KEY. The token is also written to
 DIR/admin.token (mode 0600), since under eval nobody sees it: store it
-safely, then delete the file; the cluster cannot show it again.`,
+safely, then delete the file; the cluster cannot show it again.
+
+The keystore also holds the cluster's SSH user and host CAs. A keystore
+made before hpt had them gets them with --add-cas KEYSTORE (the file, or
+its directory), in place; then copy that same file to every node and
+restart them one at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if addCAs != "" {
+				if out != "" {
+					return usagef("--add-cas and --out: give one (--out makes a new cluster, --add-cas upgrades an existing keystore)")
+				}
+				return a.addCAs(addCAs)
+			}
 			if out == "" {
 				return usagef("--out DIR is required")
 			}
@@ -187,6 +198,7 @@ safely, then delete the file; the cluster cannot show it again.`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory for cluster.keystore.db")
+	cmd.Flags().StringVar(&addCAs, "add-cas", "", "add the SSH CAs to this existing cluster keystore (or its directory) if it lacks them")
 	return cmd
 }
 
@@ -329,6 +341,16 @@ func loadClusterKeystore(path string, cfg *node.Config) error {
 	}
 	if err == nil {
 		cfg.Bootstrap = &bt
+	}
+	// A keystore made before the SSH CAs has none: the node starts with SSH
+	// access off and says so (node.UpgradeCACommand), so that upgrading a
+	// cluster can be rolling.
+	keys, err := ks.SSHCAs()
+	if err != nil {
+		return err
+	}
+	if cfg.SSHCAs, err = node.SSHCAsFromKeys(keys); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
