@@ -141,3 +141,28 @@ func TestCAUpgradeOfAnOldKeystore(t *testing.T) {
 	b, _ = os.ReadFile(logPath)
 	needles.Check(t, "the server's log", b)
 }
+
+// TestInitMakesSSHCAs: a new cluster keystore holds both CAs, and init
+// prints their fingerprints, never their private halves.
+func TestInitMakesSSHCAs(t *testing.T) {
+	dir := t.TempDir()
+	r := hpt(t, env{"HOME": dir}, "init", "--out", dir)
+	if r.code != 0 {
+		t.Fatalf("init: exit %d: %s", r.code, r.stderr)
+	}
+	ks, err := keystore.Open(filepath.Join(dir, clusterKeystoreName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := ks.SSHCAs()
+	ks.Close()
+	if err != nil || !cas.Complete() {
+		t.Fatalf("init's keystore holds SSH CAs %v (%v), want both", cas, err)
+	}
+	for _, fp := range []string{keystore.CAFingerprint(cas.User), keystore.CAFingerprint(cas.Host)} {
+		if !strings.Contains(r.stderr, fp) {
+			t.Errorf("init does not print the CA fingerprint %s:\n%s", fp, r.stderr)
+		}
+	}
+	secrettest.Needles{}.Ed25519("user CA", cas.User).Ed25519("host CA", cas.Host).Check(t, "init's output", []byte(r.stdout+r.stderr))
+}

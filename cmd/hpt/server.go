@@ -144,7 +144,7 @@ func (a *app) initCommand() *cobra.Command {
 		Use:   "init --out DIR | --add-cas KEYSTORE",
 		Short: "Create a cluster keystore and the first admin token",
 		Long: `Creates DIR/cluster.keystore.db holding the cluster keypair, the gossip
-key and the first admin token (stored hashed). Copy the keystore to every
+key, the SSH user and host CAs and the first admin token (stored hashed). Copy the keystore to every
 server node. Standard output carries exactly two lines, so that
   eval "$(hpt init --out DIR)"
 sets HPT_TOKEN and HPT_CLUSTER_KEY. The token is also written to
@@ -188,12 +188,13 @@ restart them one at a time.`,
 			fmt.Fprintf(a.stdout, "export HPT_CLUSTER_KEY=%s\n", keys.Fingerprint())
 			fmt.Fprintf(a.stderr, `hpt init: wrote %s (mode 0600)
   cluster key %s
+  SSH user CA %s, host CA %s (hpt ca show prints them)
   The admin token (user:admin; the HPT_TOKEN line on stdout) is also in
   %s (mode 0600): keep it somewhere safe, then delete that file.
   The cluster stores it hashed only: it cannot be shown again.
   Copy the keystore to each server and start them, for example:
     hpt server --name n1 --keystore %s --data-dir /var/lib/hpt --bootstrap-expect 3 --join n2:7401,n3:7401
-`, path, keys.Fingerprint(), tokenPath, clusterKeystoreName)
+`, path, keys.Fingerprint(), keystore.CAFingerprint(keys.SSH.User), keystore.CAFingerprint(keys.SSH.Host), tokenPath, clusterKeystoreName)
 			return nil
 		},
 	}
