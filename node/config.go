@@ -183,6 +183,10 @@ type Config struct {
 	GossipKey []byte
 	// Bootstrap, if set, is written by the first leader of a new cluster.
 	Bootstrap *keystore.BootstrapToken
+	// SSHCAs are the cluster's SSH CAs, from the cluster keystore like the
+	// cluster key; the same on every node. Zero: the keystore predates
+	// them, the node starts with SSH access off and warns once.
+	SSHCAs SSHCAs
 
 	Logger *slog.Logger
 	// Raft tunes consensus; its zero fields take DefaultRaftConfig's values.
@@ -259,6 +263,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.GossipKey) != 32 {
 		errs = append(errs, fmt.Errorf("gossip key: %d bytes, want 32", len(c.GossipKey)))
+	}
+	if err := c.SSHCAs.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Raft.Validate(); err != nil {
 		errs = append(errs, err)

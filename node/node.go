@@ -167,6 +167,7 @@ func New(cfg Config) (_ *Node, err error) {
 		defer n.wg.Done()
 		n.fleet.heartbeatLoop(n.ctx)
 	}()
+	n.warnNoCAs()
 	n.log.Info("node started", "addr", n.addr, "gossip", n.GossipAddr())
 	return n, nil
 }

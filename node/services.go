@@ -27,6 +27,7 @@ func (n *Node) registerServices(s *grpc.Server) {
 	rpc.RegisterTargetsServer(s, &targetsAPI{n: n})
 	rpc.RegisterFleetServer(s, &fleetServer{n: n})
 	rpc.RegisterInternalServer(s, &internalServer{n: n})
+	rpc.RegisterCAServer(s, &caAPI{n: n})
 }
 
 // methodRules is the authorization table: every RPC the node serves has
@@ -50,6 +51,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 		targets    = "/hpt.v1.Targets/"
 		fleet      = "/hpt.v1.Fleet/"
 		internal   = "/hpt.v1.Internal/"
+		ca         = "/hpt.v1.CA/"
 	)
 	admin := func(static string) auth.Rule { return auth.Rule{Privilege: events.PrivAdmin, Static: static} }
 	view := func(static string) auth.Rule { return auth.Rule{Privilege: events.PrivView, Static: static} }
@@ -143,6 +145,9 @@ func methodRules(n *Node) map[string]auth.Rule {
 		jobs + "Watch":  jobRead(),
 
 		targets + "List": view("targets/*"),
+
+		// Public halves only; a grant of view on "*" or "ca/*" covers it.
+		ca + "Show": view("ca/ssh"),
 
 		fleet + "Connect": {Peer: auth.PeerTarget},
 

@@ -3628,6 +3628,162 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_rpc_api_proto_rawDescGZIP(), []int{56}
 }
 
+type ShowCARequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShowCARequest) Reset() {
+	*x = ShowCARequest{}
+	mi := &file_rpc_api_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShowCARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShowCARequest) ProtoMessage() {}
+
+func (x *ShowCARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShowCARequest.ProtoReflect.Descriptor instead.
+func (*ShowCARequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{57}
+}
+
+// CAPublicKey is the public half of one CA.
+type CAPublicKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In authorized_keys format ("ssh-ed25519 AAAA..."): the line sshd's
+	// TrustedUserCAKeys file holds for the user CA.
+	PublicKey string `protobuf:"bytes,1,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// SHA256:... as ssh-keygen -l prints it.
+	Fingerprint   string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CAPublicKey) Reset() {
+	*x = CAPublicKey{}
+	mi := &file_rpc_api_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CAPublicKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CAPublicKey) ProtoMessage() {}
+
+func (x *CAPublicKey) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CAPublicKey.ProtoReflect.Descriptor instead.
+func (*CAPublicKey) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CAPublicKey) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
+func (x *CAPublicKey) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+type ShowCAResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user CA signs the certificates users log in with.
+	UserCa *CAPublicKey `protobuf:"bytes,1,opt,name=user_ca,json=userCa,proto3" json:"user_ca,omitempty"`
+	// The host CA signs the certificates hosts prove themselves with.
+	HostCa *CAPublicKey `protobuf:"bytes,2,opt,name=host_ca,json=hostCa,proto3" json:"host_ca,omitempty"`
+	// A known_hosts line trusting the host CA for every host:
+	// "@cert-authority * ssh-ed25519 AAAA...".
+	KnownHosts    string `protobuf:"bytes,3,opt,name=known_hosts,json=knownHosts,proto3" json:"known_hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShowCAResponse) Reset() {
+	*x = ShowCAResponse{}
+	mi := &file_rpc_api_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShowCAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShowCAResponse) ProtoMessage() {}
+
+func (x *ShowCAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShowCAResponse.ProtoReflect.Descriptor instead.
+func (*ShowCAResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ShowCAResponse) GetUserCa() *CAPublicKey {
+	if x != nil {
+		return x.UserCa
+	}
+	return nil
+}
+
+func (x *ShowCAResponse) GetHostCa() *CAPublicKey {
+	if x != nil {
+		return x.HostCa
+	}
+	return nil
+}
+
+func (x *ShowCAResponse) GetKnownHosts() string {
+	if x != nil {
+		return x.KnownHosts
+	}
+	return ""
+}
+
 var File_rpc_api_proto protoreflect.FileDescriptor
 
 const file_rpc_api_proto_rawDesc = "" +
@@ -3916,7 +4072,17 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
-	"\x11NodeStatusRequest*\xce\x02\n" +
+	"\x11NodeStatusRequest\"\x0f\n" +
+	"\rShowCARequest\"N\n" +
+	"\vCAPublicKey\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x01 \x01(\tR\tpublicKey\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\"\x8d\x01\n" +
+	"\x0eShowCAResponse\x12,\n" +
+	"\auser_ca\x18\x01 \x01(\v2\x13.hpt.v1.CAPublicKeyR\x06userCa\x12,\n" +
+	"\ahost_ca\x18\x02 \x01(\v2\x13.hpt.v1.CAPublicKeyR\x06hostCa\x12\x1f\n" +
+	"\vknown_hosts\x18\x03 \x01(\tR\n" +
+	"knownHosts*\xce\x02\n" +
 	"\fApplyFailure\x12\x1d\n" +
 	"\x19APPLY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18APPLY_FAILURE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -3979,7 +4145,9 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\fRemoveServer\x12\x19.hpt.v1.RemoveNodeRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
 	"\aRestore\x12\x15.hpt.v1.SnapshotChunk\x1a\x1f.hpt.v1.SnapshotRestoreResponse(\x01\x12=\n" +
 	"\bDispatch\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse\x12>\n" +
-	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
+	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse2;\n" +
+	"\x02CA\x125\n" +
+	"\x04Show\x12\x15.hpt.v1.ShowCARequest\x1a\x16.hpt.v1.ShowCAResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
 var (
 	file_rpc_api_proto_rawDescOnce sync.Once
@@ -3994,7 +4162,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_rpc_api_proto_goTypes = []any{
 	(ApplyFailure)(0),               // 0: hpt.v1.ApplyFailure
 	(*WriteResponse)(nil),           // 1: hpt.v1.WriteResponse
@@ -4054,129 +4222,136 @@ var file_rpc_api_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),        // 55: hpt.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),       // 56: hpt.v1.ReadIndexResponse
 	(*NodeStatusRequest)(nil),       // 57: hpt.v1.NodeStatusRequest
-	nil,                             // 58: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 59: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 60: hpt.v1.KeyInfo.ClaimedLabelsEntry
-	nil,                             // 61: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 62: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 63: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 64: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 65: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 66: hpt.v1.TargetInfo.LabelsEntry
-	nil,                             // 67: hpt.v1.TargetInfo.ClaimedLabelsEntry
-	(events.Type)(0),                // 68: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 69: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),        // 70: hpt.events.v1.TargetStatus
-	(events.JobStatus)(0),           // 71: hpt.events.v1.JobStatus
-	(*events.Event)(nil),            // 72: hpt.events.v1.Event
+	(*ShowCARequest)(nil),           // 58: hpt.v1.ShowCARequest
+	(*CAPublicKey)(nil),             // 59: hpt.v1.CAPublicKey
+	(*ShowCAResponse)(nil),          // 60: hpt.v1.ShowCAResponse
+	nil,                             // 61: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 62: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 63: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                             // 64: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 65: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 66: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 67: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 68: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 69: hpt.v1.TargetInfo.LabelsEntry
+	nil,                             // 70: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	(events.Type)(0),                // 71: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 72: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),        // 73: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),           // 74: hpt.events.v1.JobStatus
+	(*events.Event)(nil),            // 75: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	4,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	3,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
 	26, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
-	68, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	71, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	15, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	22, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	26, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	26, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	58, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	59, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	60, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	61, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	62, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	63, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
 	32, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	61, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	62, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	63, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	69, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	70, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
-	64, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	64, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	65, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	66, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	72, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	73, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	67, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
 	40, // 18: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	65, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	71, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	68, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	74, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
 	41, // 21: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	66, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	67, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	69, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	70, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
 	46, // 24: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
 	0,  // 25: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
 	53, // 26: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	2,  // 27: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	6,  // 28: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 29: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	8,  // 30: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	10, // 31: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	12, // 32: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	13, // 33: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	14, // 34: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	17, // 35: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	18, // 36: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	18, // 37: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	19, // 38: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	21, // 39: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	24, // 40: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	25, // 41: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	27, // 42: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	25, // 43: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	25, // 44: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	30, // 45: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	31, // 46: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	34, // 47: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	35, // 48: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	37, // 49: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	39, // 50: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	42, // 51: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	44, // 52: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	39, // 53: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	45, // 54: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	48, // 55: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	51, // 56: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	52, // 57: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	55, // 58: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	57, // 59: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	6,  // 60: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	8,  // 61: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	49, // 62: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	49, // 63: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	5,  // 64: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	1,  // 65: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	8,  // 66: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	9,  // 67: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	11, // 68: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	72, // 69: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	1,  // 70: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	16, // 71: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	1,  // 72: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	1,  // 73: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	1,  // 74: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	20, // 75: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	23, // 76: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	1,  // 77: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	1,  // 78: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	28, // 79: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	1,  // 80: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	29, // 81: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	1,  // 82: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	33, // 83: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	1,  // 84: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	36, // 85: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	38, // 86: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	41, // 87: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	43, // 88: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	1,  // 89: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	41, // 90: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	47, // 91: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	1,  // 92: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	1,  // 93: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	54, // 94: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	56, // 95: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	3,  // 96: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	1,  // 97: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	9,  // 98: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	50, // 99: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	50, // 100: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	64, // [64:101] is the sub-list for method output_type
-	27, // [27:64] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	59, // 27: hpt.v1.ShowCAResponse.user_ca:type_name -> hpt.v1.CAPublicKey
+	59, // 28: hpt.v1.ShowCAResponse.host_ca:type_name -> hpt.v1.CAPublicKey
+	2,  // 29: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	6,  // 30: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 31: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	8,  // 32: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	10, // 33: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	12, // 34: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	13, // 35: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	14, // 36: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	17, // 37: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	18, // 38: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	18, // 39: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	19, // 40: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	21, // 41: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	24, // 42: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	25, // 43: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	27, // 44: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	25, // 45: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	25, // 46: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	30, // 47: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	31, // 48: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	34, // 49: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	35, // 50: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	37, // 51: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	39, // 52: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	42, // 53: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	44, // 54: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	39, // 55: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	45, // 56: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	48, // 57: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	51, // 58: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	52, // 59: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	55, // 60: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	57, // 61: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	6,  // 62: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	8,  // 63: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	49, // 64: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	49, // 65: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	58, // 66: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
+	5,  // 67: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	1,  // 68: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	8,  // 69: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	9,  // 70: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	11, // 71: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	75, // 72: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	1,  // 73: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	16, // 74: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	1,  // 75: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	1,  // 76: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	1,  // 77: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	20, // 78: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	23, // 79: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	1,  // 80: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	1,  // 81: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	28, // 82: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	1,  // 83: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	29, // 84: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	1,  // 85: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	33, // 86: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	1,  // 87: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	36, // 88: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	38, // 89: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	41, // 90: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	43, // 91: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	1,  // 92: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	41, // 93: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	47, // 94: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	1,  // 95: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	1,  // 96: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	54, // 97: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	56, // 98: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	3,  // 99: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	1,  // 100: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	9,  // 101: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	50, // 102: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	50, // 103: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	60, // 104: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
+	67, // [67:105] is the sub-list for method output_type
+	29, // [29:67] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -4190,9 +4365,9 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   67,
+			NumMessages:   70,
 			NumExtensions: 0,
-			NumServices:   10,
+			NumServices:   11,
 		},
 		GoTypes:           file_rpc_api_proto_goTypes,
 		DependencyIndexes: file_rpc_api_proto_depIdxs,

@@ -2112,3 +2112,111 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "rpc/api.proto",
 }
+
+const (
+	CA_Show_FullMethodName = "/hpt.v1.CA/Show"
+)
+
+// CAClient is the client API for CA service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// CA shows the cluster's SSH certificate authorities, its keys of
+// authority (SPEC section 11): their public halves only. Needs view.
+type CAClient interface {
+	Show(ctx context.Context, in *ShowCARequest, opts ...grpc.CallOption) (*ShowCAResponse, error)
+}
+
+type cAClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCAClient(cc grpc.ClientConnInterface) CAClient {
+	return &cAClient{cc}
+}
+
+func (c *cAClient) Show(ctx context.Context, in *ShowCARequest, opts ...grpc.CallOption) (*ShowCAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ShowCAResponse)
+	err := c.cc.Invoke(ctx, CA_Show_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CAServer is the server API for CA service.
+// All implementations must embed UnimplementedCAServer
+// for forward compatibility.
+//
+// CA shows the cluster's SSH certificate authorities, its keys of
+// authority (SPEC section 11): their public halves only. Needs view.
+type CAServer interface {
+	Show(context.Context, *ShowCARequest) (*ShowCAResponse, error)
+	mustEmbedUnimplementedCAServer()
+}
+
+// UnimplementedCAServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCAServer struct{}
+
+func (UnimplementedCAServer) Show(context.Context, *ShowCARequest) (*ShowCAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Show not implemented")
+}
+func (UnimplementedCAServer) mustEmbedUnimplementedCAServer() {}
+func (UnimplementedCAServer) testEmbeddedByValue()            {}
+
+// UnsafeCAServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CAServer will
+// result in compilation errors.
+type UnsafeCAServer interface {
+	mustEmbedUnimplementedCAServer()
+}
+
+func RegisterCAServer(s grpc.ServiceRegistrar, srv CAServer) {
+	// If the following call panics, it indicates UnimplementedCAServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&CA_ServiceDesc, srv)
+}
+
+func _CA_Show_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShowCARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CAServer).Show(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CA_Show_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CAServer).Show(ctx, req.(*ShowCARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// CA_ServiceDesc is the grpc.ServiceDesc for CA service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var CA_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hpt.v1.CA",
+	HandlerType: (*CAServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Show",
+			Handler:    _CA_Show_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "rpc/api.proto",
+}

@@ -139,19 +139,30 @@ func writeSecretFile(path, content string) error {
 }
 
 func (a *app) initCommand() *cobra.Command {
-	var out string
+	var out, addCAs string
 	cmd := &cobra.Command{
-		Use:   "init --out DIR",
+		Use:   "init --out DIR | --add-cas KEYSTORE",
 		Short: "Create a cluster keystore and the first admin token",
 		Long: `Creates DIR/cluster.keystore.db holding the cluster keypair, the gossip
-key and the first admin token (stored hashed). Copy the keystore to every
+key, the SSH user and host CAs and the first admin token (stored hashed). Copy the keystore to every
 server node. Standard output carries exactly two lines, so that
   eval "$(hpt init --out DIR)"
 sets HPT_TOKEN and HPT_CLUSTER_KEY. The token is also written to
 DIR/admin.token (mode 0600), since under eval nobody sees it: store it
-safely, then delete the file; the cluster cannot show it again.`,
+safely, then delete the file; the cluster cannot show it again.
+
+The keystore also holds the cluster's SSH user and host CAs. A keystore
+made before hpt had them gets them with --add-cas KEYSTORE (the file, or
+its directory), in place; then copy that same file to every node and
+restart them one at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if addCAs != "" {
+				if out != "" {
+					return usagef("--add-cas and --out: give one (--out makes a new cluster, --add-cas upgrades an existing keystore)")
+				}
+				return a.addCAs(addCAs)
+			}
 			if out == "" {
 				return usagef("--out DIR is required")
 			}
@@ -177,16 +188,18 @@ safely, then delete the file; the cluster cannot show it again.`,
 			fmt.Fprintf(a.stdout, "export HPT_CLUSTER_KEY=%s\n", keys.Fingerprint())
 			fmt.Fprintf(a.stderr, `hpt init: wrote %s (mode 0600)
   cluster key %s
+  SSH user CA %s, host CA %s (hpt ca show prints them)
   The admin token (user:admin; the HPT_TOKEN line on stdout) is also in
   %s (mode 0600): keep it somewhere safe, then delete that file.
   The cluster stores it hashed only: it cannot be shown again.
   Copy the keystore to each server and start them, for example:
     hpt server --name n1 --keystore %s --data-dir /var/lib/hpt --bootstrap-expect 3 --join n2:7401,n3:7401
-`, path, keys.Fingerprint(), tokenPath, clusterKeystoreName)
+`, path, keys.Fingerprint(), keystore.CAFingerprint(keys.SSH.User), keystore.CAFingerprint(keys.SSH.Host), tokenPath, clusterKeystoreName)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory for cluster.keystore.db")
+	cmd.Flags().StringVar(&addCAs, "add-cas", "", "add the SSH CAs to this existing cluster keystore (or its directory) if it lacks them")
 	return cmd
 }
 
@@ -329,6 +342,16 @@ func loadClusterKeystore(path string, cfg *node.Config) error {
 	}
 	if err == nil {
 		cfg.Bootstrap = &bt
+	}
+	// A keystore made before the SSH CAs has none: the node starts with SSH
+	// access off and says so (node.UpgradeCACommand), so that upgrading a
+	// cluster can be rolling.
+	keys, err := ks.SSHCAs()
+	if err != nil {
+		return err
+	}
+	if cfg.SSHCAs, err = node.SSHCAsFromKeys(keys); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }

@@ -11,8 +11,9 @@
 //     role "cluster" for the cluster key) and, in cluster mode, the gossip
 //     key and the seed node addresses.
 //   - cluster: held by every server node. The cluster keypair (as the
-//     identity), the memberlist gossip key, seed addresses and the bootstrap
-//     admin token record. It holds no named keys.
+//     identity), the memberlist gossip key, seed addresses, the bootstrap
+//     admin token record and the SSH user and host CAs. It holds no named
+//     keys.
 //
 // A key's Role says what the key may be used for; a verifier must check it
 // (a target accepts a peer only if KeyByPublic finds it with RoleClient or
@@ -58,6 +59,15 @@
 //	  "seeds"            ["host:port", ...]              target and cluster kinds
 //	  "bootstrap_token"  {"id": STRING, "secret_sha256": HEX(32 bytes),
 //	                      "subject": STRING}             cluster kind only
+//	  "ssh_user_ca"      {"public": B64(32 bytes), "private": B64(32-byte seed),
+//	                      "created": TIME}               cluster kind only
+//	  "ssh_host_ca"      as ssh_user_ca                  cluster kind only
+//
+// The SSH CA records were added to format 1 without raising the version:
+// both are optional (a keystore made before them has neither, and
+// Keystore.EnsureSSHCAs adds them in place), and an hpt older than them
+// refuses a keystore holding them as an unknown record, naming it, which
+// is the right answer (it could not use them). Upgrade the binaries first.
 //
 // The private key is stored as its RFC 8032 32-byte seed next to the public
 // key; a record whose public key does not derive from the seed is malformed.

@@ -123,6 +123,8 @@ const (
 	recGossipKey      = "gossip_key"
 	recSeeds          = "seeds"
 	recBootstrapToken = "bootstrap_token"
+	recSSHUserCA      = "ssh_user_ca"
+	recSSHHostCA      = "ssh_host_ca"
 
 	formatMarker  = "hpt-keystore"
 	formatVersion = 1
@@ -442,6 +444,12 @@ func checkRecord(kind Kind, bucket string, rec, v []byte, publics map[string]boo
 				return fmt.Errorf("a %s keystore has no %s", kind, rec)
 			}
 			_, err := decodeToken(v)
+			return err
+		case recSSHUserCA, recSSHHostCA:
+			if kind != KindCluster {
+				return fmt.Errorf("a %s keystore has no %s", kind, rec)
+			}
+			_, err := decodeKey(v, false)
 			return err
 		}
 	default:

@@ -189,6 +189,10 @@ func (s *Server) Start(t testing.TB) {
 func (s *Server) start(t testing.TB) error {
 	cmd := exec.Command(s.sshd, "-D", "-e", "-f", s.ConfigPath)
 	cmd.Stdout, cmd.Stderr = &s.log, &s.log
+	// Session processes inherit sshd's stderr and outlive it while a
+	// client (say, one a failing test left open) holds its connection:
+	// do not wait for them to close the log pipe.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start sshd: %w", err)
 	}

@@ -36,6 +36,12 @@ func NodeConfig(k keystore.ClusterSecrets, name, dir string, expect int, log *sl
 	cfg.GossipKey = k.Gossip
 	bt := k.BootstrapToken()
 	cfg.Bootstrap = &bt
+	cas, err := node.SSHCAsFromKeys(k.SSH)
+	if err != nil {
+		// Only a malformed key fails, and k is made by NewClusterSecrets.
+		panic(fmt.Sprintf("devcluster: %v", err))
+	}
+	cfg.SSHCAs = cas
 	cfg.Logger = log
 	return cfg
 }

@@ -34,7 +34,10 @@ type Cluster struct {
 	ClusterKey ed25519.PrivateKey
 	// Admin is the bootstrap admin token.
 	Admin auth.Token
-	Dir   string
+	// SSHCAs are the cluster's SSH CAs, private halves included, for tests
+	// that check the nodes use them and never leak them.
+	SSHCAs keystore.SSHCAs
+	Dir    string
 
 	mu    sync.Mutex
 	nodes []*node.Node // nil while a node is stopped
@@ -55,7 +58,7 @@ func Start(t testing.TB, n int, opts ...Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Identity, Admin: keys.Admin, Dir: t.TempDir(), net: newFaultNet()}
+	c := &Cluster{t: t, keys: keys, ClusterKey: keys.Identity, Admin: keys.Admin, SSHCAs: keys.SSH, Dir: t.TempDir(), net: newFaultNet()}
 	t.Cleanup(c.Stop)
 	var opt Options
 	if len(opts) > 0 {
