@@ -41,6 +41,9 @@ const (
 	stashOrphanAfter = 10 * time.Minute
 	// stashTimeout bounds handing secret vars to the members.
 	stashTimeout = 5 * time.Second
+	// stashGrace is how much longer a submission waits for the members
+	// that have not answered once a quorum holds its secret vars.
+	stashGrace = 500 * time.Millisecond
 	// secretsSweep is how often finished jobs' secret vars are dropped at
 	// the latest.
 	secretsSweep = 2 * time.Second
@@ -194,40 +197,62 @@ func (n *Node) stashSecrets(ctx context.Context, job string, key, digest []byte,
 			voters++
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, stashTimeout)
-	defer cancel()
+	// The calls outlive the submission by up to stashTimeout: once a
+	// quorum holds the values the submission waits only stashGrace more,
+	// so that a dead member costs it little, while a slow one still gets
+	// them. Each call ends by stashTimeout or the node's stop.
+	cctx, cancel := context.WithTimeout(n.ctx, stashTimeout)
 	type result struct {
 		name  string
 		voter bool
 		err   error
 	}
 	results := make(chan result, len(servers))
+	var calls sync.WaitGroup
 	req := &rpc.StashSecretsRequest{JobId: job, Key: key, Digest: digest, Values: values}
 	for _, s := range servers {
+		calls.Add(1)
 		go func() {
+			defer calls.Done()
 			r := result{name: string(s.ID), voter: s.Suffrage == raft.Voter}
 			if string(s.ID) == n.cfg.Name {
 				r.err = n.secrets.put(job, key, digest, values, time.Now())
 			} else if conn, err := n.peers.get(string(s.Address)); err != nil {
 				r.err = err
 			} else {
-				_, r.err = rpc.NewInternalClient(conn).StashSecrets(ctx, req)
+				_, r.err = rpc.NewInternalClient(conn).StashSecrets(cctx, req)
 			}
 			results <- r
 		}()
 	}
+	go func() {
+		calls.Wait()
+		cancel()
+	}()
 	held, quorum := 0, voters/2+1
 	var failed []string
+	var grace <-chan time.Time
+wait:
 	for range servers {
-		r := <-results
-		switch {
-		case r.err == nil && r.voter:
-			held++
-		case r.err != nil:
-			if errors.Is(r.err, errStashFull) || status.Code(r.err) == codes.ResourceExhausted {
-				return status.Errorf(codes.ResourceExhausted, "secret vars: node %s holds as many secret vars of running jobs as it may (%d MiB); wait for jobs to end", r.name, maxStashBytes>>20)
+		select {
+		case r := <-results:
+			switch {
+			case r.err == nil && r.voter:
+				held++
+			case r.err != nil:
+				if errors.Is(r.err, errStashFull) || status.Code(r.err) == codes.ResourceExhausted {
+					return status.Errorf(codes.ResourceExhausted, "secret vars: node %s holds as many secret vars of running jobs as it may (%d MiB); wait for jobs to end", r.name, maxStashBytes>>20)
+				}
+				failed = append(failed, fmt.Sprintf("%s: %v", r.name, status.Convert(r.err).Message()))
 			}
-			failed = append(failed, fmt.Sprintf("%s: %v", r.name, status.Convert(r.err).Message()))
+			if held >= quorum && grace == nil {
+				grace = time.After(stashGrace)
+			}
+		case <-grace:
+			failed = append(failed, "others: no answer yet")
+			break wait
+		case <-ctx.Done():
+			break wait
 		}
 	}
 	if len(failed) > 0 {
@@ -235,6 +260,9 @@ func (n *Node) stashSecrets(ctx context.Context, job string, key, digest []byte,
 	}
 	if held < quorum {
 		n.secrets.drop(job)
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
 		return unavailable(fmt.Sprintf("secret vars: %d of %d voters hold them, %d needed: %v", held, voters, quorum, failed))
 	}
 	return nil

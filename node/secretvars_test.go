@@ -269,14 +269,46 @@ func TestJobSecretVars(t *testing.T) {
 }
 
 // A node that must dispatch a job's target but lacks its secret vars
-// (here: restarted since the submission) ends the target failed, saying
-// why, and the config does not run.
+// (restarted since the submission, or out of reach at submission) ends the
+// target failed, saying why, and the config does not run.
+//
+// First, the other way round: every member holds the values, so a job
+// submitted before the leader fails runs with them after.
 func TestJobSecretVarsNotHeld(t *testing.T) {
 	c := nodetest.Start(t, 3)
 	dir := t.TempDir()
 	keystore := c.RegisterTarget("web-1", dir)
+	keystore3 := c.RegisterTarget("web-3", t.TempDir())
 	out := filepath.Join(t.TempDir(), "db.conf")
 	cl := c.ClientFor(c.Admin.Secret(), c.Addrs()...)
+
+	failover := filepath.Join(t.TempDir(), "db.conf")
+	first := submit(t, cl, &rpc.SubmitJobRequest{
+		Config: secretConfig(failover), Targets: "web-3", TimeoutSeconds: 60, ConnectTimeoutSeconds: 120,
+		Vars: map[string]string{"user": "u"}, SecretVars: map[string]string{"db_password": "after-failover"},
+	})
+	l := c.WaitLeader()
+	c.Kill(l)
+	c.WaitLeader()
+	var alive []string
+	for _, n := range c.Running() {
+		alive = append(alive, n.Addr())
+	}
+	a3, err := agent.New(agent.Config{Keystore: keystore3, Listen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", Servers: alive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a3.Close() })
+	cl = c.ClientFor(c.Admin.Secret(), alive...)
+	if info := waitJob(t, c, cl, first.GetJobId(), 60*time.Second); info.GetJobStatus() != events.JobStatus_JOB_STATUS_DONE {
+		t.Fatalf("job across the failover: %s, %v", info.GetStatus(), info.GetTargets())
+	}
+	if b, err := os.ReadFile(failover); err != nil || !strings.Contains(string(b), "password=after-failover\n") {
+		t.Fatalf("job across the failover rendered %q, %v", b, err)
+	}
+	c.Restart(l)
+	c.WaitLeader()
+	cl = c.ClientFor(c.Admin.Secret(), c.Addrs()...)
 	// The agent is not connected yet: the target waits for it.
 	resp := submit(t, cl, &rpc.SubmitJobRequest{
 		Config: secretConfig(out), Targets: "web-1", TimeoutSeconds: 60, ConnectTimeoutSeconds: 120,
@@ -304,6 +336,38 @@ func TestJobSecretVarsNotHeld(t *testing.T) {
 	want := fmt.Sprintf("secret vars of job %s are not held by node %s (restarted since submission?); resubmit", resp.GetJobId(), n.Name())
 	if jt.GetTargetStatus() != events.TargetStatus_TARGET_STATUS_FAILED || jt.GetError() != want || jt.GetNode() != "" && jt.GetNode() != n.Name() {
 		t.Fatalf("target %s (%s) on node %q, want failed with %q", jt.GetStatus(), jt.GetError(), jt.GetNode(), want)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("the config ran without its secret vars: %s: %v", out, err)
+	}
+
+	// A member out of reach at submission: a quorum holds the values, so
+	// the job is accepted; the member, once back, lacks them and fails the
+	// target whose agent it holds.
+	keystore2 := c.RegisterTarget("web-2", t.TempDir())
+	p := follower(c)
+	c.Partition(p)
+	lc := c.ClientFor(c.Admin.Secret(), c.Node(c.WaitLeader()).Addr())
+	resp = submit(t, lc, &rpc.SubmitJobRequest{
+		Config: secretConfig(out), Targets: "web-2", TimeoutSeconds: 60, ConnectTimeoutSeconds: 120,
+		Vars: map[string]string{"user": "u"}, SecretVars: map[string]string{"db_password": "hunter2-secret"},
+	})
+	c.Heal()
+	pn := c.Node(p)
+	c.Eventually(30*time.Second, func() error {
+		_, err := pn.State().Job(resp.GetJobId())
+		return err
+	})
+	a2, err := agent.New(agent.Config{Keystore: keystore2, Listen: "127.0.0.1:0", GossipListen: "127.0.0.1:0", Servers: []string{pn.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a2.Close() })
+	info = waitJob(t, c, lc, resp.GetJobId(), 60*time.Second)
+	jt = info.GetTargets()[0]
+	want = fmt.Sprintf("secret vars of job %s are not held by node %s (restarted since submission?); resubmit", resp.GetJobId(), pn.Name())
+	if jt.GetTargetStatus() != events.TargetStatus_TARGET_STATUS_FAILED || jt.GetError() != want {
+		t.Fatalf("target %s (%s), want failed with %q", jt.GetStatus(), jt.GetError(), want)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("the config ran without its secret vars: %s: %v", out, err)
