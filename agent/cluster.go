@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/hpt-dev/hpt/agent/provision"
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/secretvars"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/pinned"
 )
@@ -362,8 +365,21 @@ func (l *clusterLink) start(d *rpc.JobDispatch) bool {
 // run applies a dispatched job and turns the report into a result.
 func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResult {
 	r := &rpc.JobResult{JobId: d.GetJobId()}
+	vars, secrets, err := dispatchVars(d)
+	if err != nil {
+		r.Error = err.Error()
+		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
+		return r
+	}
+	// What the run reports goes to the node, the log and the journal:
+	// none of them may hold a secret var's value.
+	redact := secretvars.NewRedactor(secrets)
+	defer func() {
+		redact.Blocks(r.Blocks)
+		r.Error = redact.String(r.Error)
+	}()
 	b := &provision.Bundle{Name: d.GetName(), Config: d.GetConfig(), Files: d.GetFiles()}
-	rep, err := l.a.run(ctx, b, d.GetDryRun(), d.GetVars(), nil)
+	rep, err := l.a.run(ctx, b, d.GetDryRun(), vars, nil)
 	if err != nil {
 		r.Error = err.Error()
 		setResultStatus(r, events.TargetStatus_TARGET_STATUS_FAILED)
@@ -382,6 +398,31 @@ func (l *clusterLink) run(ctx context.Context, d *rpc.JobDispatch) *rpc.JobResul
 		setResultStatus(r, events.TargetStatus_TARGET_STATUS_OK)
 	}
 	return r
+}
+
+// dispatchVars returns the vars a dispatched job's templates see (its vars
+// and its secret vars) and the secret vars alone, or why it must not run:
+// a job with secret vars runs only with every one of them, as the digest
+// the log recorded at submission says. The values live in memory only.
+func dispatchVars(d *rpc.JobDispatch) (vars, secrets map[string]string, err error) {
+	sv := d.GetSecretVars()
+	if len(sv.GetNames()) == 0 {
+		return d.GetVars(), nil, nil
+	}
+	if len(sv.GetValues()) == 0 {
+		return nil, nil, fmt.Errorf("job %s has secret vars (%s) but its dispatch carried none; not run", d.GetJobId(), strings.Join(sv.GetNames(), ", "))
+	}
+	if !slices.Equal(secretvars.Names(sv.GetValues()), sv.GetNames()) || !secretvars.Verify(sv.GetKey(), d.GetJobId(), sv.GetValues(), sv.GetDigest()) {
+		return nil, nil, fmt.Errorf("job %s: the secret vars dispatched do not match the digest recorded at submission; not run", d.GetJobId())
+	}
+	vars = make(map[string]string, len(d.GetVars())+len(sv.GetValues()))
+	for k, v := range d.GetVars() {
+		vars[k] = v
+	}
+	for k, v := range sv.GetValues() {
+		vars[k] = v
+	}
+	return vars, sv.GetValues(), nil
 }
 
 // setResultStatus sets a result's status, and its name for nodes of builds

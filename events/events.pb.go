@@ -1294,8 +1294,11 @@ type JobSubmitted struct {
 	// connection if later) before it ends unreachable. 0, as in jobs
 	// submitted before this field existed: only timeout_nanos bounds it.
 	ConnectTimeoutNanos int64 `protobuf:"varint,13,opt,name=connect_timeout_nanos,json=connectTimeoutNanos,proto3" json:"connect_timeout_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The job's secret vars (--secret-var): their names and a digest, never
+	// their values (see JobSecrets).
+	SecretVars    *JobSecrets `protobuf:"bytes,14,opt,name=secret_vars,json=secretVars,proto3" json:"secret_vars,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSubmitted) Reset() {
@@ -1417,6 +1420,13 @@ func (x *JobSubmitted) GetConnectTimeoutNanos() int64 {
 		return x.ConnectTimeoutNanos
 	}
 	return 0
+}
+
+func (x *JobSubmitted) GetSecretVars() *JobSecrets {
+	if x != nil {
+		return x.SecretVars
+	}
+	return nil
 }
 
 // The scheduler released these targets to run (a sliding window of at
@@ -2280,6 +2290,64 @@ func (x *SnapshotRestored) GetSnapshotIndex() uint64 {
 	return 0
 }
 
+// What the log records of a job's secret vars: names and an HMAC-SHA256 of
+// the values under a random key that travels with the values and is never
+// logged (internal/secretvars), so that a node or agent holding the values
+// can check they are this job's, while the log reveals nothing about them
+// (not even whether two jobs used the same value).
+type JobSecrets struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Digest        []byte   `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobSecrets) Reset() {
+	*x = JobSecrets{}
+	mi := &file_events_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobSecrets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobSecrets) ProtoMessage() {}
+
+func (x *JobSecrets) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobSecrets.ProtoReflect.Descriptor instead.
+func (*JobSecrets) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *JobSecrets) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *JobSecrets) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -2349,7 +2417,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\fGrantRemoved\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"\xb0\x05\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\"\xec\x05\n" +
 	"\fJobSubmitted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -2366,7 +2434,9 @@ const file_events_events_proto_rawDesc = "" +
 	" \x01(\x03R\ftimeoutNanos\x129\n" +
 	"\x04vars\x18\v \x03(\v2%.hpt.events.v1.JobSubmitted.VarsEntryR\x04vars\x12\x17\n" +
 	"\adry_run\x18\f \x01(\bR\x06dryRun\x122\n" +
-	"\x15connect_timeout_nanos\x18\r \x01(\x03R\x13connectTimeoutNanos\x1a8\n" +
+	"\x15connect_timeout_nanos\x18\r \x01(\x03R\x13connectTimeoutNanos\x12:\n" +
+	"\vsecret_vars\x18\x0e \x01(\v2\x19.hpt.events.v1.JobSecretsR\n" +
+	"secretVars\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2443,7 +2513,11 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\"9\n" +
 	"\x10SnapshotRestored\x12%\n" +
-	"\x0esnapshot_index\x18\x01 \x01(\x04R\rsnapshotIndex*\xec\x05\n" +
+	"\x0esnapshot_index\x18\x01 \x01(\x04R\rsnapshotIndex\":\n" +
+	"\n" +
+	"JobSecrets\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest*\xec\x05\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\x1d\n" +
 	"\x19TYPE_CLUSTER_BOOTSTRAPPED\x10\x01\x12\x13\n" +
@@ -2510,7 +2584,7 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
 	(JobStatus)(0),              // 1: hpt.events.v1.JobStatus
@@ -2547,30 +2621,32 @@ var file_events_events_proto_goTypes = []any{
 	(*BenchWrite)(nil),          // 32: hpt.events.v1.BenchWrite
 	(*LeaderElected)(nil),       // 33: hpt.events.v1.LeaderElected
 	(*SnapshotRestored)(nil),    // 34: hpt.events.v1.SnapshotRestored
-	nil,                         // 35: hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	nil,                         // 36: hpt.events.v1.JobSubmitted.FilesEntry
-	nil,                         // 37: hpt.events.v1.JobSubmitted.SelectorEntry
-	nil,                         // 38: hpt.events.v1.JobSubmitted.VarsEntry
-	nil,                         // 39: hpt.events.v1.TargetConnected.LabelsEntry
-	nil,                         // 40: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	(*JobSecrets)(nil),          // 35: hpt.events.v1.JobSecrets
+	nil,                         // 36: hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	nil,                         // 37: hpt.events.v1.JobSubmitted.FilesEntry
+	nil,                         // 38: hpt.events.v1.JobSubmitted.SelectorEntry
+	nil,                         // 39: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 40: hpt.events.v1.TargetConnected.LabelsEntry
+	nil,                         // 41: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
-	35, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	36, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
-	37, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
-	38, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
-	23, // 5: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
-	24, // 6: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
-	2,  // 7: hpt.events.v1.JobTargetFinished.target_status:type_name -> hpt.events.v1.TargetStatus
-	1,  // 8: hpt.events.v1.JobFinished.job_status:type_name -> hpt.events.v1.JobStatus
-	39, // 9: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
-	40, // 10: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	36, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	37, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
+	38, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
+	39, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
+	35, // 5: hpt.events.v1.JobSubmitted.secret_vars:type_name -> hpt.events.v1.JobSecrets
+	23, // 6: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
+	24, // 7: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
+	2,  // 8: hpt.events.v1.JobTargetFinished.target_status:type_name -> hpt.events.v1.TargetStatus
+	1,  // 9: hpt.events.v1.JobFinished.job_status:type_name -> hpt.events.v1.JobStatus
+	40, // 10: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	41, // 11: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -2586,7 +2662,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2,12 +2,14 @@ package fsm
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hpt-dev/hpt/events"
+	"github.com/hpt-dev/hpt/internal/secretvars"
 )
 
 // Short names for the statuses of events.proto, the one declaration.
@@ -124,6 +126,14 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 	if p.GetConnectTimeoutNanos() < 0 {
 		return t.reject(ErrInvalid, "job %q: connect_timeout must not be negative", p.GetJobId())
 	}
+	if sv := p.GetSecretVars(); sv != nil {
+		if err := secretvars.CheckNames(sv.GetNames()); err != nil {
+			return t.reject(ErrInvalid, "job %q: %v", p.GetJobId(), err)
+		}
+		if len(sv.GetNames()) == 0 || len(sv.GetDigest()) != sha256.Size {
+			return t.reject(ErrInvalid, "job %q: secret_vars: want names and a %d-byte digest", p.GetJobId(), sha256.Size)
+		}
+	}
 	seen := map[string]bool{}
 	for _, name := range p.GetTargets() {
 		if seen[name] {
@@ -146,7 +156,7 @@ func (t *txn) submitJob(p *events.JobSubmitted) *Rejection {
 		Id: p.GetJobId(), Name: p.GetName(), Submitted: t.origin(), Config: p.GetConfig(), Files: p.GetFiles(),
 		TargetGlob: p.GetTargetGlob(), Selector: p.GetSelector(), BatchSize: batch,
 		MaxFailures: p.GetMaxFailures(), TimeoutNanos: p.GetTimeoutNanos(), Vars: p.GetVars(), DryRun: p.GetDryRun(),
-		ConnectTimeoutNanos: p.GetConnectTimeoutNanos(), Status: jobRunning, Counts: map[string]uint32{targetPending.Name(): uint32(len(p.GetTargets()))},
+		ConnectTimeoutNanos: p.GetConnectTimeoutNanos(), SecretVars: p.GetSecretVars(), Status: jobRunning, Counts: map[string]uint32{targetPending.Name(): uint32(len(p.GetTargets()))},
 	}
 	for i, name := range p.GetTargets() {
 		t.put(key(tagJobTarget, j.Id, name), &JobTarget{JobId: j.Id, Target: name, Status: targetPending, Position: uint32(i)})

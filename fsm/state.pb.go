@@ -487,8 +487,10 @@ type Job struct {
 	Status       events.JobStatus  `protobuf:"varint,19,opt,name=status,proto3,enum=hpt.events.v1.JobStatus" json:"status,omitempty"`
 	// From job_submitted: see JobSubmitted.connect_timeout_nanos.
 	ConnectTimeoutNanos int64 `protobuf:"varint,20,opt,name=connect_timeout_nanos,json=connectTimeoutNanos,proto3" json:"connect_timeout_nanos,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// From job_submitted: names and digest of the secret vars, never values.
+	SecretVars    *events.JobSecrets `protobuf:"bytes,21,opt,name=secret_vars,json=secretVars,proto3" json:"secret_vars,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -661,6 +663,13 @@ func (x *Job) GetConnectTimeoutNanos() int64 {
 		return x.ConnectTimeoutNanos
 	}
 	return 0
+}
+
+func (x *Job) GetSecretVars() *events.JobSecrets {
+	if x != nil {
+		return x.SecretVars
+	}
+	return nil
 }
 
 type JobTarget struct {
@@ -853,7 +862,7 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xec\a\n" +
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xa8\b\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
@@ -877,7 +886,9 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\bfinished\x18\x11 \x01(\v2\x12.hpt.fsm.v1.OriginR\bfinished\x12#\n" +
 	"\rcancel_reason\x18\x12 \x01(\tR\fcancelReason\x120\n" +
 	"\x06status\x18\x13 \x01(\x0e2\x18.hpt.events.v1.JobStatusR\x06status\x122\n" +
-	"\x15connect_timeout_nanos\x18\x14 \x01(\x03R\x13connectTimeoutNanos\x1a8\n" +
+	"\x15connect_timeout_nanos\x18\x14 \x01(\x03R\x13connectTimeoutNanos\x12:\n" +
+	"\vsecret_vars\x18\x15 \x01(\v2\x19.hpt.events.v1.JobSecretsR\n" +
+	"secretVars\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -934,8 +945,9 @@ var file_fsm_state_proto_goTypes = []any{
 	nil,                        // 11: hpt.fsm.v1.Job.VarsEntry
 	nil,                        // 12: hpt.fsm.v1.Job.CountsEntry
 	(events.JobStatus)(0),      // 13: hpt.events.v1.JobStatus
-	(*events.BlockResult)(nil), // 14: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),   // 15: hpt.events.v1.TargetStatus
+	(*events.JobSecrets)(nil),  // 14: hpt.events.v1.JobSecrets
+	(*events.BlockResult)(nil), // 15: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 16: hpt.events.v1.TargetStatus
 }
 var file_fsm_state_proto_depIdxs = []int32{
 	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
@@ -953,13 +965,14 @@ var file_fsm_state_proto_depIdxs = []int32{
 	12, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
 	0,  // 13: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
 	13, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
-	14, // 15: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
-	15, // 16: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 15: hpt.fsm.v1.Job.secret_vars:type_name -> hpt.events.v1.JobSecrets
+	15, // 16: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	16, // 17: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }

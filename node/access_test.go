@@ -164,6 +164,10 @@ func TestInternalIsForNodesOnly(t *testing.T) {
 			_, err := ic.CancelRun(ctx, &rpc.DispatchRequest{JobId: "j-x", Target: "web-1"})
 			return err
 		}},
+		{"StashSecrets", func(ctx context.Context, ic rpc.InternalClient) error {
+			_, err := ic.StashSecrets(ctx, &rpc.StashSecretsRequest{JobId: "j-x", Values: map[string]string{"pw": "x"}})
+			return err
+		}},
 	}
 	// Every method of the Internal service is called here.
 	var tested, served []string

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/internal/secretvars"
 	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 	"github.com/hpt-dev/hpt/rpc/auth"
@@ -137,16 +138,34 @@ func (a *jobsAPI) Submit(ctx context.Context, req *rpc.SubmitJobRequest) (*rpc.S
 		MaxFailures: req.GetMaxFailures(), TimeoutNanos: int64(timeout), Vars: req.GetVars(), DryRun: req.GetDryRun(),
 		ConnectTimeoutNanos: int64(connect),
 	}
+	secrets := req.GetSecretVars()
+	var key []byte
+	if len(secrets) > 0 {
+		if key, err = secretvars.NewKey(); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		job.SecretVars = &events.JobSecrets{Names: secretvars.Names(secrets), Digest: secretvars.Digest(key, id, secrets)}
+	}
 	// Every input is within its limit; only a very long target list can
 	// still make the event too large. Say so rather than give the size.
 	if size := proto.Size(job); size > events.MaxEncodedSize-4<<10 {
 		return nil, status.Errorf(codes.InvalidArgument, "job: its %d targets with the bundle make an event of %d bytes, over the %d MiB event limit; split the job with --targets", len(targets), size, events.MaxEncodedSize>>20)
 	}
+	if len(secrets) > 0 {
+		// Before the job exists: whichever node comes to dispatch it, and
+		// whichever leads then, finds the values held (secrets.go).
+		if err := n.stashSecrets(ctx, id, key, job.SecretVars.Digest, secrets); err != nil {
+			return nil, err
+		}
+	}
 	w, err := n.propose(ctx, job)
 	if err != nil {
+		// The other nodes drop theirs once the job stays unknown.
+		n.secrets.drop(id)
 		return nil, err
 	}
 	if w.GetDuplicate() {
+		n.secrets.drop(id)
 		// A retried submission: answer with the job the first attempt made.
 		ev, err := n.fsm.Event(w.GetIndex())
 		if err != nil {
@@ -179,6 +198,9 @@ func checkJobInputs(req *rpc.SubmitJobRequest) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := provconfig.CheckVars(req.GetVars()); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := secretvars.Check(req.GetSecretVars(), req.GetVars()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	// Parse applies the bundle limit first.

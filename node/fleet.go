@@ -337,6 +337,7 @@ func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentM
 	case *events.JobTargetDispatched:
 		return n.confirmStart(ctx, s, ev, reqID)
 	case *events.JobTargetFinished:
+		n.redactResult(ev)
 		if _, err := n.proposeTolerant(ctx, events.KindTarget+":"+s.target, reqID, ev); err != nil {
 			// Not acknowledged: the agent sends it again later.
 			n.log.Warn("record job result", "job", ev.GetJobId(), "target", s.target, "err", err)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hpt-dev/hpt/internal/secretvars"
 	"github.com/hpt-dev/hpt/provconfig"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -26,6 +27,20 @@ func (n *Node) checkTemplates(req *rpc.SubmitJobRequest, targets []string) error
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "config: %v", err)
 	}
+	// Secret vars are vars to the templates. An error that quoted one
+	// (a function that echoes its argument) is redacted: errors never
+	// carry a secret.
+	vars := req.GetVars()
+	redact := secretvars.NewRedactor(req.GetSecretVars())
+	if len(req.GetSecretVars()) > 0 {
+		vars = make(map[string]string, len(req.GetVars())+len(req.GetSecretVars()))
+		for k, v := range req.GetVars() {
+			vars[k] = v
+		}
+		for k, v := range req.GetSecretVars() {
+			vars[k] = v
+		}
+	}
 	var order []string
 	on := map[string][]string{}
 	for _, t := range targets {
@@ -33,13 +48,13 @@ func (n *Node) checkTemplates(req *rpc.SubmitJobRequest, targets []string) error
 		if err != nil {
 			return stateErr(err)
 		}
-		err = provconfig.CheckTemplates(cfg, provconfig.Facts{Name: t, Labels: tk.GetLabels()}, req.GetVars())
+		err = provconfig.CheckTemplates(cfg, provconfig.Facts{Name: t, Labels: tk.GetLabels()}, vars)
 		var errs provconfig.ConfigErrors
 		if err != nil && !errors.As(err, &errs) {
-			return status.Errorf(codes.InvalidArgument, "config: target %s: %v", t, err)
+			return status.Errorf(codes.InvalidArgument, "config: target %s: %s", t, redact.String(err.Error()))
 		}
 		for _, e := range errs {
-			msg := e.Error()
+			msg := redact.String(e.Error())
 			if _, seen := on[msg]; !seen {
 				order = append(order, msg)
 			}

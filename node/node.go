@@ -74,6 +74,8 @@ type Node struct {
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
 	fleet      *fleet
+	// secrets holds jobs' secret vars in memory (secrets.go).
+	secrets *secretStash
 	// batches gathers writes into Raft entries, forwarded to the leader
 	// while this node follows.
 	batches *batcher
@@ -119,6 +121,7 @@ func New(cfg Config) (_ *Node, err error) {
 		scheduleCh:  make(chan struct{}, 1),
 	}
 	n.fleet = newFleet(cfg.Name, cfg.AgentHeartbeat, n.log, n)
+	n.secrets = newSecretStash(maxStashBytes)
 	n.batches = newBatcher(ctx, cfg, n)
 	// Undo whatever was started if a later step fails.
 	defer func() {
@@ -158,7 +161,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startMetrics(); err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.secretsLoop()
 	go n.awaitFreshState()
 	go n.leaderLoop()
 	go n.reconcileLoop()

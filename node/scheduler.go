@@ -8,8 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/fsm"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -236,10 +239,43 @@ func (n *Node) dispatchLocal(ctx context.Context, jobID, target string) error {
 	if err != nil {
 		return err
 	}
+	sv, held := n.dispatchSecrets(j)
+	if !held {
+		// Only the node holding the target's stream decides: another
+		// node's stash says nothing about this one's.
+		if n.fleet.get(target) == nil {
+			return status.Errorf(codes.NotFound, "target %s has no stream on node %s", target, n.cfg.Name)
+		}
+		started, err := n.targetStarted(jobID, target)
+		if err != nil {
+			return err
+		}
+		if !started {
+			// Never run it without them: end it, with the reason.
+			return n.failNoSecrets(ctx, jobID, target)
+		}
+		// Started before (on a stream elsewhere): the agent answers from
+		// its journal, or fails a dispatch that lacks the values itself.
+	}
 	return n.fleet.push(target, &rpc.NodeMessage{Msg: &rpc.NodeMessage_Dispatch{Dispatch: &rpc.JobDispatch{
 		JobId: j.GetId(), Name: j.GetName(), Config: j.GetConfig(), Files: j.GetFiles(),
-		Vars: j.GetVars(), DryRun: j.GetDryRun(), TimeoutNanos: j.GetTimeoutNanos(),
+		Vars: j.GetVars(), DryRun: j.GetDryRun(), TimeoutNanos: j.GetTimeoutNanos(), SecretVars: sv,
 	}}})
+}
+
+// targetStarted reports whether the state has target running job (or
+// finished with it).
+func (n *Node) targetStarted(jobID, target string) (bool, error) {
+	jts, err := n.fsm.JobTargets(jobID)
+	if err != nil {
+		return false, err
+	}
+	for _, jt := range jts {
+		if jt.GetTarget() == target {
+			return jt.GetStatus() != events.TargetStatus_TARGET_STATUS_PENDING && jt.GetStatus() != events.TargetStatus_TARGET_STATUS_DISPATCHED, nil
+		}
+	}
+	return false, fmt.Errorf("job %s has no target %s", jobID, target)
 }
 
 // serverAddr returns the address of a server in the Raft configuration.

@@ -159,6 +159,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 		internal + "Restore":      node,
 		internal + "Dispatch":     node,
 		internal + "CancelRun":    node,
+		internal + "StashSecrets": node,
 	}
 }
 

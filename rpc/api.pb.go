@@ -2306,8 +2306,11 @@ type SubmitJobRequest struct {
 	// How long a released target waits for its agent to be connected
 	// before it ends unreachable; 0: DefaultConnectTimeout (30s).
 	ConnectTimeoutSeconds int64 `protobuf:"varint,12,opt,name=connect_timeout_seconds,json=connectTimeoutSeconds,proto3" json:"connect_timeout_seconds,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Secret vars (--secret-var): seen by templates as .Vars.NAME like vars,
+	// but never recorded; a name may not also be in vars.
+	SecretVars    map[string]string `protobuf:"bytes,13,rep,name=secret_vars,json=secretVars,proto3" json:"secret_vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
@@ -2422,6 +2425,13 @@ func (x *SubmitJobRequest) GetConnectTimeoutSeconds() int64 {
 		return x.ConnectTimeoutSeconds
 	}
 	return 0
+}
+
+func (x *SubmitJobRequest) GetSecretVars() map[string]string {
+	if x != nil {
+		return x.SecretVars
+	}
+	return nil
 }
 
 type SubmitJobResponse struct {
@@ -3628,6 +3638,112 @@ func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
 	return file_rpc_api_proto_rawDescGZIP(), []int{56}
 }
 
+type StashSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The HMAC key and digest of internal/secretvars; the digest is the one
+	// job_submitted will record.
+	Key           []byte            `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Digest        []byte            `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Values        map[string]string `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StashSecretsRequest) Reset() {
+	*x = StashSecretsRequest{}
+	mi := &file_rpc_api_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StashSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StashSecretsRequest) ProtoMessage() {}
+
+func (x *StashSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StashSecretsRequest.ProtoReflect.Descriptor instead.
+func (*StashSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *StashSecretsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StashSecretsRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *StashSecretsRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *StashSecretsRequest) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type StashSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StashSecretsResponse) Reset() {
+	*x = StashSecretsResponse{}
+	mi := &file_rpc_api_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StashSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StashSecretsResponse) ProtoMessage() {}
+
+func (x *StashSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StashSecretsResponse.ProtoReflect.Descriptor instead.
+func (*StashSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{58}
+}
+
 type ShowCARequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3636,7 +3752,7 @@ type ShowCARequest struct {
 
 func (x *ShowCARequest) Reset() {
 	*x = ShowCARequest{}
-	mi := &file_rpc_api_proto_msgTypes[57]
+	mi := &file_rpc_api_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3764,7 @@ func (x *ShowCARequest) String() string {
 func (*ShowCARequest) ProtoMessage() {}
 
 func (x *ShowCARequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[57]
+	mi := &file_rpc_api_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3777,7 @@ func (x *ShowCARequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowCARequest.ProtoReflect.Descriptor instead.
 func (*ShowCARequest) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{57}
+	return file_rpc_api_proto_rawDescGZIP(), []int{59}
 }
 
 // CAPublicKey is the public half of one CA.
@@ -3678,7 +3794,7 @@ type CAPublicKey struct {
 
 func (x *CAPublicKey) Reset() {
 	*x = CAPublicKey{}
-	mi := &file_rpc_api_proto_msgTypes[58]
+	mi := &file_rpc_api_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3690,7 +3806,7 @@ func (x *CAPublicKey) String() string {
 func (*CAPublicKey) ProtoMessage() {}
 
 func (x *CAPublicKey) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[58]
+	mi := &file_rpc_api_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3703,7 +3819,7 @@ func (x *CAPublicKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CAPublicKey.ProtoReflect.Descriptor instead.
 func (*CAPublicKey) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{58}
+	return file_rpc_api_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CAPublicKey) GetPublicKey() string {
@@ -3735,7 +3851,7 @@ type ShowCAResponse struct {
 
 func (x *ShowCAResponse) Reset() {
 	*x = ShowCAResponse{}
-	mi := &file_rpc_api_proto_msgTypes[59]
+	mi := &file_rpc_api_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3863,7 @@ func (x *ShowCAResponse) String() string {
 func (*ShowCAResponse) ProtoMessage() {}
 
 func (x *ShowCAResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_api_proto_msgTypes[59]
+	mi := &file_rpc_api_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3876,7 @@ func (x *ShowCAResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShowCAResponse.ProtoReflect.Descriptor instead.
 func (*ShowCAResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_api_proto_rawDescGZIP(), []int{59}
+	return file_rpc_api_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ShowCAResponse) GetUserCa() *CAPublicKey {
@@ -3952,7 +4068,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12cluster_public_key\x18\x01 \x01(\fR\x10clusterPublicKey\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x02 \x01(\fR\tgossipKey\x12\x14\n" +
-	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\x95\x05\n" +
+	"\x05seeds\x18\x03 \x03(\tR\x05seeds\"\x9f\x06\n" +
 	"\x10SubmitJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x129\n" +
@@ -3967,7 +4083,9 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\adry_run\x18\n" +
 	" \x01(\bR\x06dryRun\x12\x18\n" +
 	"\apreview\x18\v \x01(\bR\apreview\x126\n" +
-	"\x17connect_timeout_seconds\x18\f \x01(\x03R\x15connectTimeoutSeconds\x1a8\n" +
+	"\x17connect_timeout_seconds\x18\f \x01(\x03R\x15connectTimeoutSeconds\x12I\n" +
+	"\vsecret_vars\x18\r \x03(\v2(.hpt.v1.SubmitJobRequest.SecretVarsEntryR\n" +
+	"secretVars\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3976,6 +4094,9 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
 	"\tVarsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fSecretVarsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
 	"\x11SubmitJobResponse\x12\x15\n" +
@@ -4072,7 +4193,16 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
-	"\x11NodeStatusRequest\"\x0f\n" +
+	"\x11NodeStatusRequest\"\xd2\x01\n" +
+	"\x13StashSecretsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\x12?\n" +
+	"\x06values\x18\x04 \x03(\v2'.hpt.v1.StashSecretsRequest.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +
+	"\x14StashSecretsResponse\"\x0f\n" +
 	"\rShowCARequest\"N\n" +
 	"\vCAPublicKey\x12\x1d\n" +
 	"\n" +
@@ -4134,7 +4264,7 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\aTargets\x12?\n" +
 	"\x04List\x12\x1a.hpt.v1.ListTargetsRequest\x1a\x1b.hpt.v1.ListTargetsResponse2B\n" +
 	"\x05Bench\x129\n" +
-	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\x86\x04\n" +
+	"\x05Write\x12\x19.hpt.v1.BenchWriteRequest\x1a\x15.hpt.v1.WriteResponse2\xd1\x04\n" +
 	"\bInternal\x124\n" +
 	"\x05Apply\x12\x14.hpt.v1.ApplyRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
 	"\n" +
@@ -4145,7 +4275,8 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\fRemoveServer\x12\x19.hpt.v1.RemoveNodeRequest\x1a\x15.hpt.v1.WriteResponse\x12C\n" +
 	"\aRestore\x12\x15.hpt.v1.SnapshotChunk\x1a\x1f.hpt.v1.SnapshotRestoreResponse(\x01\x12=\n" +
 	"\bDispatch\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse\x12>\n" +
-	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse2;\n" +
+	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse\x12I\n" +
+	"\fStashSecrets\x12\x1b.hpt.v1.StashSecretsRequest\x1a\x1c.hpt.v1.StashSecretsResponse2;\n" +
 	"\x02CA\x125\n" +
 	"\x04Show\x12\x15.hpt.v1.ShowCARequest\x1a\x16.hpt.v1.ShowCAResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
@@ -4162,7 +4293,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_rpc_api_proto_goTypes = []any{
 	(ApplyFailure)(0),               // 0: hpt.v1.ApplyFailure
 	(*WriteResponse)(nil),           // 1: hpt.v1.WriteResponse
@@ -4222,136 +4353,144 @@ var file_rpc_api_proto_goTypes = []any{
 	(*ReadIndexRequest)(nil),        // 55: hpt.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil),       // 56: hpt.v1.ReadIndexResponse
 	(*NodeStatusRequest)(nil),       // 57: hpt.v1.NodeStatusRequest
-	(*ShowCARequest)(nil),           // 58: hpt.v1.ShowCARequest
-	(*CAPublicKey)(nil),             // 59: hpt.v1.CAPublicKey
-	(*ShowCAResponse)(nil),          // 60: hpt.v1.ShowCAResponse
-	nil,                             // 61: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 62: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 63: hpt.v1.KeyInfo.ClaimedLabelsEntry
-	nil,                             // 64: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 65: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 66: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 67: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 68: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 69: hpt.v1.TargetInfo.LabelsEntry
-	nil,                             // 70: hpt.v1.TargetInfo.ClaimedLabelsEntry
-	(events.Type)(0),                // 71: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 72: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),        // 73: hpt.events.v1.TargetStatus
-	(events.JobStatus)(0),           // 74: hpt.events.v1.JobStatus
-	(*events.Event)(nil),            // 75: hpt.events.v1.Event
+	(*StashSecretsRequest)(nil),     // 58: hpt.v1.StashSecretsRequest
+	(*StashSecretsResponse)(nil),    // 59: hpt.v1.StashSecretsResponse
+	(*ShowCARequest)(nil),           // 60: hpt.v1.ShowCARequest
+	(*CAPublicKey)(nil),             // 61: hpt.v1.CAPublicKey
+	(*ShowCAResponse)(nil),          // 62: hpt.v1.ShowCAResponse
+	nil,                             // 63: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                             // 64: hpt.v1.KeyInfo.LabelsEntry
+	nil,                             // 65: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                             // 66: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                             // 67: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                             // 68: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                             // 69: hpt.v1.SubmitJobRequest.SecretVarsEntry
+	nil,                             // 70: hpt.v1.JobInfo.CountsEntry
+	nil,                             // 71: hpt.v1.JobInfo.SelectorEntry
+	nil,                             // 72: hpt.v1.TargetInfo.LabelsEntry
+	nil,                             // 73: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	nil,                             // 74: hpt.v1.StashSecretsRequest.ValuesEntry
+	(events.Type)(0),                // 75: hpt.events.v1.Type
+	(*events.BlockResult)(nil),      // 76: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),        // 77: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),           // 78: hpt.events.v1.JobStatus
+	(*events.Event)(nil),            // 79: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	4,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	3,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
 	26, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
-	71, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	75, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	15, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	22, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	26, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	26, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	61, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	62, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	63, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	63, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	64, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	65, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
 	32, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	64, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	65, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	66, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	72, // 15: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	73, // 16: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
-	67, // 17: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
-	40, // 18: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	68, // 19: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	74, // 20: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
-	41, // 21: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	69, // 22: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	70, // 23: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
-	46, // 24: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
-	0,  // 25: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
-	53, // 26: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	59, // 27: hpt.v1.ShowCAResponse.user_ca:type_name -> hpt.v1.CAPublicKey
-	59, // 28: hpt.v1.ShowCAResponse.host_ca:type_name -> hpt.v1.CAPublicKey
-	2,  // 29: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	6,  // 30: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 31: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	8,  // 32: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	10, // 33: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	12, // 34: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	13, // 35: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	14, // 36: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	17, // 37: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	18, // 38: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	18, // 39: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	19, // 40: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	21, // 41: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	24, // 42: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	25, // 43: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	27, // 44: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	25, // 45: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	25, // 46: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	30, // 47: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	31, // 48: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	34, // 49: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	35, // 50: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	37, // 51: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	39, // 52: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	42, // 53: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	44, // 54: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	39, // 55: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	45, // 56: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	48, // 57: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	51, // 58: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	52, // 59: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	55, // 60: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	57, // 61: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	6,  // 62: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	8,  // 63: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	49, // 64: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	49, // 65: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	58, // 66: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
-	5,  // 67: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	1,  // 68: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	8,  // 69: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	9,  // 70: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	11, // 71: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	75, // 72: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	1,  // 73: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	16, // 74: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	1,  // 75: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	1,  // 76: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	1,  // 77: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	20, // 78: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	23, // 79: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	1,  // 80: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	1,  // 81: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	28, // 82: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	1,  // 83: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	29, // 84: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	1,  // 85: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	33, // 86: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	1,  // 87: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	36, // 88: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	38, // 89: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	41, // 90: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	43, // 91: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	1,  // 92: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	41, // 93: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	47, // 94: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	1,  // 95: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	1,  // 96: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	54, // 97: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	56, // 98: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	3,  // 99: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	1,  // 100: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	9,  // 101: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	50, // 102: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	50, // 103: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	60, // 104: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
-	67, // [67:105] is the sub-list for method output_type
-	29, // [29:67] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	66, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	67, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	68, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	69, // 15: hpt.v1.SubmitJobRequest.secret_vars:type_name -> hpt.v1.SubmitJobRequest.SecretVarsEntry
+	76, // 16: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	77, // 17: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	70, // 18: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	40, // 19: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
+	71, // 20: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	78, // 21: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	41, // 22: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
+	72, // 23: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	73, // 24: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	46, // 25: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
+	0,  // 26: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
+	53, // 27: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
+	74, // 28: hpt.v1.StashSecretsRequest.values:type_name -> hpt.v1.StashSecretsRequest.ValuesEntry
+	61, // 29: hpt.v1.ShowCAResponse.user_ca:type_name -> hpt.v1.CAPublicKey
+	61, // 30: hpt.v1.ShowCAResponse.host_ca:type_name -> hpt.v1.CAPublicKey
+	2,  // 31: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	6,  // 32: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 33: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	8,  // 34: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	10, // 35: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	12, // 36: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	13, // 37: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	14, // 38: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	17, // 39: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	18, // 40: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	18, // 41: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	19, // 42: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	21, // 43: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	24, // 44: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	25, // 45: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	27, // 46: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	25, // 47: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	25, // 48: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	30, // 49: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	31, // 50: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	34, // 51: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	35, // 52: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	37, // 53: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	39, // 54: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	42, // 55: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	44, // 56: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	39, // 57: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	45, // 58: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	48, // 59: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	51, // 60: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	52, // 61: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	55, // 62: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	57, // 63: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	6,  // 64: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	8,  // 65: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	49, // 66: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	49, // 67: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	58, // 68: hpt.v1.Internal.StashSecrets:input_type -> hpt.v1.StashSecretsRequest
+	60, // 69: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
+	5,  // 70: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	1,  // 71: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	8,  // 72: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	9,  // 73: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	11, // 74: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	79, // 75: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	1,  // 76: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	16, // 77: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	1,  // 78: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	1,  // 79: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	1,  // 80: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	20, // 81: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	23, // 82: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	1,  // 83: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	1,  // 84: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	28, // 85: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	1,  // 86: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	29, // 87: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	1,  // 88: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	33, // 89: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	1,  // 90: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	36, // 91: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	38, // 92: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	41, // 93: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	43, // 94: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	1,  // 95: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	41, // 96: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	47, // 97: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	1,  // 98: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	1,  // 99: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	54, // 100: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	56, // 101: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	3,  // 102: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	1,  // 103: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	9,  // 104: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	50, // 105: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	50, // 106: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	59, // 107: hpt.v1.Internal.StashSecrets:output_type -> hpt.v1.StashSecretsResponse
+	62, // 108: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
+	70, // [70:109] is the sub-list for method output_type
+	31, // [31:70] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -4365,7 +4504,7 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   70,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   11,
 		},

@@ -1732,6 +1732,7 @@ const (
 	Internal_Restore_FullMethodName      = "/hpt.v1.Internal/Restore"
 	Internal_Dispatch_FullMethodName     = "/hpt.v1.Internal/Dispatch"
 	Internal_CancelRun_FullMethodName    = "/hpt.v1.Internal/CancelRun"
+	Internal_StashSecrets_FullMethodName = "/hpt.v1.Internal/StashSecrets"
 )
 
 // InternalClient is the client API for Internal service.
@@ -1760,6 +1761,9 @@ type InternalClient interface {
 	// CancelRun asks it to cancel a run in progress.
 	Dispatch(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
 	CancelRun(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
+	// StashSecrets hands a node the secret vars of a job about to be
+	// submitted; it keeps them in memory only, until the job ends.
+	StashSecrets(ctx context.Context, in *StashSecretsRequest, opts ...grpc.CallOption) (*StashSecretsResponse, error)
 }
 
 type internalClient struct {
@@ -1853,6 +1857,16 @@ func (c *internalClient) CancelRun(ctx context.Context, in *DispatchRequest, opt
 	return out, nil
 }
 
+func (c *internalClient) StashSecrets(ctx context.Context, in *StashSecretsRequest, opts ...grpc.CallOption) (*StashSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StashSecretsResponse)
+	err := c.cc.Invoke(ctx, Internal_StashSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -1879,6 +1893,9 @@ type InternalServer interface {
 	// CancelRun asks it to cancel a run in progress.
 	Dispatch(context.Context, *DispatchRequest) (*DispatchResponse, error)
 	CancelRun(context.Context, *DispatchRequest) (*DispatchResponse, error)
+	// StashSecrets hands a node the secret vars of a job about to be
+	// submitted; it keeps them in memory only, until the job ends.
+	StashSecrets(context.Context, *StashSecretsRequest) (*StashSecretsResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -1912,6 +1929,9 @@ func (UnimplementedInternalServer) Dispatch(context.Context, *DispatchRequest) (
 }
 func (UnimplementedInternalServer) CancelRun(context.Context, *DispatchRequest) (*DispatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedInternalServer) StashSecrets(context.Context, *StashSecretsRequest) (*StashSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StashSecrets not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -2067,6 +2087,24 @@ func _Internal_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_StashSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StashSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).StashSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_StashSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).StashSecrets(ctx, req.(*StashSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2101,6 +2139,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelRun",
 			Handler:    _Internal_CancelRun_Handler,
+		},
+		{
+			MethodName: "StashSecrets",
+			Handler:    _Internal_StashSecrets_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

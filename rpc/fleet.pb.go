@@ -660,14 +660,17 @@ func (x *NodeWelcome) GetConfirmStarts() bool {
 }
 
 type JobDispatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Config        []byte                 `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	Files         map[string][]byte      `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Vars          map[string]string      `protobuf:"bytes,5,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	DryRun        bool                   `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	TimeoutNanos  int64                  `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	JobId        string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Config       []byte                 `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	Files        map[string][]byte      `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Vars         map[string]string      `protobuf:"bytes,5,rep,name=vars,proto3" json:"vars,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun       bool                   `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	TimeoutNanos int64                  `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// Set when the job has secret vars: always their names and digest; the
+	// values and key when the dispatching node holds them.
+	SecretVars    *SecretVars `protobuf:"bytes,8,opt,name=secret_vars,json=secretVars,proto3" json:"secret_vars,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -749,6 +752,13 @@ func (x *JobDispatch) GetTimeoutNanos() int64 {
 		return x.TimeoutNanos
 	}
 	return 0
+}
+
+func (x *JobDispatch) GetSecretVars() *SecretVars {
+	if x != nil {
+		return x.SecretVars
+	}
+	return nil
 }
 
 type JobCancel struct {
@@ -886,6 +896,76 @@ func (x *ResultAck) GetJobId() string {
 	return ""
 }
 
+// A job's secret vars as a dispatch carries them to the agent. The agent
+// keeps them in memory only and checks them against the digest.
+type SecretVars struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Values        map[string]string      `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretVars) Reset() {
+	*x = SecretVars{}
+	mi := &file_rpc_fleet_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretVars) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretVars) ProtoMessage() {}
+
+func (x *SecretVars) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_fleet_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretVars.ProtoReflect.Descriptor instead.
+func (*SecretVars) Descriptor() ([]byte, []int) {
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SecretVars) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *SecretVars) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *SecretVars) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SecretVars) GetValues() map[string]string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_rpc_fleet_proto protoreflect.FileDescriptor
 
 const file_rpc_fleet_proto_rawDesc = "" +
@@ -931,7 +1011,7 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12+\n" +
 	"\x11heartbeat_seconds\x18\x03 \x01(\rR\x10heartbeatSeconds\x12%\n" +
-	"\x0econfirm_starts\x18\x04 \x01(\bR\rconfirmStarts\"\xea\x02\n" +
+	"\x0econfirm_starts\x18\x04 \x01(\bR\rconfirmStarts\"\x9f\x03\n" +
 	"\vJobDispatch\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -939,7 +1019,9 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x05files\x18\x04 \x03(\v2\x1e.hpt.v1.JobDispatch.FilesEntryR\x05files\x121\n" +
 	"\x04vars\x18\x05 \x03(\v2\x1d.hpt.v1.JobDispatch.VarsEntryR\x04vars\x12\x17\n" +
 	"\adry_run\x18\x06 \x01(\bR\x06dryRun\x12#\n" +
-	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x1a8\n" +
+	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x123\n" +
+	"\vsecret_vars\x18\b \x01(\v2\x12.hpt.v1.SecretVarsR\n" +
+	"secretVars\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -952,7 +1034,16 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\bJobStart\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\"\n" +
 	"\tResultAck\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId2A\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xbf\x01\n" +
+	"\n" +
+	"SecretVars\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x126\n" +
+	"\x06values\x18\x04 \x03(\v2\x1e.hpt.v1.SecretVars.ValuesEntryR\x06values\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012A\n" +
 	"\x05Fleet\x128\n" +
 	"\aConnect\x12\x14.hpt.v1.AgentMessage\x1a\x13.hpt.v1.NodeMessage(\x010\x01B\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
@@ -968,7 +1059,7 @@ func file_rpc_fleet_proto_rawDescGZIP() []byte {
 	return file_rpc_fleet_proto_rawDescData
 }
 
-var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_rpc_fleet_proto_goTypes = []any{
 	(*AgentMessage)(nil),       // 0: hpt.v1.AgentMessage
 	(*AgentHello)(nil),         // 1: hpt.v1.AgentHello
@@ -982,11 +1073,13 @@ var file_rpc_fleet_proto_goTypes = []any{
 	(*JobCancel)(nil),          // 9: hpt.v1.JobCancel
 	(*JobStart)(nil),           // 10: hpt.v1.JobStart
 	(*ResultAck)(nil),          // 11: hpt.v1.ResultAck
-	nil,                        // 12: hpt.v1.AgentHello.LabelsEntry
-	nil,                        // 13: hpt.v1.JobDispatch.FilesEntry
-	nil,                        // 14: hpt.v1.JobDispatch.VarsEntry
-	(*events.BlockResult)(nil), // 15: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),   // 16: hpt.events.v1.TargetStatus
+	(*SecretVars)(nil),         // 12: hpt.v1.SecretVars
+	nil,                        // 13: hpt.v1.AgentHello.LabelsEntry
+	nil,                        // 14: hpt.v1.JobDispatch.FilesEntry
+	nil,                        // 15: hpt.v1.JobDispatch.VarsEntry
+	nil,                        // 16: hpt.v1.SecretVars.ValuesEntry
+	(*events.BlockResult)(nil), // 17: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 18: hpt.events.v1.TargetStatus
 }
 var file_rpc_fleet_proto_depIdxs = []int32{
 	1,  // 0: hpt.v1.AgentMessage.hello:type_name -> hpt.v1.AgentHello
@@ -994,25 +1087,27 @@ var file_rpc_fleet_proto_depIdxs = []int32{
 	3,  // 2: hpt.v1.AgentMessage.result:type_name -> hpt.v1.JobResult
 	5,  // 3: hpt.v1.AgentMessage.heartbeat:type_name -> hpt.v1.Heartbeat
 	4,  // 4: hpt.v1.AgentMessage.progress:type_name -> hpt.v1.BlockProgress
-	12, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
-	15, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
-	16, // 7: hpt.v1.JobResult.target_status:type_name -> hpt.events.v1.TargetStatus
-	15, // 8: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
+	13, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
+	17, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
+	18, // 7: hpt.v1.JobResult.target_status:type_name -> hpt.events.v1.TargetStatus
+	17, // 8: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
 	7,  // 9: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
 	8,  // 10: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
 	9,  // 11: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
 	11, // 12: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
 	5,  // 13: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
 	10, // 14: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
-	13, // 15: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
-	14, // 16: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
-	0,  // 17: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
-	6,  // 18: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 15: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
+	15, // 16: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
+	12, // 17: hpt.v1.JobDispatch.secret_vars:type_name -> hpt.v1.SecretVars
+	16, // 18: hpt.v1.SecretVars.values:type_name -> hpt.v1.SecretVars.ValuesEntry
+	0,  // 19: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
+	6,  // 20: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_rpc_fleet_proto_init() }
@@ -1041,7 +1136,7 @@ func file_rpc_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_fleet_proto_rawDesc), len(file_rpc_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

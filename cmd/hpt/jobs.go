@@ -118,6 +118,7 @@ func (a *app) jobRunCommand() *cobra.Command {
 	var (
 		glob, selector string
 		vars           []string
+		secretVars     []string
 		batch          uint32
 		maxFailures    int32
 		timeout        time.Duration
@@ -139,7 +140,19 @@ for it ("waiting: disconnected since …") up to --connect-timeout (default
 Exit code 0 if every target ended ok or changed, 1 if any failed, 3 if
 none failed but some were unreachable (2 is for usage errors). --detach
 prints the job id and returns; --preview only shows the targets.
-` + "`hpt job logs JOB`" + ` shows each target's block results.`,
+` + "`hpt job logs JOB`" + ` shows each target's block results.
+
+--vars and the whole config (with the files it ships) are recorded in the
+job_submitted event: they stay in the log, in snapshots and in the NATS
+export for good, readable by anyone with view on events. Never put a
+secret there. --secret-var NAME=@FILE (or NAME=@- for standard input,
+once; or NAME=env:VAR) passes a value that templates see as
+{{ .Vars.NAME }} like a var, but that is never recorded: the log keeps
+only the names and a keyed digest; the nodes hold the values in memory
+until the job ends, the agents receive them over their streams and
+redact them from every result ("[secret NAME]"). A name is either a var
+or a secret var, not both. A target whose agent is connected to a node
+that restarted since the submission fails ("resubmit").`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sel, err := parseLabels("--selector", selector)
@@ -147,6 +160,10 @@ prints the job id and returns; --preview only shows the targets.
 				return err
 			}
 			vs, err := parseVars(vars)
+			if err != nil {
+				return err
+			}
+			svs, err := a.parseSecretVars(secretVars, vs)
 			if err != nil {
 				return err
 			}
@@ -165,7 +182,7 @@ prints the job id and returns; --preview only shows the targets.
 				resp, err := c.Jobs.Submit(ctx, &rpc.SubmitJobRequest{
 					Name: bundle.Name, Config: bundle.Config, Files: bundle.Files, Targets: glob, Selector: sel,
 					BatchSize: batch, MaxFailures: maxFailures, TimeoutSeconds: int64(timeout / time.Second),
-					Vars: vs, DryRun: dryRun, Preview: preview, ConnectTimeoutSeconds: int64((connectTimeout + time.Second - 1) / time.Second),
+					Vars: vs, SecretVars: svs, DryRun: dryRun, Preview: preview, ConnectTimeoutSeconds: int64((connectTimeout + time.Second - 1) / time.Second),
 				})
 				if err != nil {
 					return err
@@ -197,7 +214,8 @@ prints the job id and returns; --preview only shows the targets.
 	f := cmd.Flags()
 	f.StringVar(&glob, "targets", "", "glob over target names (default: all)")
 	f.StringVar(&selector, "selector", "", "labels the targets must have, k=v,...")
-	f.StringArrayVar(&vars, "vars", nil, "template variables k=v (repeat or comma-separate)")
+	f.StringArrayVar(&vars, "vars", nil, "template variables k=v (repeat or comma-separate); recorded in the log for good: no secrets")
+	f.StringArrayVar(&secretVars, "secret-var", nil, "secret template variable NAME=@FILE, NAME=@- (stdin) or NAME=env:VAR, seen as {{ .Vars.NAME }}, never recorded (repeat)")
 	f.Uint32Var(&batch, "batch", 0, "at most this many targets at once (0: all)")
 	f.Int32Var(&maxFailures, "max-failures", -1, "stop starting targets once more than this many failed (-1: never)")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "per target: time to answer and finish before it counts as unreachable")

@@ -61,6 +61,10 @@ func (j *Server) Stop() {
 	}
 }
 
+// Dir is the directory the server stores its streams in, to inspect
+// what reached the disk.
+func (j *Server) Dir() string { return j.dir }
+
 // URL is the server's client URL.
 func (j *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", j.port) }
 
