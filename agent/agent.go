@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/agent/sshaccess"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/internal/logs"
@@ -71,6 +72,12 @@ type Config struct {
 	// Journal is the file recording which jobs ran here. Default: the
 	// keystore's path with ".journal" appended.
 	Journal string
+	// SSHD, when set, makes this agent keep the host's sshd trusting the
+	// cluster, as a destination's connector (agent/sshaccess; `hpt serve
+	// --manage-sshd`): it reports sshd's host keys on every stream and
+	// applies each SSHAccess a node sends. Nil (the default): an SSHAccess
+	// is ignored, logged once, and nothing under /etc/ssh is touched.
+	SSHD *sshaccess.Config
 }
 
 // DefaultConfig returns a Config with every default filled in; callers set
@@ -137,6 +144,11 @@ func (c *Config) Validate() error {
 	if err := events.CheckLabels("labels", c.Labels); err != nil {
 		errs = append(errs, err)
 	}
+	if c.SSHD != nil {
+		if err := c.SSHD.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -164,6 +176,11 @@ type Agent struct {
 	// runMu serializes provisioning runs: two configs applied to one host at
 	// once would race on the same files and packages.
 	runMu sync.Mutex
+
+	// sshd applies SSH access state (nil: sshd is not managed here);
+	// sshdIgnored logs once that a node sent some anyway.
+	sshd        *sshdApplier
+	sshdIgnored sync.Once
 }
 
 // ErrUntrusted is wrapped when a peer's key is not trusted by the keystore.
@@ -182,6 +199,17 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.log = cfg.Logger.With("target", a.name)
+	if cfg.SSHD != nil {
+		sc := *cfg.SSHD
+		if sc.Logger == nil {
+			sc.Logger = a.log
+		}
+		m, err := sshaccess.New(sc)
+		if err != nil {
+			return nil, fmt.Errorf("agent config: %w", err)
+		}
+		a.sshd = newSSHDApplier(m, a.log)
+	}
 	cert, err := pinned.Certificate(priv)
 	if err != nil {
 		return nil, err
@@ -190,6 +218,13 @@ func New(cfg Config) (*Agent, error) {
 		if err := a.serveDirect(cert); err != nil {
 			return nil, err
 		}
+	}
+	if a.sshd != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.sshd.run(a.ctx)
+		}()
 	}
 	if len(cfg.Join) > 0 || len(cfg.Servers) > 0 || (cluster.key != nil && len(cluster.seeds) > 0) {
 		if err := a.joinCluster(cert, cluster); err != nil {

@@ -149,6 +149,16 @@ func (l *clusterLink) session(ctx context.Context, addr string) error {
 		l.outMu.Unlock()
 	}()
 
+	// A connector tells the node its sshd host keys, for the host
+	// certificate the node signs into SSHAccess.
+	if l.a.sshd != nil {
+		if hk, err := l.a.sshd.m.HostKeys(); err != nil {
+			l.a.log.Warn("sshd host keys not reported: no host certificate can be issued", "err", err)
+		} else {
+			l.send(&rpc.AgentMessage{Msg: &rpc.AgentMessage_HostKeys{HostKeys: hk}})
+		}
+	}
+
 	// Results the previous stream could not deliver.
 	pending, err := l.journal.unreported()
 	if err != nil {
@@ -275,6 +285,8 @@ func (l *clusterLink) recvLoop(ctx context.Context, stream grpc.BidiStreamingCli
 					cancel()
 				}
 				l.runMu.Unlock()
+			case *rpc.NodeMessage_SshAccess:
+				l.a.sshAccess(msg.SshAccess)
 			case *rpc.NodeMessage_ResultAck:
 				if err := l.journal.reported(msg.ResultAck.GetJobId()); err != nil {
 					l.a.log.Warn("journal", "err", err)
@@ -454,4 +466,16 @@ func (l *clusterLink) startGossip(listen string, gossipKey []byte, join []string
 		rpc.JoinGossip(l.a.ctx, l.gossip, join, l.a.log)
 	}()
 	return nil
+}
+
+// sshAccess hands SSH access state to the applier, or notes once that this
+// agent was not started to manage sshd.
+func (a *Agent) sshAccess(msg *rpc.SSHAccess) {
+	if a.sshd == nil {
+		a.sshdIgnored.Do(func() {
+			a.log.Info("a node sent SSH access state, but this agent does not manage sshd (hpt serve --manage-sshd); ignored")
+		})
+		return
+	}
+	a.sshd.offer(msg)
 }

@@ -29,6 +29,7 @@ func FuzzAgentEvent(f *testing.F) {
 		{Msg: &rpc.AgentMessage_Result{Result: &rpc.JobResult{JobId: "j1", TargetStatus: events.TargetStatus_TARGET_STATUS_PENDING}}},
 		{Msg: &rpc.AgentMessage_Hello{Hello: &rpc.AgentHello{Labels: map[string]string{"role": "web"}}}},
 		{Msg: &rpc.AgentMessage_Heartbeat{Heartbeat: &rpc.Heartbeat{UnixNano: 1}}},
+		{Msg: &rpc.AgentMessage_HostKeys{HostKeys: &rpc.HostKeys{PublicKeys: [][]byte{[]byte("ssh-ed25519 AAAA")}}}},
 		{},
 	} {
 		b, err := proto.Marshal(m)
@@ -49,7 +50,7 @@ func FuzzAgentEvent(f *testing.F) {
 			if err != nil || ev == nil {
 				t.Fatalf("%v: event %v, %v", &m, ev, err)
 			}
-		case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
+		case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress, *rpc.AgentMessage_HostKeys:
 			if err != nil || ev != nil {
 				t.Fatalf("%v writes %v, %v; want nothing", &m, ev, err)
 			}

@@ -372,6 +372,11 @@ func agentEvent(node, target string, m *rpc.AgentMessage) (proto.Message, string
 			"result/" + r.GetJobId() + "/" + target, nil
 	case *rpc.AgentMessage_Heartbeat, *rpc.AgentMessage_Progress:
 		return nil, "", nil
+	case *rpc.AgentMessage_HostKeys:
+		// A connector's sshd host keys (agent/sshaccess), sent after its
+		// hello; the node signs a host certificate for them in SSHAccess.
+		// Nothing in the log.
+		return nil, "", nil
 	default:
 		return nil, "", status.Errorf(codes.InvalidArgument, "unexpected agent message %T", msg)
 	}

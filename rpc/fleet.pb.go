@@ -36,6 +36,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Result
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Progress
+	//	*AgentMessage_HostKeys
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -123,6 +124,15 @@ func (x *AgentMessage) GetProgress() *BlockProgress {
 	return nil
 }
 
+func (x *AgentMessage) GetHostKeys() *HostKeys {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_HostKeys); ok {
+			return x.HostKeys
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -147,6 +157,10 @@ type AgentMessage_Progress struct {
 	Progress *BlockProgress `protobuf:"bytes,5,opt,name=progress,proto3,oneof"`
 }
 
+type AgentMessage_HostKeys struct {
+	HostKeys *HostKeys `protobuf:"bytes,6,opt,name=host_keys,json=hostKeys,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Ack) isAgentMessage_Msg() {}
@@ -156,6 +170,8 @@ func (*AgentMessage_Result) isAgentMessage_Msg() {}
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Progress) isAgentMessage_Msg() {}
+
+func (*AgentMessage_HostKeys) isAgentMessage_Msg() {}
 
 // First message of every stream.
 type AgentHello struct {
@@ -449,6 +465,7 @@ type NodeMessage struct {
 	//	*NodeMessage_ResultAck
 	//	*NodeMessage_Heartbeat
 	//	*NodeMessage_Start
+	//	*NodeMessage_SshAccess
 	Msg           isNodeMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -545,6 +562,15 @@ func (x *NodeMessage) GetStart() *JobStart {
 	return nil
 }
 
+func (x *NodeMessage) GetSshAccess() *SSHAccess {
+	if x != nil {
+		if x, ok := x.Msg.(*NodeMessage_SshAccess); ok {
+			return x.SshAccess
+		}
+	}
+	return nil
+}
+
 type isNodeMessage_Msg interface {
 	isNodeMessage_Msg()
 }
@@ -573,6 +599,10 @@ type NodeMessage_Start struct {
 	Start *JobStart `protobuf:"bytes,6,opt,name=start,proto3,oneof"`
 }
 
+type NodeMessage_SshAccess struct {
+	SshAccess *SSHAccess `protobuf:"bytes,7,opt,name=ssh_access,json=sshAccess,proto3,oneof"`
+}
+
 func (*NodeMessage_Welcome) isNodeMessage_Msg() {}
 
 func (*NodeMessage_Dispatch) isNodeMessage_Msg() {}
@@ -584,6 +614,8 @@ func (*NodeMessage_ResultAck) isNodeMessage_Msg() {}
 func (*NodeMessage_Heartbeat) isNodeMessage_Msg() {}
 
 func (*NodeMessage_Start) isNodeMessage_Msg() {}
+
+func (*NodeMessage_SshAccess) isNodeMessage_Msg() {}
 
 type NodeWelcome struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -966,17 +998,204 @@ func (x *SecretVars) GetValues() map[string]string {
 	return nil
 }
 
+// What a connector agent's sshd must trust (SPEC §11 SSH): the whole desired
+// state, sent again whenever it changes (and on every new stream), so that
+// the agent only compares and writes. The agent writes it as a drop-in and
+// the files it names (agent/sshaccess), and reloads sshd if anything changed.
+type SSHAccess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log index this state reflects (for logs and tests: "applied up to").
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The SSH user CA's public key, authorized_keys format (TrustedUserCAKeys).
+	UserCaPublicKey []byte `protobuf:"bytes,2,opt,name=user_ca_public_key,json=userCaPublicKey,proto3" json:"user_ca_public_key,omitempty"`
+	// Per Unix login, the LOGIN@DEST principals that may log in as it
+	// (AuthorizedPrincipalsFile). A login absent here accepts no certificate.
+	PrincipalsByLogin map[string]*Principals `protobuf:"bytes,3,rep,name=principals_by_login,json=principalsByLogin,proto3" json:"principals_by_login,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Serials of revoked certificates of the user CA, and revoked KeyIds
+	// (every certificate with that exact KeyId), written as the KRL.
+	RevokedSerials []uint64 `protobuf:"varint,4,rep,packed,name=revoked_serials,json=revokedSerials,proto3" json:"revoked_serials,omitempty"`
+	RevokedKeyIds  []string `protobuf:"bytes,5,rep,name=revoked_key_ids,json=revokedKeyIds,proto3" json:"revoked_key_ids,omitempty"`
+	// The host certificate (authorized_keys format) for the host key the agent
+	// reported in HostKeys; empty until the node has signed one.
+	HostCertificate []byte `protobuf:"bytes,6,opt,name=host_certificate,json=hostCertificate,proto3" json:"host_certificate,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SSHAccess) Reset() {
+	*x = SSHAccess{}
+	mi := &file_rpc_fleet_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SSHAccess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SSHAccess) ProtoMessage() {}
+
+func (x *SSHAccess) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_fleet_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SSHAccess.ProtoReflect.Descriptor instead.
+func (*SSHAccess) Descriptor() ([]byte, []int) {
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SSHAccess) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SSHAccess) GetUserCaPublicKey() []byte {
+	if x != nil {
+		return x.UserCaPublicKey
+	}
+	return nil
+}
+
+func (x *SSHAccess) GetPrincipalsByLogin() map[string]*Principals {
+	if x != nil {
+		return x.PrincipalsByLogin
+	}
+	return nil
+}
+
+func (x *SSHAccess) GetRevokedSerials() []uint64 {
+	if x != nil {
+		return x.RevokedSerials
+	}
+	return nil
+}
+
+func (x *SSHAccess) GetRevokedKeyIds() []string {
+	if x != nil {
+		return x.RevokedKeyIds
+	}
+	return nil
+}
+
+func (x *SSHAccess) GetHostCertificate() []byte {
+	if x != nil {
+		return x.HostCertificate
+	}
+	return nil
+}
+
+type Principals struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principals    []string               `protobuf:"bytes,1,rep,name=principals,proto3" json:"principals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Principals) Reset() {
+	*x = Principals{}
+	mi := &file_rpc_fleet_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principals) ProtoMessage() {}
+
+func (x *Principals) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_fleet_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principals.ProtoReflect.Descriptor instead.
+func (*Principals) Descriptor() ([]byte, []int) {
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Principals) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+// The connector's sshd host public keys (authorized_keys format), sent
+// after the hello so that a node can sign a host certificate for them.
+type HostKeys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PublicKeys    [][]byte               `protobuf:"bytes,1,rep,name=public_keys,json=publicKeys,proto3" json:"public_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostKeys) Reset() {
+	*x = HostKeys{}
+	mi := &file_rpc_fleet_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostKeys) ProtoMessage() {}
+
+func (x *HostKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_fleet_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostKeys.ProtoReflect.Descriptor instead.
+func (*HostKeys) Descriptor() ([]byte, []int) {
+	return file_rpc_fleet_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HostKeys) GetPublicKeys() [][]byte {
+	if x != nil {
+		return x.PublicKeys
+	}
+	return nil
+}
+
 var File_rpc_fleet_proto protoreflect.FileDescriptor
 
 const file_rpc_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x0frpc/fleet.proto\x12\x06hpt.v1\x1a\x13events/events.proto\"\xfa\x01\n" +
+	"\x0frpc/fleet.proto\x12\x06hpt.v1\x1a\x13events/events.proto\"\xab\x02\n" +
 	"\fAgentMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.hpt.v1.AgentHelloH\x00R\x05hello\x12\"\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0e.hpt.v1.JobAckH\x00R\x03ack\x12+\n" +
 	"\x06result\x18\x03 \x01(\v2\x11.hpt.v1.JobResultH\x00R\x06result\x121\n" +
 	"\theartbeat\x18\x04 \x01(\v2\x11.hpt.v1.HeartbeatH\x00R\theartbeat\x123\n" +
-	"\bprogress\x18\x05 \x01(\v2\x15.hpt.v1.BlockProgressH\x00R\bprogressB\x05\n" +
+	"\bprogress\x18\x05 \x01(\v2\x15.hpt.v1.BlockProgressH\x00R\bprogress\x12/\n" +
+	"\thost_keys\x18\x06 \x01(\v2\x10.hpt.v1.HostKeysH\x00R\bhostKeysB\x05\n" +
 	"\x03msg\"\x99\x01\n" +
 	"\n" +
 	"AgentHello\x126\n" +
@@ -997,7 +1216,7 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05block\x18\x02 \x01(\v2\x1a.hpt.events.v1.BlockResultR\x05block\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\"\xb6\x02\n" +
+	"\tunix_nano\x18\x01 \x01(\x03R\bunixNano\"\xea\x02\n" +
 	"\vNodeMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.hpt.v1.NodeWelcomeH\x00R\awelcome\x121\n" +
 	"\bdispatch\x18\x02 \x01(\v2\x13.hpt.v1.JobDispatchH\x00R\bdispatch\x12+\n" +
@@ -1005,7 +1224,9 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\n" +
 	"result_ack\x18\x04 \x01(\v2\x11.hpt.v1.ResultAckH\x00R\tresultAck\x121\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x11.hpt.v1.HeartbeatH\x00R\theartbeat\x12(\n" +
-	"\x05start\x18\x06 \x01(\v2\x10.hpt.v1.JobStartH\x00R\x05startB\x05\n" +
+	"\x05start\x18\x06 \x01(\v2\x10.hpt.v1.JobStartH\x00R\x05start\x122\n" +
+	"\n" +
+	"ssh_access\x18\a \x01(\v2\x11.hpt.v1.SSHAccessH\x00R\tsshAccessB\x05\n" +
 	"\x03msg\"\x8d\x01\n" +
 	"\vNodeWelcome\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
@@ -1043,7 +1264,25 @@ const file_rpc_fleet_proto_rawDesc = "" +
 	"\x06values\x18\x04 \x03(\v2\x1e.hpt.v1.SecretVars.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012A\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
+	"\tSSHAccess\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12+\n" +
+	"\x12user_ca_public_key\x18\x02 \x01(\fR\x0fuserCaPublicKey\x12X\n" +
+	"\x13principals_by_login\x18\x03 \x03(\v2(.hpt.v1.SSHAccess.PrincipalsByLoginEntryR\x11principalsByLogin\x12'\n" +
+	"\x0frevoked_serials\x18\x04 \x03(\x04R\x0erevokedSerials\x12&\n" +
+	"\x0frevoked_key_ids\x18\x05 \x03(\tR\rrevokedKeyIds\x12)\n" +
+	"\x10host_certificate\x18\x06 \x01(\fR\x0fhostCertificate\x1aX\n" +
+	"\x16PrincipalsByLoginEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.hpt.v1.PrincipalsR\x05value:\x028\x01\",\n" +
+	"\n" +
+	"Principals\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x01 \x03(\tR\n" +
+	"principals\"+\n" +
+	"\bHostKeys\x12\x1f\n" +
+	"\vpublic_keys\x18\x01 \x03(\fR\n" +
+	"publicKeys2A\n" +
 	"\x05Fleet\x128\n" +
 	"\aConnect\x12\x14.hpt.v1.AgentMessage\x1a\x13.hpt.v1.NodeMessage(\x010\x01B\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
@@ -1059,7 +1298,7 @@ func file_rpc_fleet_proto_rawDescGZIP() []byte {
 	return file_rpc_fleet_proto_rawDescData
 }
 
-var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_rpc_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_rpc_fleet_proto_goTypes = []any{
 	(*AgentMessage)(nil),       // 0: hpt.v1.AgentMessage
 	(*AgentHello)(nil),         // 1: hpt.v1.AgentHello
@@ -1074,12 +1313,16 @@ var file_rpc_fleet_proto_goTypes = []any{
 	(*JobStart)(nil),           // 10: hpt.v1.JobStart
 	(*ResultAck)(nil),          // 11: hpt.v1.ResultAck
 	(*SecretVars)(nil),         // 12: hpt.v1.SecretVars
-	nil,                        // 13: hpt.v1.AgentHello.LabelsEntry
-	nil,                        // 14: hpt.v1.JobDispatch.FilesEntry
-	nil,                        // 15: hpt.v1.JobDispatch.VarsEntry
-	nil,                        // 16: hpt.v1.SecretVars.ValuesEntry
-	(*events.BlockResult)(nil), // 17: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),   // 18: hpt.events.v1.TargetStatus
+	(*SSHAccess)(nil),          // 13: hpt.v1.SSHAccess
+	(*Principals)(nil),         // 14: hpt.v1.Principals
+	(*HostKeys)(nil),           // 15: hpt.v1.HostKeys
+	nil,                        // 16: hpt.v1.AgentHello.LabelsEntry
+	nil,                        // 17: hpt.v1.JobDispatch.FilesEntry
+	nil,                        // 18: hpt.v1.JobDispatch.VarsEntry
+	nil,                        // 19: hpt.v1.SecretVars.ValuesEntry
+	nil,                        // 20: hpt.v1.SSHAccess.PrincipalsByLoginEntry
+	(*events.BlockResult)(nil), // 21: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 22: hpt.events.v1.TargetStatus
 }
 var file_rpc_fleet_proto_depIdxs = []int32{
 	1,  // 0: hpt.v1.AgentMessage.hello:type_name -> hpt.v1.AgentHello
@@ -1087,27 +1330,31 @@ var file_rpc_fleet_proto_depIdxs = []int32{
 	3,  // 2: hpt.v1.AgentMessage.result:type_name -> hpt.v1.JobResult
 	5,  // 3: hpt.v1.AgentMessage.heartbeat:type_name -> hpt.v1.Heartbeat
 	4,  // 4: hpt.v1.AgentMessage.progress:type_name -> hpt.v1.BlockProgress
-	13, // 5: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
-	17, // 6: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
-	18, // 7: hpt.v1.JobResult.target_status:type_name -> hpt.events.v1.TargetStatus
-	17, // 8: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
-	7,  // 9: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
-	8,  // 10: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
-	9,  // 11: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
-	11, // 12: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
-	5,  // 13: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
-	10, // 14: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
-	14, // 15: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
-	15, // 16: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
-	12, // 17: hpt.v1.JobDispatch.secret_vars:type_name -> hpt.v1.SecretVars
-	16, // 18: hpt.v1.SecretVars.values:type_name -> hpt.v1.SecretVars.ValuesEntry
-	0,  // 19: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
-	6,  // 20: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 5: hpt.v1.AgentMessage.host_keys:type_name -> hpt.v1.HostKeys
+	16, // 6: hpt.v1.AgentHello.labels:type_name -> hpt.v1.AgentHello.LabelsEntry
+	21, // 7: hpt.v1.JobResult.blocks:type_name -> hpt.events.v1.BlockResult
+	22, // 8: hpt.v1.JobResult.target_status:type_name -> hpt.events.v1.TargetStatus
+	21, // 9: hpt.v1.BlockProgress.block:type_name -> hpt.events.v1.BlockResult
+	7,  // 10: hpt.v1.NodeMessage.welcome:type_name -> hpt.v1.NodeWelcome
+	8,  // 11: hpt.v1.NodeMessage.dispatch:type_name -> hpt.v1.JobDispatch
+	9,  // 12: hpt.v1.NodeMessage.cancel:type_name -> hpt.v1.JobCancel
+	11, // 13: hpt.v1.NodeMessage.result_ack:type_name -> hpt.v1.ResultAck
+	5,  // 14: hpt.v1.NodeMessage.heartbeat:type_name -> hpt.v1.Heartbeat
+	10, // 15: hpt.v1.NodeMessage.start:type_name -> hpt.v1.JobStart
+	13, // 16: hpt.v1.NodeMessage.ssh_access:type_name -> hpt.v1.SSHAccess
+	17, // 17: hpt.v1.JobDispatch.files:type_name -> hpt.v1.JobDispatch.FilesEntry
+	18, // 18: hpt.v1.JobDispatch.vars:type_name -> hpt.v1.JobDispatch.VarsEntry
+	12, // 19: hpt.v1.JobDispatch.secret_vars:type_name -> hpt.v1.SecretVars
+	19, // 20: hpt.v1.SecretVars.values:type_name -> hpt.v1.SecretVars.ValuesEntry
+	20, // 21: hpt.v1.SSHAccess.principals_by_login:type_name -> hpt.v1.SSHAccess.PrincipalsByLoginEntry
+	14, // 22: hpt.v1.SSHAccess.PrincipalsByLoginEntry.value:type_name -> hpt.v1.Principals
+	0,  // 23: hpt.v1.Fleet.Connect:input_type -> hpt.v1.AgentMessage
+	6,  // 24: hpt.v1.Fleet.Connect:output_type -> hpt.v1.NodeMessage
+	24, // [24:25] is the sub-list for method output_type
+	23, // [23:24] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_rpc_fleet_proto_init() }
@@ -1121,6 +1368,7 @@ func file_rpc_fleet_proto_init() {
 		(*AgentMessage_Result)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Progress)(nil),
+		(*AgentMessage_HostKeys)(nil),
 	}
 	file_rpc_fleet_proto_msgTypes[6].OneofWrappers = []any{
 		(*NodeMessage_Welcome)(nil),
@@ -1129,6 +1377,7 @@ func file_rpc_fleet_proto_init() {
 		(*NodeMessage_ResultAck)(nil),
 		(*NodeMessage_Heartbeat)(nil),
 		(*NodeMessage_Start)(nil),
+		(*NodeMessage_SshAccess)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1136,7 +1385,7 @@ func file_rpc_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_fleet_proto_rawDesc), len(file_rpc_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -241,19 +241,35 @@ func (s *Server) start(t testing.TB) error {
 // and the KRL are read at every authentication and need no reload.
 func (s *Server) Reload(t testing.TB) {
 	t.Helper()
-	// The re-executed sshd logs "Server listening" again once bound.
-	before := strings.Count(s.Log(), "Server listening on")
+	before := s.Listening()
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatalf("reload sshd: %v", err)
 	}
+	s.WaitListening(t, before)
+}
+
+// Listening counts the times sshd has logged that it listens: once at
+// start and once more after every reload (SIGHUP re-executes sshd, which
+// closes its socket and binds again).
+func (s *Server) Listening() int { return strings.Count(s.Log(), "Server listening on") }
+
+// WaitListening waits until sshd has bound its port more often than
+// before (a Listening count taken before a reload someone else sent) and
+// answers again; it fails the test after 15 s.
+func (s *Server) WaitListening(t testing.TB, before int) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for strings.Count(s.Log(), "Server listening on") <= before || !banner(s.Addr) {
+	for s.Listening() <= before || !banner(s.Addr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not come back after SIGHUP:\n%s", s.Log())
+			t.Fatalf("sshd did not come back after a reload:\n%s", s.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Reloads counts the SIGHUPs sshd has received (from Reload or a
+// connector's reload command).
+func (s *Server) Reloads() int { return strings.Count(s.Log(), "Received SIGHUP") }
 
 // PID is sshd's process id (for a test's --sshd-reload "kill -HUP PID").
 func (s *Server) PID() int { return s.cmd.Process.Pid }

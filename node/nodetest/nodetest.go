@@ -16,6 +16,7 @@ import (
 
 	"github.com/hpt-dev/hpt/agent"
 	"github.com/hpt-dev/hpt/agent/provision"
+	"github.com/hpt-dev/hpt/agent/sshaccess"
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/keystore"
 	"github.com/hpt-dev/hpt/internal/testenv"
@@ -330,6 +331,8 @@ type AgentOptions struct {
 	Dir string
 	// Provision is the template for the agent's provisioning options.
 	Provision provision.Options
+	// SSHD makes the agent a connector managing sshd (agent.Config.SSHD).
+	SSHD *sshaccess.Config
 }
 
 // RegisterTarget registers a new target key with the cluster and writes its
@@ -369,7 +372,7 @@ func (c *Cluster) StartAgent(name string, opts AgentOptions) *agent.Agent {
 	}
 	cfg := agent.Config{
 		Keystore: path, Listen: "127.0.0.1:0", Labels: claim, Provision: opts.Provision,
-		Logger: testLogger(c.t, "agent-"+name), GossipListen: "127.0.0.1:0",
+		Logger: testLogger(c.t, "agent-"+name), GossipListen: "127.0.0.1:0", SSHD: opts.SSHD,
 	}
 	if !opts.Gossip {
 		cfg.Servers = c.Addrs()
