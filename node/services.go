@@ -25,6 +25,7 @@ func (n *Node) registerServices(s *grpc.Server) {
 	rpc.RegisterBenchServer(s, &benchAPI{n: n})
 	rpc.RegisterJobsServer(s, &jobsAPI{n: n})
 	rpc.RegisterTargetsServer(s, &targetsAPI{n: n})
+	rpc.RegisterDestinationsServer(s, &destinationsAPI{n: n})
 	rpc.RegisterFleetServer(s, &fleetServer{n: n})
 	rpc.RegisterInternalServer(s, &internalServer{n: n})
 }
@@ -48,6 +49,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 		bench      = "/hpt.v1.Bench/"
 		jobs       = "/hpt.v1.Jobs/"
 		targets    = "/hpt.v1.Targets/"
+		dests      = "/hpt.v1.Destinations/"
 		fleet      = "/hpt.v1.Fleet/"
 		internal   = "/hpt.v1.Internal/"
 	)
@@ -73,6 +75,15 @@ func methodRules(n *Node) map[string]auth.Rule {
 			return r.GetTarget()
 		case *rpc.RevokeKeyRequest:
 			return r.GetTarget()
+		}
+		return "*"
+	}
+	destination := func(req any) string {
+		switch r := req.(type) {
+		case *rpc.AddDestinationRequest:
+			return r.GetName()
+		case *rpc.RemoveDestinationRequest:
+			return r.GetName()
 		}
 		return "*"
 	}
@@ -143,6 +154,10 @@ func methodRules(n *Node) map[string]auth.Rule {
 		jobs + "Watch":  jobRead(),
 
 		targets + "List": view("targets/*"),
+
+		dests + "Add":    byName(events.PrivAdmin, "destinations", destination),
+		dests + "List":   view("destinations/*"),
+		dests + "Remove": byName(events.PrivAdmin, "destinations", destination),
 
 		fleet + "Connect": {Peer: auth.PeerTarget},
 
