@@ -98,6 +98,10 @@ func NewPayload(t Type) proto.Message {
 		return new(LeaderElected)
 	case Type_TYPE_SNAPSHOT_RESTORED:
 		return new(SnapshotRestored)
+	case Type_TYPE_DESTINATION_ADDED:
+		return new(DestinationAdded)
+	case Type_TYPE_DESTINATION_REMOVED:
+		return new(DestinationRemoved)
 	}
 	return nil
 }

@@ -67,6 +67,9 @@ const (
 	Type_TYPE_LEADER_ELECTED Type = 27
 	// Written after `hpt cluster snapshot restore` replaced the state.
 	Type_TYPE_SNAPSHOT_RESTORED Type = 28
+	// A destination (SPEC section 11) recorded or removed.
+	Type_TYPE_DESTINATION_ADDED   Type = 29
+	Type_TYPE_DESTINATION_REMOVED Type = 30
 )
 
 // Enum value maps for Type.
@@ -101,6 +104,8 @@ var (
 		26: "TYPE_BENCH_WRITE",
 		27: "TYPE_LEADER_ELECTED",
 		28: "TYPE_SNAPSHOT_RESTORED",
+		29: "TYPE_DESTINATION_ADDED",
+		30: "TYPE_DESTINATION_REMOVED",
 	}
 	Type_value = map[string]int32{
 		"TYPE_UNKNOWN":               0,
@@ -132,6 +137,8 @@ var (
 		"TYPE_BENCH_WRITE":           26,
 		"TYPE_LEADER_ELECTED":        27,
 		"TYPE_SNAPSHOT_RESTORED":     28,
+		"TYPE_DESTINATION_ADDED":     29,
+		"TYPE_DESTINATION_REMOVED":   30,
 	}
 )
 
@@ -2348,6 +2355,151 @@ func (x *JobSecrets) GetDigest() []byte {
 	return nil
 }
 
+// DestinationAdded records a named endpoint that roles are granted on
+// (SPEC section 11). Checked by CheckDestination; tcp and kubernetes
+// destinations are always mesh, and the event says so.
+type DestinationAdded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ssh | postgres | kubernetes | tcp
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// host:port; as the connector dials it when mesh is set. Optional for
+	// kubernetes.
+	Addr string `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	// The target whose agent manages the destination; empty: none.
+	Connector string `protobuf:"bytes,4,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Access is routed through the control plane (SPEC section 12).
+	Mesh   bool              `protobuf:"varint,5,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Labels map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// postgres only: the database credentials connect to by default.
+	Database      string `protobuf:"bytes,7,opt,name=database,proto3" json:"database,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestinationAdded) Reset() {
+	*x = DestinationAdded{}
+	mi := &file_events_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestinationAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestinationAdded) ProtoMessage() {}
+
+func (x *DestinationAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestinationAdded.ProtoReflect.Descriptor instead.
+func (*DestinationAdded) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DestinationAdded) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DestinationAdded) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DestinationAdded) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *DestinationAdded) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *DestinationAdded) GetMesh() bool {
+	if x != nil {
+		return x.Mesh
+	}
+	return false
+}
+
+func (x *DestinationAdded) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DestinationAdded) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+type DestinationRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestinationRemoved) Reset() {
+	*x = DestinationRemoved{}
+	mi := &file_events_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestinationRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestinationRemoved) ProtoMessage() {}
+
+func (x *DestinationRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestinationRemoved.ProtoReflect.Descriptor instead.
+func (*DestinationRemoved) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DestinationRemoved) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -2517,7 +2669,20 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"JobSecrets\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x16\n" +
-	"\x06digest\x18\x02 \x01(\fR\x06digest*\xec\x05\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest\"\x9c\x02\n" +
+	"\x10DestinationAdded\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12\x1c\n" +
+	"\tconnector\x18\x04 \x01(\tR\tconnector\x12\x12\n" +
+	"\x04mesh\x18\x05 \x01(\bR\x04mesh\x12C\n" +
+	"\x06labels\x18\x06 \x03(\v2+.hpt.events.v1.DestinationAdded.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bdatabase\x18\a \x01(\tR\bdatabase\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
+	"\x12DestinationRemoved\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name*\xa6\x06\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\x1d\n" +
 	"\x19TYPE_CLUSTER_BOOTSTRAPPED\x10\x01\x12\x13\n" +
@@ -2548,7 +2713,9 @@ const file_events_events_proto_rawDesc = "" +
 	"\x11TYPE_NODE_REMOVED\x10\x19\x12\x14\n" +
 	"\x10TYPE_BENCH_WRITE\x10\x1a\x12\x17\n" +
 	"\x13TYPE_LEADER_ELECTED\x10\x1b\x12\x1a\n" +
-	"\x16TYPE_SNAPSHOT_RESTORED\x10\x1c*\xb4\x01\n" +
+	"\x16TYPE_SNAPSHOT_RESTORED\x10\x1c\x12\x1a\n" +
+	"\x16TYPE_DESTINATION_ADDED\x10\x1d\x12\x1c\n" +
+	"\x18TYPE_DESTINATION_REMOVED\x10\x1e*\xb4\x01\n" +
 	"\tJobStatus\x12\x16\n" +
 	"\x12JOB_STATUS_UNKNOWN\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_RUNNING\x10\x01\x12\x19\n" +
@@ -2584,7 +2751,7 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
 	(JobStatus)(0),              // 1: hpt.events.v1.JobStatus
@@ -2622,31 +2789,35 @@ var file_events_events_proto_goTypes = []any{
 	(*LeaderElected)(nil),       // 33: hpt.events.v1.LeaderElected
 	(*SnapshotRestored)(nil),    // 34: hpt.events.v1.SnapshotRestored
 	(*JobSecrets)(nil),          // 35: hpt.events.v1.JobSecrets
-	nil,                         // 36: hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	nil,                         // 37: hpt.events.v1.JobSubmitted.FilesEntry
-	nil,                         // 38: hpt.events.v1.JobSubmitted.SelectorEntry
-	nil,                         // 39: hpt.events.v1.JobSubmitted.VarsEntry
-	nil,                         // 40: hpt.events.v1.TargetConnected.LabelsEntry
-	nil,                         // 41: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	(*DestinationAdded)(nil),    // 36: hpt.events.v1.DestinationAdded
+	(*DestinationRemoved)(nil),  // 37: hpt.events.v1.DestinationRemoved
+	nil,                         // 38: hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	nil,                         // 39: hpt.events.v1.JobSubmitted.FilesEntry
+	nil,                         // 40: hpt.events.v1.JobSubmitted.SelectorEntry
+	nil,                         // 41: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 42: hpt.events.v1.TargetConnected.LabelsEntry
+	nil,                         // 43: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	nil,                         // 44: hpt.events.v1.DestinationAdded.LabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
-	36, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	37, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
-	38, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
-	39, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
+	38, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	39, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
+	40, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
+	41, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
 	35, // 5: hpt.events.v1.JobSubmitted.secret_vars:type_name -> hpt.events.v1.JobSecrets
 	23, // 6: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
 	24, // 7: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
 	2,  // 8: hpt.events.v1.JobTargetFinished.target_status:type_name -> hpt.events.v1.TargetStatus
 	1,  // 9: hpt.events.v1.JobFinished.job_status:type_name -> hpt.events.v1.JobStatus
-	40, // 10: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
-	41, // 11: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	42, // 10: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	43, // 11: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	44, // 12: hpt.events.v1.DestinationAdded.labels:type_name -> hpt.events.v1.DestinationAdded.LabelsEntry
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -2662,7 +2833,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   39,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

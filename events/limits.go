@@ -136,11 +136,18 @@ func CheckPayload(p proto.Message) error {
 		if err := CheckNewGrantResource(p.GetResource()); err != nil {
 			return fmt.Errorf("resource: %w", err)
 		}
-		return nil
+		if err := CheckPrivilege(p.GetPrivilege()); err != nil {
+			return fmt.Errorf("privilege: %w", err)
+		}
+		return CheckGrantScope(p.GetPrivilege(), p.GetResource())
 	case *GrantRemoved:
 		return checkGrant(p.GetSubject(), p.GetResource())
 	case *JobCancelled:
 		return CheckText("reason", p.GetReason())
+	case *DestinationAdded:
+		return CheckDestination(p)
+	case *DestinationRemoved:
+		return name("destination", "name", p.GetName())
 	}
 	return nil
 }

@@ -78,17 +78,22 @@ const (
 	PrivView      = "view"
 )
 
-// CheckPrivilege validates a privilege name.
+// CheckPrivilege validates a privilege name: admin, view, provision, keys,
+// or a destination role (ParseRole).
 func CheckPrivilege(p string) error {
 	switch p {
 	case PrivAdmin, PrivView, PrivProvision, PrivKeys:
 		return nil
 	}
-	return fmt.Errorf("%w: privilege %q: want admin, view, provision or keys", ErrInvalidName, p)
+	if IsRole(p) {
+		_, err := ParseRole(p)
+		return err
+	}
+	return fmt.Errorf("%w: privilege %q: want admin, view, provision, keys or a destination role (%s)", ErrInvalidName, p, roleForms)
 }
 
 // Resource kinds a grant can name after "KIND/".
-var resourceKinds = [...]string{"targets", "jobs", "identities", "tokens", "grants", "events", "cluster"}
+var resourceKinds = [...]string{"targets", "jobs", "identities", "tokens", "grants", "events", "cluster", "destinations"}
 
 // CheckResource validates a grant resource: "*" (everything) or "KIND/GLOB"
 // where GLOB is a path.Match pattern over names ("targets/web-*").
@@ -109,6 +114,13 @@ func CheckResource(r string) error {
 	}
 	if _, err := path.Match(glob, ""); err != nil {
 		return fmt.Errorf("%w: resource %q: bad glob: %v", ErrInvalidName, r, err)
+	}
+	if kind == "destinations" {
+		// destinations/NAME-GLOB or destinations/NAME-GLOB/NAMESPACE-GLOB.
+		name, ns, hasNS := strings.Cut(glob, "/")
+		if name == "" || hasNS && (ns == "" || strings.Contains(ns, "/")) {
+			return fmt.Errorf("%w: resource %q: want destinations/NAME-GLOB or destinations/NAME-GLOB/NAMESPACE-GLOB", ErrInvalidName, r)
+		}
 	}
 	return nil
 }

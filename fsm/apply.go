@@ -162,6 +162,10 @@ func (t *txn) apply(p proto.Message) *Rejection {
 		return t.addGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
 	case *events.GrantRemoved:
 		return t.removeGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
+	case *events.DestinationAdded:
+		return t.addDestination(p)
+	case *events.DestinationRemoved:
+		return t.removeDestination(p.GetName())
 	case *events.TargetConnected:
 		return t.targetConnected(p)
 	case *events.TargetDisconnected:
@@ -470,6 +474,9 @@ func (t *txn) addGrant(subject, priv, res string) *Rejection {
 		return t.reject(ErrInvalid, "%v", err)
 	}
 	if err := events.CheckResource(res); err != nil {
+		return t.reject(ErrInvalid, "%v", err)
+	}
+	if err := events.CheckGrantScope(priv, res); err != nil {
 		return t.reject(ErrInvalid, "%v", err)
 	}
 	if !t.subjectExists(s) {

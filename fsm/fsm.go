@@ -129,6 +129,8 @@ type FSM struct {
 //	k <target>                         -> TargetKey
 //	K <public key>                     -> target name
 //	a <subject> 0x00 <priv> 0x00 <res> -> Grant
+//	d <name>                           -> Destination
+//	D <connector> 0x00 <name>          -> empty (destinations of a connector)
 var (
 	keyApplied      = []byte("mapplied")
 	keyBootstrapped = []byte("mbootstrapped")
@@ -147,6 +149,8 @@ const (
 	tagTarget     = 'k'
 	tagTargetByPK = 'K'
 	tagGrant      = 'a'
+	tagDest       = 'd'
+	tagDestOf     = 'D'
 )
 
 func key(tag byte, parts ...string) []byte {

@@ -35,6 +35,7 @@ func FuzzRestore(f *testing.F) {
 	f.Cleanup(func() { src.Close() })
 	applyTB(f, src, 1, &events.UserAdded{Name: "alice"})
 	applyTB(f, src, 2, &events.TargetKeyRegistered{Target: "web-1", PublicKey: bytes.Repeat([]byte{7}, 32), Labels: map[string]string{"role": "web"}})
+	applyTB(f, src, 3, &events.DestinationAdded{Name: "web-1", Kind: events.DestSSH, Addr: "127.0.0.1:22", Connector: "web-1"})
 	good := snapshotTB(f, src)
 
 	f.Add(good)

@@ -812,6 +812,108 @@ func (x *JobTarget) GetStatus() events.TargetStatus {
 	return events.TargetStatus(0)
 }
 
+// A destination (SPEC section 11), as DestinationAdded recorded it, with
+// mesh normalized (events.NormalizeDestination).
+type Destination struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Addr          string                 `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	Connector     string                 `protobuf:"bytes,4,opt,name=connector,proto3" json:"connector,omitempty"`
+	Mesh          bool                   `protobuf:"varint,5,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Database      string                 `protobuf:"bytes,7,opt,name=database,proto3" json:"database,omitempty"`
+	Created       *Origin                `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Destination) Reset() {
+	*x = Destination{}
+	mi := &file_fsm_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Destination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Destination) ProtoMessage() {}
+
+func (x *Destination) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Destination.ProtoReflect.Descriptor instead.
+func (*Destination) Descriptor() ([]byte, []int) {
+	return file_fsm_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Destination) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Destination) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Destination) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *Destination) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *Destination) GetMesh() bool {
+	if x != nil {
+		return x.Mesh
+	}
+	return false
+}
+
+func (x *Destination) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Destination) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *Destination) GetCreated() *Origin {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
 var File_fsm_state_proto protoreflect.FileDescriptor
 
 const file_fsm_state_proto_rawDesc = "" +
@@ -915,7 +1017,19 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12\x1a\n" +
 	"\bposition\x18\v \x01(\rR\bposition\x123\n" +
-	"\x06status\x18\f \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\x06statusB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
+	"\x06status\x18\f \x01(\x0e2\x1b.hpt.events.v1.TargetStatusR\x06status\"\xbd\x02\n" +
+	"\vDestination\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12\x1c\n" +
+	"\tconnector\x18\x04 \x01(\tR\tconnector\x12\x12\n" +
+	"\x04mesh\x18\x05 \x01(\bR\x04mesh\x12;\n" +
+	"\x06labels\x18\x06 \x03(\v2#.hpt.fsm.v1.Destination.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bdatabase\x18\a \x01(\tR\bdatabase\x12,\n" +
+	"\acreated\x18\b \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
 
 var (
 	file_fsm_state_proto_rawDescOnce sync.Once
@@ -929,7 +1043,7 @@ func file_fsm_state_proto_rawDescGZIP() []byte {
 	return file_fsm_state_proto_rawDescData
 }
 
-var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_fsm_state_proto_goTypes = []any{
 	(*Origin)(nil),             // 0: hpt.fsm.v1.Origin
 	(*Identity)(nil),           // 1: hpt.fsm.v1.Identity
@@ -938,41 +1052,45 @@ var file_fsm_state_proto_goTypes = []any{
 	(*Grant)(nil),              // 4: hpt.fsm.v1.Grant
 	(*Job)(nil),                // 5: hpt.fsm.v1.Job
 	(*JobTarget)(nil),          // 6: hpt.fsm.v1.JobTarget
-	nil,                        // 7: hpt.fsm.v1.TargetKey.LabelsEntry
-	nil,                        // 8: hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
-	nil,                        // 9: hpt.fsm.v1.Job.FilesEntry
-	nil,                        // 10: hpt.fsm.v1.Job.SelectorEntry
-	nil,                        // 11: hpt.fsm.v1.Job.VarsEntry
-	nil,                        // 12: hpt.fsm.v1.Job.CountsEntry
-	(events.JobStatus)(0),      // 13: hpt.events.v1.JobStatus
-	(*events.JobSecrets)(nil),  // 14: hpt.events.v1.JobSecrets
-	(*events.BlockResult)(nil), // 15: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),   // 16: hpt.events.v1.TargetStatus
+	(*Destination)(nil),        // 7: hpt.fsm.v1.Destination
+	nil,                        // 8: hpt.fsm.v1.TargetKey.LabelsEntry
+	nil,                        // 9: hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	nil,                        // 10: hpt.fsm.v1.Job.FilesEntry
+	nil,                        // 11: hpt.fsm.v1.Job.SelectorEntry
+	nil,                        // 12: hpt.fsm.v1.Job.VarsEntry
+	nil,                        // 13: hpt.fsm.v1.Job.CountsEntry
+	nil,                        // 14: hpt.fsm.v1.Destination.LabelsEntry
+	(events.JobStatus)(0),      // 15: hpt.events.v1.JobStatus
+	(*events.JobSecrets)(nil),  // 16: hpt.events.v1.JobSecrets
+	(*events.BlockResult)(nil), // 17: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 18: hpt.events.v1.TargetStatus
 }
 var file_fsm_state_proto_depIdxs = []int32{
 	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 1: hpt.fsm.v1.Token.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 2: hpt.fsm.v1.Token.revoked_by:type_name -> hpt.fsm.v1.Origin
-	7,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
+	8,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
 	0,  // 4: hpt.fsm.v1.TargetKey.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 5: hpt.fsm.v1.TargetKey.revoked_by:type_name -> hpt.fsm.v1.Origin
-	8,  // 6: hpt.fsm.v1.TargetKey.claimed_labels:type_name -> hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	9,  // 6: hpt.fsm.v1.TargetKey.claimed_labels:type_name -> hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
 	0,  // 7: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 8: hpt.fsm.v1.Job.submitted:type_name -> hpt.fsm.v1.Origin
-	9,  // 9: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
-	10, // 10: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
-	11, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
-	12, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
+	10, // 9: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
+	11, // 10: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
+	12, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
+	13, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
 	0,  // 13: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
-	13, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
-	14, // 15: hpt.fsm.v1.Job.secret_vars:type_name -> hpt.events.v1.JobSecrets
-	15, // 16: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
-	16, // 17: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	15, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
+	16, // 15: hpt.fsm.v1.Job.secret_vars:type_name -> hpt.events.v1.JobSecrets
+	17, // 16: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	18, // 17: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
+	14, // 18: hpt.fsm.v1.Destination.labels:type_name -> hpt.fsm.v1.Destination.LabelsEntry
+	0,  // 19: hpt.fsm.v1.Destination.created:type_name -> hpt.fsm.v1.Origin
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }
@@ -986,7 +1104,7 @@ func file_fsm_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_state_proto_rawDesc), len(file_fsm_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -193,6 +193,9 @@ func (a *grantsAPI) Check(_ context.Context, req *rpc.GrantRequest) (*rpc.CheckR
 	if err := events.CheckResource(req.GetResource()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if err := events.CheckGrantScope(req.GetPrivilege(), req.GetResource()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	d, err := a.n.authz.Check(req.GetSubject(), req.GetPrivilege(), req.GetResource())
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())

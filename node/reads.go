@@ -146,7 +146,8 @@ func isWrite(method string) bool {
 		"/hpt.v1.Grants/Add", "/hpt.v1.Grants/Remove",
 		"/hpt.v1.Keys/Register", "/hpt.v1.Keys/Revoke",
 		"/hpt.v1.Bench/Write",
-		"/hpt.v1.Jobs/Submit", "/hpt.v1.Jobs/Cancel":
+		"/hpt.v1.Jobs/Submit", "/hpt.v1.Jobs/Cancel",
+		"/hpt.v1.Destinations/Add", "/hpt.v1.Destinations/Remove":
 		return true
 	}
 	return false

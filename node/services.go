@@ -25,6 +25,7 @@ func (n *Node) registerServices(s *grpc.Server) {
 	rpc.RegisterBenchServer(s, &benchAPI{n: n})
 	rpc.RegisterJobsServer(s, &jobsAPI{n: n})
 	rpc.RegisterTargetsServer(s, &targetsAPI{n: n})
+	rpc.RegisterDestinationsServer(s, &destinationsAPI{n: n})
 	rpc.RegisterFleetServer(s, &fleetServer{n: n})
 	rpc.RegisterInternalServer(s, &internalServer{n: n})
 	rpc.RegisterCAServer(s, &caAPI{n: n})
@@ -49,6 +50,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 		bench      = "/hpt.v1.Bench/"
 		jobs       = "/hpt.v1.Jobs/"
 		targets    = "/hpt.v1.Targets/"
+		dests      = "/hpt.v1.Destinations/"
 		fleet      = "/hpt.v1.Fleet/"
 		internal   = "/hpt.v1.Internal/"
 		ca         = "/hpt.v1.CA/"
@@ -75,6 +77,15 @@ func methodRules(n *Node) map[string]auth.Rule {
 			return r.GetTarget()
 		case *rpc.RevokeKeyRequest:
 			return r.GetTarget()
+		}
+		return "*"
+	}
+	destination := func(req any) string {
+		switch r := req.(type) {
+		case *rpc.AddDestinationRequest:
+			return r.GetName()
+		case *rpc.RemoveDestinationRequest:
+			return r.GetName()
 		}
 		return "*"
 	}
@@ -148,6 +159,9 @@ func methodRules(n *Node) map[string]auth.Rule {
 
 		// Public halves only; a grant of view on "*" or "ca/*" covers it.
 		ca + "Show": view("ca/ssh"),
+		dests + "Add":    byName(events.PrivAdmin, "destinations", destination),
+		dests + "List":   view("destinations/*"),
+		dests + "Remove": byName(events.PrivAdmin, "destinations", destination),
 
 		fleet + "Connect": {Peer: auth.PeerTarget},
 

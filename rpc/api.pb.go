@@ -3900,6 +3900,342 @@ func (x *ShowCAResponse) GetKnownHosts() string {
 	return ""
 }
 
+type AddDestinationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ssh | postgres | kubernetes | tcp
+	Kind      string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Addr      string `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	Connector string `protobuf:"bytes,4,opt,name=connector,proto3" json:"connector,omitempty"`
+	// tcp and kubernetes destinations are mesh whatever this says.
+	Mesh          bool              `protobuf:"varint,5,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Database      string            `protobuf:"bytes,7,opt,name=database,proto3" json:"database,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddDestinationRequest) Reset() {
+	*x = AddDestinationRequest{}
+	mi := &file_rpc_api_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddDestinationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddDestinationRequest) ProtoMessage() {}
+
+func (x *AddDestinationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddDestinationRequest.ProtoReflect.Descriptor instead.
+func (*AddDestinationRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *AddDestinationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddDestinationRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AddDestinationRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *AddDestinationRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *AddDestinationRequest) GetMesh() bool {
+	if x != nil {
+		return x.Mesh
+	}
+	return false
+}
+
+func (x *AddDestinationRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *AddDestinationRequest) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+type ListDestinationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsRequest) Reset() {
+	*x = ListDestinationsRequest{}
+	mi := &file_rpc_api_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsRequest) ProtoMessage() {}
+
+func (x *ListDestinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsRequest.ProtoReflect.Descriptor instead.
+func (*ListDestinationsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{63}
+}
+
+type DestinationInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind      string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Addr      string                 `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	Connector string                 `protobuf:"bytes,4,opt,name=connector,proto3" json:"connector,omitempty"`
+	Mesh      bool                   `protobuf:"varint,5,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Labels    map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Database  string                 `protobuf:"bytes,7,opt,name=database,proto3" json:"database,omitempty"`
+	// The connector's status as targets list shows it (connected |
+	// disconnected | revoked); empty for a destination without a connector.
+	Status          string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	CreatedIndex    uint64 `protobuf:"varint,9,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,10,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DestinationInfo) Reset() {
+	*x = DestinationInfo{}
+	mi := &file_rpc_api_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestinationInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestinationInfo) ProtoMessage() {}
+
+func (x *DestinationInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestinationInfo.ProtoReflect.Descriptor instead.
+func (*DestinationInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DestinationInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetMesh() bool {
+	if x != nil {
+		return x.Mesh
+	}
+	return false
+}
+
+func (x *DestinationInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DestinationInfo) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *DestinationInfo) GetCreatedIndex() uint64 {
+	if x != nil {
+		return x.CreatedIndex
+	}
+	return 0
+}
+
+func (x *DestinationInfo) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+type ListDestinationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destinations  []*DestinationInfo     `protobuf:"bytes,1,rep,name=destinations,proto3" json:"destinations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDestinationsResponse) Reset() {
+	*x = ListDestinationsResponse{}
+	mi := &file_rpc_api_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDestinationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDestinationsResponse) ProtoMessage() {}
+
+func (x *ListDestinationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDestinationsResponse.ProtoReflect.Descriptor instead.
+func (*ListDestinationsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ListDestinationsResponse) GetDestinations() []*DestinationInfo {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+type RemoveDestinationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDestinationRequest) Reset() {
+	*x = RemoveDestinationRequest{}
+	mi := &file_rpc_api_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDestinationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDestinationRequest) ProtoMessage() {}
+
+func (x *RemoveDestinationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDestinationRequest.ProtoReflect.Descriptor instead.
+func (*RemoveDestinationRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *RemoveDestinationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_rpc_api_proto protoreflect.FileDescriptor
 
 const file_rpc_api_proto_rawDesc = "" +
@@ -4212,7 +4548,38 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\auser_ca\x18\x01 \x01(\v2\x13.hpt.v1.CAPublicKeyR\x06userCa\x12,\n" +
 	"\ahost_ca\x18\x02 \x01(\v2\x13.hpt.v1.CAPublicKeyR\x06hostCa\x12\x1f\n" +
 	"\vknown_hosts\x18\x03 \x01(\tR\n" +
-	"knownHosts*\xce\x02\n" +
+	"knownHosts\"\x9f\x02\n" +
+	"\x15AddDestinationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12\x1c\n" +
+	"\tconnector\x18\x04 \x01(\tR\tconnector\x12\x12\n" +
+	"\x04mesh\x18\x05 \x01(\bR\x04mesh\x12A\n" +
+	"\x06labels\x18\x06 \x03(\v2).hpt.v1.AddDestinationRequest.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bdatabase\x18\a \x01(\tR\bdatabase\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x19\n" +
+	"\x17ListDestinationsRequest\"\xfc\x02\n" +
+	"\x0fDestinationInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12\x1c\n" +
+	"\tconnector\x18\x04 \x01(\tR\tconnector\x12\x12\n" +
+	"\x04mesh\x18\x05 \x01(\bR\x04mesh\x12;\n" +
+	"\x06labels\x18\x06 \x03(\v2#.hpt.v1.DestinationInfo.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bdatabase\x18\a \x01(\tR\bdatabase\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12#\n" +
+	"\rcreated_index\x18\t \x01(\x04R\fcreatedIndex\x12*\n" +
+	"\x11created_unix_nano\x18\n" +
+	" \x01(\x03R\x0fcreatedUnixNano\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"W\n" +
+	"\x18ListDestinationsResponse\x12;\n" +
+	"\fdestinations\x18\x01 \x03(\v2\x17.hpt.v1.DestinationInfoR\fdestinations\".\n" +
+	"\x18RemoveDestinationRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name*\xce\x02\n" +
 	"\fApplyFailure\x12\x1d\n" +
 	"\x19APPLY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18APPLY_FAILURE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -4278,7 +4645,11 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\tCancelRun\x12\x17.hpt.v1.DispatchRequest\x1a\x18.hpt.v1.DispatchResponse\x12I\n" +
 	"\fStashSecrets\x12\x1b.hpt.v1.StashSecretsRequest\x1a\x1c.hpt.v1.StashSecretsResponse2;\n" +
 	"\x02CA\x125\n" +
-	"\x04Show\x12\x15.hpt.v1.ShowCARequest\x1a\x16.hpt.v1.ShowCAResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
+	"\x04Show\x12\x15.hpt.v1.ShowCARequest\x1a\x16.hpt.v1.ShowCAResponse2\xd9\x01\n" +
+	"\fDestinations\x12;\n" +
+	"\x03Add\x12\x1d.hpt.v1.AddDestinationRequest\x1a\x15.hpt.v1.WriteResponse\x12I\n" +
+	"\x04List\x12\x1f.hpt.v1.ListDestinationsRequest\x1a .hpt.v1.ListDestinationsResponse\x12A\n" +
+	"\x06Remove\x12 .hpt.v1.RemoveDestinationRequest\x1a\x15.hpt.v1.WriteResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
 var (
 	file_rpc_api_proto_rawDescOnce sync.Once
@@ -4293,204 +4664,220 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_rpc_api_proto_goTypes = []any{
-	(ApplyFailure)(0),               // 0: hpt.v1.ApplyFailure
-	(*WriteResponse)(nil),           // 1: hpt.v1.WriteResponse
-	(*StatusRequest)(nil),           // 2: hpt.v1.StatusRequest
-	(*Member)(nil),                  // 3: hpt.v1.Member
-	(*ExportStatus)(nil),            // 4: hpt.v1.ExportStatus
-	(*StatusResponse)(nil),          // 5: hpt.v1.StatusResponse
-	(*RemoveNodeRequest)(nil),       // 6: hpt.v1.RemoveNodeRequest
-	(*SnapshotSaveRequest)(nil),     // 7: hpt.v1.SnapshotSaveRequest
-	(*SnapshotChunk)(nil),           // 8: hpt.v1.SnapshotChunk
-	(*SnapshotRestoreResponse)(nil), // 9: hpt.v1.SnapshotRestoreResponse
-	(*WhoamiRequest)(nil),           // 10: hpt.v1.WhoamiRequest
-	(*WhoamiResponse)(nil),          // 11: hpt.v1.WhoamiResponse
-	(*ListEventsRequest)(nil),       // 12: hpt.v1.ListEventsRequest
-	(*AddIdentityRequest)(nil),      // 13: hpt.v1.AddIdentityRequest
-	(*ListIdentitiesRequest)(nil),   // 14: hpt.v1.ListIdentitiesRequest
-	(*IdentityInfo)(nil),            // 15: hpt.v1.IdentityInfo
-	(*ListIdentitiesResponse)(nil),  // 16: hpt.v1.ListIdentitiesResponse
-	(*RemoveIdentityRequest)(nil),   // 17: hpt.v1.RemoveIdentityRequest
-	(*MemberRequest)(nil),           // 18: hpt.v1.MemberRequest
-	(*CreateTokenRequest)(nil),      // 19: hpt.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),     // 20: hpt.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),       // 21: hpt.v1.ListTokensRequest
-	(*TokenInfo)(nil),               // 22: hpt.v1.TokenInfo
-	(*ListTokensResponse)(nil),      // 23: hpt.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),      // 24: hpt.v1.RevokeTokenRequest
-	(*GrantRequest)(nil),            // 25: hpt.v1.GrantRequest
-	(*GrantInfo)(nil),               // 26: hpt.v1.GrantInfo
-	(*ListGrantsRequest)(nil),       // 27: hpt.v1.ListGrantsRequest
-	(*ListGrantsResponse)(nil),      // 28: hpt.v1.ListGrantsResponse
-	(*CheckResponse)(nil),           // 29: hpt.v1.CheckResponse
-	(*RegisterKeyRequest)(nil),      // 30: hpt.v1.RegisterKeyRequest
-	(*ListKeysRequest)(nil),         // 31: hpt.v1.ListKeysRequest
-	(*KeyInfo)(nil),                 // 32: hpt.v1.KeyInfo
-	(*ListKeysResponse)(nil),        // 33: hpt.v1.ListKeysResponse
-	(*RevokeKeyRequest)(nil),        // 34: hpt.v1.RevokeKeyRequest
-	(*EnrollmentRequest)(nil),       // 35: hpt.v1.EnrollmentRequest
-	(*EnrollmentResponse)(nil),      // 36: hpt.v1.EnrollmentResponse
-	(*SubmitJobRequest)(nil),        // 37: hpt.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),       // 38: hpt.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),           // 39: hpt.v1.GetJobRequest
-	(*JobTargetInfo)(nil),           // 40: hpt.v1.JobTargetInfo
-	(*JobInfo)(nil),                 // 41: hpt.v1.JobInfo
-	(*ListJobsRequest)(nil),         // 42: hpt.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 43: hpt.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),        // 44: hpt.v1.CancelJobRequest
-	(*ListTargetsRequest)(nil),      // 45: hpt.v1.ListTargetsRequest
-	(*TargetInfo)(nil),              // 46: hpt.v1.TargetInfo
-	(*ListTargetsResponse)(nil),     // 47: hpt.v1.ListTargetsResponse
-	(*BenchWriteRequest)(nil),       // 48: hpt.v1.BenchWriteRequest
-	(*DispatchRequest)(nil),         // 49: hpt.v1.DispatchRequest
-	(*DispatchResponse)(nil),        // 50: hpt.v1.DispatchResponse
-	(*ApplyRequest)(nil),            // 51: hpt.v1.ApplyRequest
-	(*ApplyBatchRequest)(nil),       // 52: hpt.v1.ApplyBatchRequest
-	(*ApplyResult)(nil),             // 53: hpt.v1.ApplyResult
-	(*ApplyBatchResponse)(nil),      // 54: hpt.v1.ApplyBatchResponse
-	(*ReadIndexRequest)(nil),        // 55: hpt.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 56: hpt.v1.ReadIndexResponse
-	(*NodeStatusRequest)(nil),       // 57: hpt.v1.NodeStatusRequest
-	(*StashSecretsRequest)(nil),     // 58: hpt.v1.StashSecretsRequest
-	(*StashSecretsResponse)(nil),    // 59: hpt.v1.StashSecretsResponse
-	(*ShowCARequest)(nil),           // 60: hpt.v1.ShowCARequest
-	(*CAPublicKey)(nil),             // 61: hpt.v1.CAPublicKey
-	(*ShowCAResponse)(nil),          // 62: hpt.v1.ShowCAResponse
-	nil,                             // 63: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                             // 64: hpt.v1.KeyInfo.LabelsEntry
-	nil,                             // 65: hpt.v1.KeyInfo.ClaimedLabelsEntry
-	nil,                             // 66: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                             // 67: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                             // 68: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                             // 69: hpt.v1.SubmitJobRequest.SecretVarsEntry
-	nil,                             // 70: hpt.v1.JobInfo.CountsEntry
-	nil,                             // 71: hpt.v1.JobInfo.SelectorEntry
-	nil,                             // 72: hpt.v1.TargetInfo.LabelsEntry
-	nil,                             // 73: hpt.v1.TargetInfo.ClaimedLabelsEntry
-	nil,                             // 74: hpt.v1.StashSecretsRequest.ValuesEntry
-	(events.Type)(0),                // 75: hpt.events.v1.Type
-	(*events.BlockResult)(nil),      // 76: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),        // 77: hpt.events.v1.TargetStatus
-	(events.JobStatus)(0),           // 78: hpt.events.v1.JobStatus
-	(*events.Event)(nil),            // 79: hpt.events.v1.Event
+	(ApplyFailure)(0),                // 0: hpt.v1.ApplyFailure
+	(*WriteResponse)(nil),            // 1: hpt.v1.WriteResponse
+	(*StatusRequest)(nil),            // 2: hpt.v1.StatusRequest
+	(*Member)(nil),                   // 3: hpt.v1.Member
+	(*ExportStatus)(nil),             // 4: hpt.v1.ExportStatus
+	(*StatusResponse)(nil),           // 5: hpt.v1.StatusResponse
+	(*RemoveNodeRequest)(nil),        // 6: hpt.v1.RemoveNodeRequest
+	(*SnapshotSaveRequest)(nil),      // 7: hpt.v1.SnapshotSaveRequest
+	(*SnapshotChunk)(nil),            // 8: hpt.v1.SnapshotChunk
+	(*SnapshotRestoreResponse)(nil),  // 9: hpt.v1.SnapshotRestoreResponse
+	(*WhoamiRequest)(nil),            // 10: hpt.v1.WhoamiRequest
+	(*WhoamiResponse)(nil),           // 11: hpt.v1.WhoamiResponse
+	(*ListEventsRequest)(nil),        // 12: hpt.v1.ListEventsRequest
+	(*AddIdentityRequest)(nil),       // 13: hpt.v1.AddIdentityRequest
+	(*ListIdentitiesRequest)(nil),    // 14: hpt.v1.ListIdentitiesRequest
+	(*IdentityInfo)(nil),             // 15: hpt.v1.IdentityInfo
+	(*ListIdentitiesResponse)(nil),   // 16: hpt.v1.ListIdentitiesResponse
+	(*RemoveIdentityRequest)(nil),    // 17: hpt.v1.RemoveIdentityRequest
+	(*MemberRequest)(nil),            // 18: hpt.v1.MemberRequest
+	(*CreateTokenRequest)(nil),       // 19: hpt.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 20: hpt.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),        // 21: hpt.v1.ListTokensRequest
+	(*TokenInfo)(nil),                // 22: hpt.v1.TokenInfo
+	(*ListTokensResponse)(nil),       // 23: hpt.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 24: hpt.v1.RevokeTokenRequest
+	(*GrantRequest)(nil),             // 25: hpt.v1.GrantRequest
+	(*GrantInfo)(nil),                // 26: hpt.v1.GrantInfo
+	(*ListGrantsRequest)(nil),        // 27: hpt.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),       // 28: hpt.v1.ListGrantsResponse
+	(*CheckResponse)(nil),            // 29: hpt.v1.CheckResponse
+	(*RegisterKeyRequest)(nil),       // 30: hpt.v1.RegisterKeyRequest
+	(*ListKeysRequest)(nil),          // 31: hpt.v1.ListKeysRequest
+	(*KeyInfo)(nil),                  // 32: hpt.v1.KeyInfo
+	(*ListKeysResponse)(nil),         // 33: hpt.v1.ListKeysResponse
+	(*RevokeKeyRequest)(nil),         // 34: hpt.v1.RevokeKeyRequest
+	(*EnrollmentRequest)(nil),        // 35: hpt.v1.EnrollmentRequest
+	(*EnrollmentResponse)(nil),       // 36: hpt.v1.EnrollmentResponse
+	(*SubmitJobRequest)(nil),         // 37: hpt.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 38: hpt.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),            // 39: hpt.v1.GetJobRequest
+	(*JobTargetInfo)(nil),            // 40: hpt.v1.JobTargetInfo
+	(*JobInfo)(nil),                  // 41: hpt.v1.JobInfo
+	(*ListJobsRequest)(nil),          // 42: hpt.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 43: hpt.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),         // 44: hpt.v1.CancelJobRequest
+	(*ListTargetsRequest)(nil),       // 45: hpt.v1.ListTargetsRequest
+	(*TargetInfo)(nil),               // 46: hpt.v1.TargetInfo
+	(*ListTargetsResponse)(nil),      // 47: hpt.v1.ListTargetsResponse
+	(*BenchWriteRequest)(nil),        // 48: hpt.v1.BenchWriteRequest
+	(*DispatchRequest)(nil),          // 49: hpt.v1.DispatchRequest
+	(*DispatchResponse)(nil),         // 50: hpt.v1.DispatchResponse
+	(*ApplyRequest)(nil),             // 51: hpt.v1.ApplyRequest
+	(*ApplyBatchRequest)(nil),        // 52: hpt.v1.ApplyBatchRequest
+	(*ApplyResult)(nil),              // 53: hpt.v1.ApplyResult
+	(*ApplyBatchResponse)(nil),       // 54: hpt.v1.ApplyBatchResponse
+	(*ReadIndexRequest)(nil),         // 55: hpt.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 56: hpt.v1.ReadIndexResponse
+	(*NodeStatusRequest)(nil),        // 57: hpt.v1.NodeStatusRequest
+	(*StashSecretsRequest)(nil),      // 58: hpt.v1.StashSecretsRequest
+	(*StashSecretsResponse)(nil),     // 59: hpt.v1.StashSecretsResponse
+	(*ShowCARequest)(nil),            // 60: hpt.v1.ShowCARequest
+	(*CAPublicKey)(nil),              // 61: hpt.v1.CAPublicKey
+	(*ShowCAResponse)(nil),           // 62: hpt.v1.ShowCAResponse
+	(*AddDestinationRequest)(nil),    // 63: hpt.v1.AddDestinationRequest
+	(*ListDestinationsRequest)(nil),  // 64: hpt.v1.ListDestinationsRequest
+	(*DestinationInfo)(nil),          // 65: hpt.v1.DestinationInfo
+	(*ListDestinationsResponse)(nil), // 66: hpt.v1.ListDestinationsResponse
+	(*RemoveDestinationRequest)(nil), // 67: hpt.v1.RemoveDestinationRequest
+	nil,                              // 68: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                              // 69: hpt.v1.KeyInfo.LabelsEntry
+	nil,                              // 70: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                              // 71: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                              // 72: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                              // 73: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                              // 74: hpt.v1.SubmitJobRequest.SecretVarsEntry
+	nil,                              // 75: hpt.v1.JobInfo.CountsEntry
+	nil,                              // 76: hpt.v1.JobInfo.SelectorEntry
+	nil,                              // 77: hpt.v1.TargetInfo.LabelsEntry
+	nil,                              // 78: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	nil,                              // 79: hpt.v1.StashSecretsRequest.ValuesEntry
+	nil,                              // 80: hpt.v1.AddDestinationRequest.LabelsEntry
+	nil,                              // 81: hpt.v1.DestinationInfo.LabelsEntry
+	(events.Type)(0),                 // 82: hpt.events.v1.Type
+	(*events.BlockResult)(nil),       // 83: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),         // 84: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),            // 85: hpt.events.v1.JobStatus
+	(*events.Event)(nil),             // 86: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	4,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	3,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
 	26, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
-	75, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	82, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	15, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	22, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	26, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	26, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	63, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	64, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	65, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	68, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	69, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	70, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
 	32, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	66, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	67, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	68, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	69, // 15: hpt.v1.SubmitJobRequest.secret_vars:type_name -> hpt.v1.SubmitJobRequest.SecretVarsEntry
-	76, // 16: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	77, // 17: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
-	70, // 18: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	71, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	72, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	73, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	74, // 15: hpt.v1.SubmitJobRequest.secret_vars:type_name -> hpt.v1.SubmitJobRequest.SecretVarsEntry
+	83, // 16: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	84, // 17: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	75, // 18: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
 	40, // 19: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	71, // 20: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	78, // 21: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	76, // 20: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	85, // 21: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
 	41, // 22: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	72, // 23: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	73, // 24: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	77, // 23: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	78, // 24: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
 	46, // 25: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
 	0,  // 26: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
 	53, // 27: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	74, // 28: hpt.v1.StashSecretsRequest.values:type_name -> hpt.v1.StashSecretsRequest.ValuesEntry
+	79, // 28: hpt.v1.StashSecretsRequest.values:type_name -> hpt.v1.StashSecretsRequest.ValuesEntry
 	61, // 29: hpt.v1.ShowCAResponse.user_ca:type_name -> hpt.v1.CAPublicKey
 	61, // 30: hpt.v1.ShowCAResponse.host_ca:type_name -> hpt.v1.CAPublicKey
-	2,  // 31: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	6,  // 32: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 33: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	8,  // 34: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	10, // 35: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	12, // 36: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	13, // 37: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	14, // 38: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	17, // 39: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	18, // 40: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	18, // 41: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	19, // 42: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	21, // 43: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	24, // 44: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	25, // 45: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	27, // 46: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	25, // 47: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	25, // 48: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	30, // 49: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	31, // 50: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	34, // 51: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	35, // 52: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	37, // 53: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	39, // 54: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	42, // 55: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	44, // 56: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	39, // 57: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	45, // 58: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	48, // 59: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	51, // 60: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	52, // 61: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	55, // 62: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	57, // 63: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	6,  // 64: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	8,  // 65: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	49, // 66: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	49, // 67: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	58, // 68: hpt.v1.Internal.StashSecrets:input_type -> hpt.v1.StashSecretsRequest
-	60, // 69: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
-	5,  // 70: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	1,  // 71: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	8,  // 72: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	9,  // 73: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	11, // 74: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	79, // 75: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	1,  // 76: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	16, // 77: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	1,  // 78: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	1,  // 79: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	1,  // 80: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	20, // 81: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	23, // 82: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	1,  // 83: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	1,  // 84: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	28, // 85: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	1,  // 86: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	29, // 87: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	1,  // 88: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	33, // 89: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	1,  // 90: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	36, // 91: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	38, // 92: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	41, // 93: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	43, // 94: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	1,  // 95: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	41, // 96: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	47, // 97: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	1,  // 98: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	1,  // 99: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	54, // 100: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	56, // 101: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	3,  // 102: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	1,  // 103: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	9,  // 104: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	50, // 105: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	50, // 106: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	59, // 107: hpt.v1.Internal.StashSecrets:output_type -> hpt.v1.StashSecretsResponse
-	62, // 108: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
-	70, // [70:109] is the sub-list for method output_type
-	31, // [31:70] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	80, // 31: hpt.v1.AddDestinationRequest.labels:type_name -> hpt.v1.AddDestinationRequest.LabelsEntry
+	81, // 32: hpt.v1.DestinationInfo.labels:type_name -> hpt.v1.DestinationInfo.LabelsEntry
+	65, // 33: hpt.v1.ListDestinationsResponse.destinations:type_name -> hpt.v1.DestinationInfo
+	2,  // 34: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	6,  // 35: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 36: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	8,  // 37: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	10, // 38: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	12, // 39: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	13, // 40: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	14, // 41: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	17, // 42: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	18, // 43: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	18, // 44: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	19, // 45: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	21, // 46: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	24, // 47: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	25, // 48: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	27, // 49: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	25, // 50: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	25, // 51: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	30, // 52: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	31, // 53: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	34, // 54: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	35, // 55: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	37, // 56: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	39, // 57: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	42, // 58: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	44, // 59: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	39, // 60: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	45, // 61: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	48, // 62: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	51, // 63: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	52, // 64: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	55, // 65: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	57, // 66: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	6,  // 67: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	8,  // 68: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	49, // 69: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	49, // 70: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	58, // 71: hpt.v1.Internal.StashSecrets:input_type -> hpt.v1.StashSecretsRequest
+	60, // 72: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
+	63, // 73: hpt.v1.Destinations.Add:input_type -> hpt.v1.AddDestinationRequest
+	64, // 74: hpt.v1.Destinations.List:input_type -> hpt.v1.ListDestinationsRequest
+	67, // 75: hpt.v1.Destinations.Remove:input_type -> hpt.v1.RemoveDestinationRequest
+	5,  // 76: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	1,  // 77: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	8,  // 78: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	9,  // 79: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	11, // 80: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	86, // 81: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	1,  // 82: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	16, // 83: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	1,  // 84: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	1,  // 85: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	1,  // 86: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	20, // 87: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	23, // 88: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	1,  // 89: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	1,  // 90: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	28, // 91: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	1,  // 92: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	29, // 93: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	1,  // 94: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	33, // 95: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	1,  // 96: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	36, // 97: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	38, // 98: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	41, // 99: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	43, // 100: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	1,  // 101: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	41, // 102: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	47, // 103: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	1,  // 104: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	1,  // 105: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	54, // 106: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	56, // 107: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	3,  // 108: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	1,  // 109: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	9,  // 110: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	50, // 111: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	50, // 112: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	59, // 113: hpt.v1.Internal.StashSecrets:output_type -> hpt.v1.StashSecretsResponse
+	62, // 114: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
+	1,  // 115: hpt.v1.Destinations.Add:output_type -> hpt.v1.WriteResponse
+	66, // 116: hpt.v1.Destinations.List:output_type -> hpt.v1.ListDestinationsResponse
+	1,  // 117: hpt.v1.Destinations.Remove:output_type -> hpt.v1.WriteResponse
+	76, // [76:118] is the sub-list for method output_type
+	34, // [34:76] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -4504,9 +4891,9 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   74,
+			NumMessages:   81,
 			NumExtensions: 0,
-			NumServices:   11,
+			NumServices:   12,
 		},
 		GoTypes:           file_rpc_api_proto_goTypes,
 		DependencyIndexes: file_rpc_api_proto_depIdxs,

@@ -2262,3 +2262,185 @@ var CA_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "rpc/api.proto",
 }
+
+const (
+	Destinations_Add_FullMethodName    = "/hpt.v1.Destinations/Add"
+	Destinations_List_FullMethodName   = "/hpt.v1.Destinations/List"
+	Destinations_Remove_FullMethodName = "/hpt.v1.Destinations/Remove"
+)
+
+// DestinationsClient is the client API for Destinations service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Destinations are the endpoints roles are granted on (SPEC section 11).
+type DestinationsClient interface {
+	Add(ctx context.Context, in *AddDestinationRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	List(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error)
+	Remove(ctx context.Context, in *RemoveDestinationRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+}
+
+type destinationsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDestinationsClient(cc grpc.ClientConnInterface) DestinationsClient {
+	return &destinationsClient{cc}
+}
+
+func (c *destinationsClient) Add(ctx context.Context, in *AddDestinationRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Destinations_Add_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *destinationsClient) List(ctx context.Context, in *ListDestinationsRequest, opts ...grpc.CallOption) (*ListDestinationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDestinationsResponse)
+	err := c.cc.Invoke(ctx, Destinations_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *destinationsClient) Remove(ctx context.Context, in *RemoveDestinationRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Destinations_Remove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DestinationsServer is the server API for Destinations service.
+// All implementations must embed UnimplementedDestinationsServer
+// for forward compatibility.
+//
+// Destinations are the endpoints roles are granted on (SPEC section 11).
+type DestinationsServer interface {
+	Add(context.Context, *AddDestinationRequest) (*WriteResponse, error)
+	List(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error)
+	Remove(context.Context, *RemoveDestinationRequest) (*WriteResponse, error)
+	mustEmbedUnimplementedDestinationsServer()
+}
+
+// UnimplementedDestinationsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDestinationsServer struct{}
+
+func (UnimplementedDestinationsServer) Add(context.Context, *AddDestinationRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Add not implemented")
+}
+func (UnimplementedDestinationsServer) List(context.Context, *ListDestinationsRequest) (*ListDestinationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedDestinationsServer) Remove(context.Context, *RemoveDestinationRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedDestinationsServer) mustEmbedUnimplementedDestinationsServer() {}
+func (UnimplementedDestinationsServer) testEmbeddedByValue()                      {}
+
+// UnsafeDestinationsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DestinationsServer will
+// result in compilation errors.
+type UnsafeDestinationsServer interface {
+	mustEmbedUnimplementedDestinationsServer()
+}
+
+func RegisterDestinationsServer(s grpc.ServiceRegistrar, srv DestinationsServer) {
+	// If the following call panics, it indicates UnimplementedDestinationsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Destinations_ServiceDesc, srv)
+}
+
+func _Destinations_Add_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddDestinationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DestinationsServer).Add(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Destinations_Add_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DestinationsServer).Add(ctx, req.(*AddDestinationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Destinations_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDestinationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DestinationsServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Destinations_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DestinationsServer).List(ctx, req.(*ListDestinationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Destinations_Remove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveDestinationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DestinationsServer).Remove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Destinations_Remove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DestinationsServer).Remove(ctx, req.(*RemoveDestinationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Destinations_ServiceDesc is the grpc.ServiceDesc for Destinations service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Destinations_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hpt.v1.Destinations",
+	HandlerType: (*DestinationsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Add",
+			Handler:    _Destinations_Add_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _Destinations_List_Handler,
+		},
+		{
+			MethodName: "Remove",
+			Handler:    _Destinations_Remove_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "rpc/api.proto",
+}

@@ -95,6 +95,8 @@ type Client struct {
 	Bench      BenchClient
 	Jobs       JobsClient
 	Targets    TargetsClient
+	// Destinations is the access engine's endpoints (SPEC section 11).
+	Destinations DestinationsClient
 }
 
 // noLeaderAnswers bounds the "no leader" answers a call takes, per
@@ -177,6 +179,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	c.Bench = NewBenchClient(conn)
 	c.Jobs = NewJobsClient(conn)
 	c.Targets = NewTargetsClient(conn)
+	c.Destinations = NewDestinationsClient(conn)
 	return c, nil
 }
 

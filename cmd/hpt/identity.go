@@ -301,6 +301,12 @@ func (a *app) grantsCommand() *cobra.Command {
 					if err := events.CheckNewGrantResource(args[2]); err != nil {
 						return usagef("RESOURCE: %w", err)
 					}
+					if err := events.CheckPrivilege(args[1]); err != nil {
+						return usagef("PRIVILEGE: %w", err)
+					}
+					if err := events.CheckGrantScope(args[1], args[2]); err != nil {
+						return usagef("%w", err)
+					}
 				}
 				return a.withClient(func(c *rpc.Client) error {
 					w, err := call(c, cmd, &rpc.GrantRequest{Subject: args[0], Privilege: args[1], Resource: args[2]})

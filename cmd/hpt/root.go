@@ -236,7 +236,7 @@ Direct mode, with no cluster (as upstream hpt):
 		a.identityCommand("user"), a.identityCommand("machine"), a.identityCommand("group"),
 		a.tokensCommand(), a.grantsCommand(), a.authCommand(), a.benchCommand(),
 		a.applyCommand(), a.serveCommand(), a.jobCommand(), a.targetsCommand(), a.unitFileCommand(), a.healthcheckCommand(),
-		a.whoamiCommand(), a.caCommand(),
+		a.whoamiCommand(), a.caCommand(), a.destinationsCommand(),
 	)
 	root.AddCommand(a.keyCommands()...)
 	// `hpt FILE.toml` applies locally and `hpt --target NAME --ip HOST

@@ -247,22 +247,121 @@ func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error
 			}
 		}
 	}
-	return Decision{Reason: fmt.Sprintf("%s has no grant for %s on %s (add one with: hpt grants add %s %s %s)",
-		subject, privilege, resource, shellQuote(subject), shellQuote(privilege), shellQuote(resource))}, nil
+	why := ""
+	if events.IsRole(privilege) {
+		// Say so when admin is what the subject expected to be enough.
+		for _, h := range holders {
+			grants, err := a.state.Grants(h)
+			if err != nil {
+				return Decision{}, fmt.Errorf("grants of %s: %w", h, err)
+			}
+			for _, g := range grants {
+				if g.GetPrivilege() == events.PrivAdmin && coversResource(g.GetResource(), resource) {
+					why = fmt.Sprintf("; its grant %s %s %s does not imply it: admin never implies a destination role, which needs a grant of its own", g.GetSubject(), g.GetPrivilege(), g.GetResource())
+					break
+				}
+			}
+			if why != "" {
+				break
+			}
+		}
+	}
+	return Decision{Reason: fmt.Sprintf("%s has no grant for %s on %s%s (add one with: hpt grants add %s %s %s)",
+		subject, privilege, resource, why, shellQuote(subject), shellQuote(privilege), shellQuote(resource))}, nil
 }
 
 // covers reports whether grant g satisfies privilege on resource. admin
-// implies every privilege; a resource glob is matched with path.Match, so
-// "targets/web-*" covers "targets/web-1" and "*" covers everything.
+// implies every privilege but the destination roles (login:…, db:…,
+// kube:…, connect): logging in to a host as a Unix user is a different
+// power from managing the cluster, and is only ever granted by name, as
+// Teleport does not give admins logins either. See coversResource for
+// resources.
 func covers(g *fsm.Grant, privilege, resource string) bool {
-	if g.GetPrivilege() != events.PrivAdmin && g.GetPrivilege() != privilege {
+	if g.GetPrivilege() != privilege && (g.GetPrivilege() != events.PrivAdmin || events.IsRole(privilege)) {
 		return false
 	}
-	if g.GetResource() == "*" || g.GetResource() == resource {
+	return coversResource(g.GetResource(), resource)
+}
+
+// coversResource reports whether a grant's resource covers resource: "*"
+// covers everything, a glob is matched with path.Match ("targets/web-*"
+// covers "targets/web-1"), and a grant on a whole destination covers its
+// Kubernetes namespaces (events.MatchDestination).
+func coversResource(glob, resource string) bool {
+	if glob == "*" || glob == resource {
 		return true
 	}
-	ok, err := path.Match(g.GetResource(), resource)
-	return err == nil && ok
+	if ok, err := path.Match(glob, resource); err == nil && ok {
+		return true
+	}
+	return events.MatchDestination(glob, resource)
+}
+
+// A RoleGrant is one destination role a subject holds on a destination.
+type RoleGrant struct {
+	// Role is the role's value: the Unix user of login and
+	// login-forward, the PostgreSQL role of db, the ClusterRole of kube;
+	// empty for connect.
+	Role string
+	// Namespace is, for kube roles granted on
+	// destinations/NAME/NAMESPACE-GLOB, that namespace glob; empty for a
+	// role held on the whole destination (cluster-wide).
+	Namespace string
+	// Grant allows it, held directly or through the group Via.
+	Grant *fsm.Grant
+	Via   string
+}
+
+// Roles returns the roles of kind ("login", "login-forward", "db", "kube",
+// "connect") that subject holds on destination, directly or through its
+// groups, for the issuers of credentials. Each role (and namespace) is
+// listed once, with the first grant that allows it in Check's order (the
+// subject's own grants, then its groups'); none is an empty list. admin
+// implies none of them (see covers).
+func (a *Authorizer) Roles(subject, kind, destination string) ([]RoleGrant, error) {
+	known := false
+	for _, k := range events.RoleKinds {
+		known = known || k == kind
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: role kind %q is not one of %s", events.ErrInvalidName, kind, strings.Join(events.RoleKinds[:], ", "))
+	}
+	if err := events.CheckDestinationName(destination); err != nil {
+		return nil, err
+	}
+	_, holders, err := a.holders(subject)
+	if err != nil {
+		return nil, err
+	}
+	res := "destinations/" + destination
+	var out []RoleGrant
+	seen := map[[2]string]bool{}
+	for _, h := range holders {
+		grants, err := a.state.Grants(h)
+		if err != nil {
+			return nil, fmt.Errorf("grants of %s: %w", h, err)
+		}
+		for _, g := range grants {
+			r, err := events.ParseRole(g.GetPrivilege())
+			if err != nil || r.Kind != kind {
+				continue
+			}
+			name, ns, ok := events.DestinationResource(g.GetResource())
+			if !ok || !events.MatchDestination("destinations/"+name, res) {
+				continue
+			}
+			if seen[[2]string{r.Value, ns}] {
+				continue
+			}
+			seen[[2]string{r.Value, ns}] = true
+			rg := RoleGrant{Role: r.Value, Namespace: ns, Grant: g}
+			if h != subject {
+				rg.Via = h
+			}
+			out = append(out, rg)
+		}
+	}
+	return out, nil
 }
 
 // authorize authenticates the caller of method and checks its rule.
