@@ -158,7 +158,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 		targets + "List": view("targets/*"),
 
 		// Public halves only; a grant of view on "*" or "ca/*" covers it.
-		ca + "Show": view("ca/ssh"),
+		ca + "Show":      view("ca/ssh"),
 		dests + "Add":    byName(events.PrivAdmin, "destinations", destination),
 		dests + "List":   view("destinations/*"),
 		dests + "Remove": byName(events.PrivAdmin, "destinations", destination),
