@@ -3,7 +3,6 @@ package sshaccess_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,16 +26,7 @@ import (
 )
 
 func newSigner(t *testing.T) (ssh.Signer, ed25519.PrivateKey) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, priv
+	return sshdtest.NewKey(t)
 }
 
 // user is a certificate as hpt credentials ssh would issue it, with its

@@ -2,7 +2,6 @@ package sshaccess
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"io/fs"
@@ -16,19 +15,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hpt-dev/hpt/internal/sshca"
+	"github.com/hpt-dev/hpt/internal/sshdtest"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
 func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := sshdtest.NewKey(t)
 	return s
 }
 

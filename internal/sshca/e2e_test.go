@@ -3,7 +3,6 @@ package sshca_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,16 +27,7 @@ type host struct {
 }
 
 func signer(t *testing.T) (ssh.Signer, ed25519.PrivateKey) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, priv
+	return sshdtest.NewKey(t)
 }
 
 func write(t *testing.T, path string, data []byte) {

@@ -13,19 +13,13 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/hpt-dev/hpt/internal/sshdtest"
 )
 
 // newSigner makes an Ed25519 key: a CA, a host or a client.
 func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := sshdtest.NewKey(t)
 	return s
 }
 

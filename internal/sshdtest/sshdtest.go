@@ -123,6 +123,21 @@ func New(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// NewKey makes a fresh Ed25519 key for a test: a CA, a host or a client
+// key, as a signer and as the raw private key (for WritePrivateKey).
+func NewKey(t testing.TB) (ssh.Signer, ed25519.PrivateKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, priv
+}
+
 // WritePrivateKey writes key in OpenSSH's format with mode 0600, which sshd
 // and ssh require of private keys.
 func WritePrivateKey(path string, key ed25519.PrivateKey) error {
