@@ -42,15 +42,28 @@ type sshState interface {
 	AppliedIndex() uint64
 	DestinationsOfConnector(target string) ([]*fsm.Destination, error)
 	Grants(subject string) ([]*fsm.Grant, error)
+	RevokedCredentials(destination string, now time.Time) ([]*fsm.Credential, error)
 }
 
 // revokedOf is the one place revoked certificates enter a connector's
-// state: the serials and KeyIds of dest's revoked credentials that have
-// not yet expired at now. Credential records are not on this branch yet;
-// until they are, nothing is revoked by certificate (removing a grant still
-// removes its principal).
+// state: the serials and KeyIds of dest's revoked ssh credentials that
+// have not yet expired at now (an expired certificate needs no KRL entry:
+// sshd refuses it by its validity).
 func revokedOf(st sshState, dest string, now time.Time) (serials []uint64, keyIDs []string, err error) {
-	return nil, nil, nil
+	creds, err := st.RevokedCredentials(dest, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range creds {
+		if c.GetKind() != events.DestSSH {
+			continue
+		}
+		if c.GetSerial() != 0 {
+			serials = append(serials, c.GetSerial())
+		}
+		keyIDs = append(keyIDs, sshca.KeyID(c.GetSubject(), c.GetId()))
+	}
+	return serials, keyIDs, nil
 }
 
 // hostCert is a connector's host certificate as last signed, kept so that
@@ -346,6 +359,7 @@ func concernsConnectors(t events.Type) bool {
 		events.Type_TYPE_GRANT_ADDED, events.Type_TYPE_GRANT_REMOVED,
 		events.Type_TYPE_USER_REMOVED, events.Type_TYPE_MACHINE_REMOVED, events.Type_TYPE_GROUP_REMOVED,
 		events.Type_TYPE_TOKEN_REVOKED, events.Type_TYPE_TARGET_KEY_REGISTERED, events.Type_TYPE_TARGET_KEY_REVOKED,
+		events.Type_TYPE_CREDENTIAL_ISSUED, events.Type_TYPE_CREDENTIAL_REVOKED,
 		events.Type_TYPE_SNAPSHOT_RESTORED:
 		return true
 	}

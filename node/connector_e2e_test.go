@@ -15,8 +15,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hpt-dev/hpt/agent/sshaccess"
+	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/internal/sshca"
 	"github.com/hpt-dev/hpt/internal/sshdtest"
+	"github.com/hpt-dev/hpt/node"
 	"github.com/hpt-dev/hpt/node/nodetest"
 	"github.com/hpt-dev/hpt/rpc"
 )
@@ -98,25 +100,40 @@ func TestConnectorKeptCurrentByNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	// issue makes a certificate for alice as hpt credentials ssh would,
+	// with the cluster's user CA, and records its credential_issued event
+	// as the issuing node does.
+	issue := func(id string, serial uint64) ssh.Signer {
+		t.Helper()
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := ssh.NewSignerFromKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		cert, err := sshca.IssueUser(rand.Reader, userCA, sshca.UserCert{PublicKey: ssh.MarshalAuthorizedKey(key.PublicKey()),
+			Subject: "user:alice", CredentialID: id, Principals: []string{"deploy@web-1"},
+			ValidAfter: now.Add(-time.Minute), ValidBefore: now.Add(time.Hour), Serial: serial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.ProposeForTest(ctx, c.Running()[0], &events.CredentialIssued{Id: id, Subject: "user:alice", Destination: "web-1",
+			Kind: events.DestSSH, Role: "login:deploy", Principals: cert.ValidPrincipals, GrantSubject: grant.Subject,
+			GrantPrivilege: grant.Privilege, GrantResource: grant.Resource, Serial: serial,
+			PublicKeyFingerprint: ssh.FingerprintSHA256(key.PublicKey()),
+			ValidAfterUnixNano:   int64(cert.ValidAfter) * 1e9, ValidBeforeUnixNano: int64(cert.ValidBefore) * 1e9}); err != nil {
+			t.Fatalf("record credential %s: %v", id, err)
+		}
+		s, err := ssh.NewCertSigner(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	key, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	cert, err := sshca.IssueUser(rand.Reader, userCA, sshca.UserCert{PublicKey: ssh.MarshalAuthorizedKey(key.PublicKey()),
-		Subject: "user:alice", CredentialID: "c_1", Principals: []string{"deploy@web-1"},
-		ValidAfter: now.Add(-time.Minute), ValidBefore: now.Add(time.Hour), Serial: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := ssh.NewCertSigner(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice := issue("c_1", 7)
 	// The first state reloads sshd, which then presents the host
 	// certificate: the login checks it.
 	c.Eventually(10*time.Second, func() error {
@@ -150,6 +167,18 @@ func TestConnectorKeptCurrentByNodes(t *testing.T) {
 		}
 		t.Logf("%s: refused %v after the commit", what, time.Since(start).Round(time.Millisecond))
 	}
+	// Revoked: the KRL refuses it.
+	refused("credential revoked", func() (uint64, error) {
+		return node.ProposeForTest(ctx, c.Node(1), &events.CredentialRevoked{Id: "c_1", Reason: "test"})
+	})
+	alice = issue("c_2", 8)
+	c.Eventually(10*time.Second, func() error {
+		out, err := sshLogin(s.Addr, hostCA.PublicKey(), alice)
+		if err != nil || out != "deploy" {
+			return fmt.Errorf("login with a new certificate: %q %v", out, err)
+		}
+		return nil
+	})
 	refused("grant removed", func() (uint64, error) {
 		w, err := admin.Grants.Remove(ctx, grant)
 		return w.GetIndex(), err
@@ -184,6 +213,7 @@ func TestConnectorKeptCurrentByNodes(t *testing.T) {
 	if _, err := admin.Grants.Add(ctx, grant); err != nil {
 		t.Fatal(err)
 	}
+	alice = issue("c_3", 9)
 	c.Eventually(10*time.Second, func() error {
 		out, err := sshLogin(s.Addr, hostCA.PublicKey(), alice)
 		if err != nil || out != "deploy" {

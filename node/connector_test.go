@@ -15,9 +15,10 @@ import (
 
 // fakeSSHState is a fixed applied state for computeSSHAccess.
 type fakeSSHState struct {
-	index  uint64
-	dests  []*fsm.Destination
-	grants []*fsm.Grant
+	index   uint64
+	dests   []*fsm.Destination
+	grants  []*fsm.Grant
+	revoked []*fsm.Credential
 }
 
 func (f *fakeSSHState) AppliedIndex() uint64 { return f.index }
@@ -31,6 +32,15 @@ func (f *fakeSSHState) DestinationsOfConnector(target string) ([]*fsm.Destinatio
 	return out, nil
 }
 func (f *fakeSSHState) Grants(string) ([]*fsm.Grant, error) { return f.grants, nil }
+func (f *fakeSSHState) RevokedCredentials(dest string, now time.Time) ([]*fsm.Credential, error) {
+	var out []*fsm.Credential
+	for _, c := range f.revoked {
+		if c.GetDestination() == dest && c.GetValidBeforeUnixNano() > now.UnixNano() {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
 
 func testSigner(t *testing.T) ssh.Signer {
 	t.Helper()
@@ -70,19 +80,31 @@ func TestComputeSSHAccess(t *testing.T) {
 		},
 	}
 	now := time.Unix(1_800_000_000, 0)
+	later := now.Add(time.Hour).UnixNano()
+	st.revoked = []*fsm.Credential{
+		{Id: "c_2", Subject: "user:bob", Destination: "web-2", Kind: "ssh", Serial: 9, ValidBeforeUnixNano: later},
+		{Id: "c_1", Subject: "user:alice", Destination: "web-1", Kind: "ssh", Serial: 7, ValidBeforeUnixNano: later},
+		{Id: "c_3", Subject: "user:alice", Destination: "web-3", Kind: "ssh", Serial: 8, ValidBeforeUnixNano: later},          // c2's
+		{Id: "c_4", Subject: "user:alice", Destination: "web-1", Kind: "ssh", Serial: 5, ValidBeforeUnixNano: now.UnixNano()}, // expired
+	}
 	for _, tc := range []struct {
 		name     string
 		target   string
 		hostKeys [][]byte
 		want     map[string][]string // nil: no state at all
 		hostCert []string            // its principals; nil: none
+		serials  []uint64
+		keyIDs   []string
 	}{
 		{name: "connector of two ssh destinations", target: "c1", hostKeys: [][]byte{hostKey},
+			serials: []uint64{7, 9}, keyIDs: []string{"user:alice cred:c_1", "user:bob cred:c_2"},
 			want:     map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}},
 			hostCert: []string{"10.0.0.5", "web-1", "web-2", "web2.example"}},
 		{name: "no host keys yet", target: "c1",
+			serials: []uint64{7, 9}, keyIDs: []string{"user:alice cred:c_1", "user:bob cred:c_2"},
 			want: map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}}},
 		{name: "other connector", target: "c2", hostKeys: [][]byte{hostKey},
+			serials: []uint64{8}, keyIDs: []string{"user:alice cred:c_3"},
 			want:     map[string][]string{"admin": {"admin@web-3"}, "deploy": {"deploy@web-3"}, "web3": {"web3@web-3"}},
 			hostCert: []string{"10.0.0.7", "web-3"}},
 		{name: "connector of no ssh destination", target: "c3"},
@@ -109,6 +131,9 @@ func TestComputeSSHAccess(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("principals %v, want %v", got, tc.want)
+			}
+			if !reflect.DeepEqual(acc.GetRevokedSerials(), tc.serials) || !reflect.DeepEqual(acc.GetRevokedKeyIds(), tc.keyIDs) {
+				t.Errorf("revoked serials %v, key ids %q; want %v, %q", acc.GetRevokedSerials(), acc.GetRevokedKeyIds(), tc.serials, tc.keyIDs)
 			}
 			if tc.hostCert == nil {
 				if len(acc.GetHostCertificate()) != 0 {
