@@ -223,3 +223,21 @@ func TestCheckHostKeys(t *testing.T) {
 		t.Errorf("good key: %v %v", k, err)
 	}
 }
+
+// FuzzCheckHostKeys: a connector's host key report (bytes from the agent)
+// never panics, and what it accepts parses as public keys.
+func FuzzCheckHostKeys(f *testing.F) {
+	f.Add([]byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl host"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := checkHostKeys(&rpc.HostKeys{PublicKeys: [][]byte{b, b}})
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if _, _, _, _, err := ssh.ParseAuthorizedKey(k); err != nil {
+				t.Fatalf("accepted %q: %v", k, err)
+			}
+		}
+	})
+}
