@@ -169,7 +169,8 @@ func TestConnectorKeptCurrentByNodes(t *testing.T) {
 	}
 	// Revoked: the KRL refuses it.
 	refused("credential revoked", func() (uint64, error) {
-		return node.ProposeForTest(ctx, c.Node(1), &events.CredentialRevoked{Id: "c_1", Reason: "test"})
+		w, err := admin.Credentials.Revoke(ctx, &rpc.RevokeCredentialRequest{Id: "c_1", Reason: "test"})
+		return w.GetIndex(), err
 	})
 	alice = issue("c_2", 8)
 	c.Eventually(10*time.Second, func() error {
