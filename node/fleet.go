@@ -354,8 +354,10 @@ func (n *Node) recvLoop(ctx context.Context, s *session) error {
 // result sent again after a reconnect is applied once).
 func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentMessage) error {
 	if hk := m.GetHostKeys(); hk != nil {
+		// A bad report is logged and ignored, not fatal to the stream:
+		// the agent still runs jobs; it only gets no host certificate.
 		if err := n.setHostKeys(s, hk); err != nil {
-			return status.Errorf(codes.InvalidArgument, "%v", err)
+			n.log.Warn("connector host keys refused", "target", s.target, "err", err)
 		}
 		return nil
 	}
