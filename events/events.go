@@ -102,6 +102,10 @@ func NewPayload(t Type) proto.Message {
 		return new(DestinationAdded)
 	case Type_TYPE_DESTINATION_REMOVED:
 		return new(DestinationRemoved)
+	case Type_TYPE_CREDENTIAL_ISSUED:
+		return new(CredentialIssued)
+	case Type_TYPE_CREDENTIAL_REVOKED:
+		return new(CredentialRevoked)
 	}
 	return nil
 }

@@ -70,6 +70,9 @@ const (
 	// A destination (SPEC section 11) recorded or removed.
 	Type_TYPE_DESTINATION_ADDED   Type = 29
 	Type_TYPE_DESTINATION_REMOVED Type = 30
+	// A short-lived credential (SPEC section 11) issued or revoked.
+	Type_TYPE_CREDENTIAL_ISSUED  Type = 31
+	Type_TYPE_CREDENTIAL_REVOKED Type = 32
 )
 
 // Enum value maps for Type.
@@ -106,6 +109,8 @@ var (
 		28: "TYPE_SNAPSHOT_RESTORED",
 		29: "TYPE_DESTINATION_ADDED",
 		30: "TYPE_DESTINATION_REMOVED",
+		31: "TYPE_CREDENTIAL_ISSUED",
+		32: "TYPE_CREDENTIAL_REVOKED",
 	}
 	Type_value = map[string]int32{
 		"TYPE_UNKNOWN":               0,
@@ -139,6 +144,8 @@ var (
 		"TYPE_SNAPSHOT_RESTORED":     28,
 		"TYPE_DESTINATION_ADDED":     29,
 		"TYPE_DESTINATION_REMOVED":   30,
+		"TYPE_CREDENTIAL_ISSUED":     31,
+		"TYPE_CREDENTIAL_REVOKED":    32,
 	}
 )
 
@@ -2500,6 +2507,221 @@ func (x *DestinationRemoved) GetName() string {
 	return ""
 }
 
+// CredentialIssued records a short-lived credential a node issued after the
+// grant check (SPEC section 11). It never holds a secret: for SSH the public
+// key's fingerprint, never the key or certificate's private half.
+type CredentialIssued struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject     string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Destination string                 `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
+	// ssh | postgres | kubernetes
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// e.g. login:deploy
+	Role       string   `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	Principals []string `protobuf:"bytes,6,rep,name=principals,proto3" json:"principals,omitempty"`
+	// The grant that allowed it: revoking the grant revokes the credential.
+	GrantSubject         string `protobuf:"bytes,7,opt,name=grant_subject,json=grantSubject,proto3" json:"grant_subject,omitempty"`
+	GrantPrivilege       string `protobuf:"bytes,8,opt,name=grant_privilege,json=grantPrivilege,proto3" json:"grant_privilege,omitempty"`
+	GrantResource        string `protobuf:"bytes,9,opt,name=grant_resource,json=grantResource,proto3" json:"grant_resource,omitempty"`
+	Serial               uint64 `protobuf:"varint,10,opt,name=serial,proto3" json:"serial,omitempty"`
+	UserName             string `protobuf:"bytes,11,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	PublicKeyFingerprint string `protobuf:"bytes,12,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	ValidAfterUnixNano   int64  `protobuf:"varint,13,opt,name=valid_after_unix_nano,json=validAfterUnixNano,proto3" json:"valid_after_unix_nano,omitempty"`
+	ValidBeforeUnixNano  int64  `protobuf:"varint,14,opt,name=valid_before_unix_nano,json=validBeforeUnixNano,proto3" json:"valid_before_unix_nano,omitempty"`
+	// The token the subject asked with: revoking it revokes the credential.
+	TokenId       string `protobuf:"bytes,15,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialIssued) Reset() {
+	*x = CredentialIssued{}
+	mi := &file_events_events_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialIssued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialIssued) ProtoMessage() {}
+
+func (x *CredentialIssued) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialIssued.ProtoReflect.Descriptor instead.
+func (*CredentialIssued) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CredentialIssued) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *CredentialIssued) GetGrantSubject() string {
+	if x != nil {
+		return x.GrantSubject
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetGrantPrivilege() string {
+	if x != nil {
+		return x.GrantPrivilege
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetGrantResource() string {
+	if x != nil {
+		return x.GrantResource
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *CredentialIssued) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *CredentialIssued) GetValidAfterUnixNano() int64 {
+	if x != nil {
+		return x.ValidAfterUnixNano
+	}
+	return 0
+}
+
+func (x *CredentialIssued) GetValidBeforeUnixNano() int64 {
+	if x != nil {
+		return x.ValidBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *CredentialIssued) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+type CredentialRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialRevoked) Reset() {
+	*x = CredentialRevoked{}
+	mi := &file_events_events_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialRevoked) ProtoMessage() {}
+
+func (x *CredentialRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialRevoked.ProtoReflect.Descriptor instead.
+func (*CredentialRevoked) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CredentialRevoked) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CredentialRevoked) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -2682,7 +2904,29 @@ const file_events_events_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"(\n" +
 	"\x12DestinationRemoved\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name*\xa6\x06\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x04\n" +
+	"\x10CredentialIssued\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12 \n" +
+	"\vdestination\x18\x03 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x06 \x03(\tR\n" +
+	"principals\x12#\n" +
+	"\rgrant_subject\x18\a \x01(\tR\fgrantSubject\x12'\n" +
+	"\x0fgrant_privilege\x18\b \x01(\tR\x0egrantPrivilege\x12%\n" +
+	"\x0egrant_resource\x18\t \x01(\tR\rgrantResource\x12\x16\n" +
+	"\x06serial\x18\n" +
+	" \x01(\x04R\x06serial\x12\x1b\n" +
+	"\tuser_name\x18\v \x01(\tR\buserName\x124\n" +
+	"\x16public_key_fingerprint\x18\f \x01(\tR\x14publicKeyFingerprint\x121\n" +
+	"\x15valid_after_unix_nano\x18\r \x01(\x03R\x12validAfterUnixNano\x123\n" +
+	"\x16valid_before_unix_nano\x18\x0e \x01(\x03R\x13validBeforeUnixNano\x12\x19\n" +
+	"\btoken_id\x18\x0f \x01(\tR\atokenId\";\n" +
+	"\x11CredentialRevoked\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\xdf\x06\n" +
 	"\x04Type\x12\x10\n" +
 	"\fTYPE_UNKNOWN\x10\x00\x12\x1d\n" +
 	"\x19TYPE_CLUSTER_BOOTSTRAPPED\x10\x01\x12\x13\n" +
@@ -2715,7 +2959,9 @@ const file_events_events_proto_rawDesc = "" +
 	"\x13TYPE_LEADER_ELECTED\x10\x1b\x12\x1a\n" +
 	"\x16TYPE_SNAPSHOT_RESTORED\x10\x1c\x12\x1a\n" +
 	"\x16TYPE_DESTINATION_ADDED\x10\x1d\x12\x1c\n" +
-	"\x18TYPE_DESTINATION_REMOVED\x10\x1e*\xb4\x01\n" +
+	"\x18TYPE_DESTINATION_REMOVED\x10\x1e\x12\x1a\n" +
+	"\x16TYPE_CREDENTIAL_ISSUED\x10\x1f\x12\x1b\n" +
+	"\x17TYPE_CREDENTIAL_REVOKED\x10 *\xb4\x01\n" +
 	"\tJobStatus\x12\x16\n" +
 	"\x12JOB_STATUS_UNKNOWN\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_RUNNING\x10\x01\x12\x19\n" +
@@ -2751,7 +2997,7 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_events_events_proto_goTypes = []any{
 	(Type)(0),                   // 0: hpt.events.v1.Type
 	(JobStatus)(0),              // 1: hpt.events.v1.JobStatus
@@ -2791,28 +3037,30 @@ var file_events_events_proto_goTypes = []any{
 	(*JobSecrets)(nil),          // 35: hpt.events.v1.JobSecrets
 	(*DestinationAdded)(nil),    // 36: hpt.events.v1.DestinationAdded
 	(*DestinationRemoved)(nil),  // 37: hpt.events.v1.DestinationRemoved
-	nil,                         // 38: hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	nil,                         // 39: hpt.events.v1.JobSubmitted.FilesEntry
-	nil,                         // 40: hpt.events.v1.JobSubmitted.SelectorEntry
-	nil,                         // 41: hpt.events.v1.JobSubmitted.VarsEntry
-	nil,                         // 42: hpt.events.v1.TargetConnected.LabelsEntry
-	nil,                         // 43: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
-	nil,                         // 44: hpt.events.v1.DestinationAdded.LabelsEntry
+	(*CredentialIssued)(nil),    // 38: hpt.events.v1.CredentialIssued
+	(*CredentialRevoked)(nil),   // 39: hpt.events.v1.CredentialRevoked
+	nil,                         // 40: hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	nil,                         // 41: hpt.events.v1.JobSubmitted.FilesEntry
+	nil,                         // 42: hpt.events.v1.JobSubmitted.SelectorEntry
+	nil,                         // 43: hpt.events.v1.JobSubmitted.VarsEntry
+	nil,                         // 44: hpt.events.v1.TargetConnected.LabelsEntry
+	nil,                         // 45: hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	nil,                         // 46: hpt.events.v1.DestinationAdded.LabelsEntry
 }
 var file_events_events_proto_depIdxs = []int32{
 	0,  // 0: hpt.events.v1.Event.type:type_name -> hpt.events.v1.Type
-	38, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
-	39, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
-	40, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
-	41, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
+	40, // 1: hpt.events.v1.TargetKeyRegistered.labels:type_name -> hpt.events.v1.TargetKeyRegistered.LabelsEntry
+	41, // 2: hpt.events.v1.JobSubmitted.files:type_name -> hpt.events.v1.JobSubmitted.FilesEntry
+	42, // 3: hpt.events.v1.JobSubmitted.selector:type_name -> hpt.events.v1.JobSubmitted.SelectorEntry
+	43, // 4: hpt.events.v1.JobSubmitted.vars:type_name -> hpt.events.v1.JobSubmitted.VarsEntry
 	35, // 5: hpt.events.v1.JobSubmitted.secret_vars:type_name -> hpt.events.v1.JobSecrets
 	23, // 6: hpt.events.v1.BlockResult.changes:type_name -> hpt.events.v1.Change
 	24, // 7: hpt.events.v1.JobTargetFinished.blocks:type_name -> hpt.events.v1.BlockResult
 	2,  // 8: hpt.events.v1.JobTargetFinished.target_status:type_name -> hpt.events.v1.TargetStatus
 	1,  // 9: hpt.events.v1.JobFinished.job_status:type_name -> hpt.events.v1.JobStatus
-	42, // 10: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
-	43, // 11: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
-	44, // 12: hpt.events.v1.DestinationAdded.labels:type_name -> hpt.events.v1.DestinationAdded.LabelsEntry
+	44, // 10: hpt.events.v1.TargetConnected.labels:type_name -> hpt.events.v1.TargetConnected.LabelsEntry
+	45, // 11: hpt.events.v1.TargetConnected.claimed_labels:type_name -> hpt.events.v1.TargetConnected.ClaimedLabelsEntry
+	46, // 12: hpt.events.v1.DestinationAdded.labels:type_name -> hpt.events.v1.DestinationAdded.LabelsEntry
 	13, // [13:13] is the sub-list for method output_type
 	13, // [13:13] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
@@ -2833,7 +3081,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

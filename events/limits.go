@@ -22,6 +22,8 @@ const (
 	// MaxTextLen bounds free text: descriptions, e-mail addresses, the
 	// reason of a cancellation.
 	MaxTextLen = 1024
+	// MaxCredentialPrincipals bounds the principals of one credential.
+	MaxCredentialPrincipals = 256
 	// MaxLabels bounds how many labels a target has (or claims, or a
 	// selector names).
 	MaxLabels = 64
@@ -148,6 +150,13 @@ func CheckPayload(p proto.Message) error {
 		return CheckDestination(p)
 	case *DestinationRemoved:
 		return name("destination", "name", p.GetName())
+	case *CredentialIssued:
+		if len(p.GetPrincipals()) > MaxCredentialPrincipals {
+			return fmt.Errorf("%w: principals: %d, at most %d allowed", ErrInvalidName, len(p.GetPrincipals()), MaxCredentialPrincipals)
+		}
+		return firstErr(name("credential", "id", p.GetId()), CheckText("role", p.GetRole()), CheckText("grant_resource", p.GetGrantResource()))
+	case *CredentialRevoked:
+		return firstErr(name("credential", "id", p.GetId()), CheckText("reason", p.GetReason()))
 	}
 	return nil
 }

@@ -166,6 +166,10 @@ func (t *txn) apply(p proto.Message) *Rejection {
 		return t.addDestination(p)
 	case *events.DestinationRemoved:
 		return t.removeDestination(p.GetName())
+	case *events.CredentialIssued:
+		return t.issueCredential(p)
+	case *events.CredentialRevoked:
+		return t.revokeCredentialEvent(p)
 	case *events.TargetConnected:
 		return t.targetConnected(p)
 	case *events.TargetDisconnected:
@@ -244,8 +248,15 @@ func (t *txn) removeIdentity(kind, name string) *Rejection {
 			t.del(key(tagMemberOf, member, name))
 		}
 	}
+	// Its credentials end with it, before its grants go (which would
+	// revoke them too, under another reason).
+	t.revokeCredentialsOfSubject(subject)
 	for _, gk := range t.keysWithPrefix(key(tagGrant, subject, "")) {
 		t.del(gk)
+		// A group's members hold credentials issued under its grants.
+		if priv, res, ok := bytes.Cut(gk[len(subject)+2:], []byte{0}); ok {
+			t.revokeCredentialsOfGrant(subject, string(priv), string(res))
+		}
 	}
 	for _, tk := range t.keysWithPrefix(key(tagTokenOf, subject, "")) {
 		id := string(tk[len(subject)+2:])
@@ -376,6 +387,7 @@ func (t *txn) revokeToken(id string) *Rejection {
 	tok.Revoked = true
 	tok.RevokedBy = t.origin()
 	t.put(key(tagToken, id), &tok)
+	t.revokeCredentialsOfToken(id)
 	return nil
 }
 
@@ -496,5 +508,6 @@ func (t *txn) removeGrant(subject, priv, res string) *Rejection {
 		return t.reject(ErrNotFound, "grant %s %s %s does not exist", subject, priv, res)
 	}
 	t.del(k)
+	t.revokeCredentialsOfGrant(subject, priv, res)
 	return nil
 }

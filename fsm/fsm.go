@@ -131,6 +131,7 @@ type FSM struct {
 //	a <subject> 0x00 <priv> 0x00 <res> -> Grant
 //	d <name>                           -> Destination
 //	D <connector> 0x00 <name>          -> empty (destinations of a connector)
+//	c, x, X, y, R                      -> credentials and their indexes (credentials.go)
 var (
 	keyApplied      = []byte("mapplied")
 	keyBootstrapped = []byte("mbootstrapped")

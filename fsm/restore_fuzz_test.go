@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -36,6 +37,9 @@ func FuzzRestore(f *testing.F) {
 	applyTB(f, src, 1, &events.UserAdded{Name: "alice"})
 	applyTB(f, src, 2, &events.TargetKeyRegistered{Target: "web-1", PublicKey: bytes.Repeat([]byte{7}, 32), Labels: map[string]string{"role": "web"}})
 	applyTB(f, src, 3, &events.DestinationAdded{Name: "web-1", Kind: events.DestSSH, Addr: "127.0.0.1:22", Connector: "web-1"})
+	applyTB(f, src, 4, &events.CredentialIssued{Id: "c-1", Subject: "user:alice", Destination: "web-1", Kind: events.DestSSH,
+		Role: "login:deploy", Principals: []string{"deploy@web-1"}, Serial: 7, ValidAfterUnixNano: 1, ValidBeforeUnixNano: t0.Add(time.Hour).UnixNano()})
+	applyTB(f, src, 5, &events.CredentialRevoked{Id: "c-1", Reason: "test"})
 	good := snapshotTB(f, src)
 
 	f.Add(good)

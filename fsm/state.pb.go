@@ -914,6 +914,196 @@ func (x *Destination) GetCreated() *Origin {
 	return nil
 }
 
+// Credential is a short-lived credential issued by a node (CredentialIssued)
+// and whether it was revoked since.
+type Credential struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject              string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Destination          string                 `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
+	Kind                 string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Role                 string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	Principals           []string               `protobuf:"bytes,6,rep,name=principals,proto3" json:"principals,omitempty"`
+	GrantSubject         string                 `protobuf:"bytes,7,opt,name=grant_subject,json=grantSubject,proto3" json:"grant_subject,omitempty"`
+	GrantPrivilege       string                 `protobuf:"bytes,8,opt,name=grant_privilege,json=grantPrivilege,proto3" json:"grant_privilege,omitempty"`
+	GrantResource        string                 `protobuf:"bytes,9,opt,name=grant_resource,json=grantResource,proto3" json:"grant_resource,omitempty"`
+	Serial               uint64                 `protobuf:"varint,10,opt,name=serial,proto3" json:"serial,omitempty"`
+	UserName             string                 `protobuf:"bytes,11,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	PublicKeyFingerprint string                 `protobuf:"bytes,12,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	ValidAfterUnixNano   int64                  `protobuf:"varint,13,opt,name=valid_after_unix_nano,json=validAfterUnixNano,proto3" json:"valid_after_unix_nano,omitempty"`
+	ValidBeforeUnixNano  int64                  `protobuf:"varint,14,opt,name=valid_before_unix_nano,json=validBeforeUnixNano,proto3" json:"valid_before_unix_nano,omitempty"`
+	TokenId              string                 `protobuf:"bytes,15,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Created              *Origin                `protobuf:"bytes,16,opt,name=created,proto3" json:"created,omitempty"`
+	Revoked              bool                   `protobuf:"varint,17,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevokedReason        string                 `protobuf:"bytes,18,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
+	RevokedBy            *Origin                `protobuf:"bytes,19,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Credential) Reset() {
+	*x = Credential{}
+	mi := &file_fsm_state_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credential) ProtoMessage() {}
+
+func (x *Credential) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_state_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credential.ProtoReflect.Descriptor instead.
+func (*Credential) Descriptor() ([]byte, []int) {
+	return file_fsm_state_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Credential) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Credential) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Credential) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Credential) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Credential) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Credential) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *Credential) GetGrantSubject() string {
+	if x != nil {
+		return x.GrantSubject
+	}
+	return ""
+}
+
+func (x *Credential) GetGrantPrivilege() string {
+	if x != nil {
+		return x.GrantPrivilege
+	}
+	return ""
+}
+
+func (x *Credential) GetGrantResource() string {
+	if x != nil {
+		return x.GrantResource
+	}
+	return ""
+}
+
+func (x *Credential) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *Credential) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *Credential) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *Credential) GetValidAfterUnixNano() int64 {
+	if x != nil {
+		return x.ValidAfterUnixNano
+	}
+	return 0
+}
+
+func (x *Credential) GetValidBeforeUnixNano() int64 {
+	if x != nil {
+		return x.ValidBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *Credential) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Credential) GetCreated() *Origin {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Credential) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *Credential) GetRevokedReason() string {
+	if x != nil {
+		return x.RevokedReason
+	}
+	return ""
+}
+
+func (x *Credential) GetRevokedBy() *Origin {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return nil
+}
+
 var File_fsm_state_proto protoreflect.FileDescriptor
 
 const file_fsm_state_proto_rawDesc = "" +
@@ -1029,7 +1219,32 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\acreated\x18\b \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x05\n" +
+	"\n" +
+	"Credential\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12 \n" +
+	"\vdestination\x18\x03 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x06 \x03(\tR\n" +
+	"principals\x12#\n" +
+	"\rgrant_subject\x18\a \x01(\tR\fgrantSubject\x12'\n" +
+	"\x0fgrant_privilege\x18\b \x01(\tR\x0egrantPrivilege\x12%\n" +
+	"\x0egrant_resource\x18\t \x01(\tR\rgrantResource\x12\x16\n" +
+	"\x06serial\x18\n" +
+	" \x01(\x04R\x06serial\x12\x1b\n" +
+	"\tuser_name\x18\v \x01(\tR\buserName\x124\n" +
+	"\x16public_key_fingerprint\x18\f \x01(\tR\x14publicKeyFingerprint\x121\n" +
+	"\x15valid_after_unix_nano\x18\r \x01(\x03R\x12validAfterUnixNano\x123\n" +
+	"\x16valid_before_unix_nano\x18\x0e \x01(\x03R\x13validBeforeUnixNano\x12\x19\n" +
+	"\btoken_id\x18\x0f \x01(\tR\atokenId\x12,\n" +
+	"\acreated\x18\x10 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\x12\x18\n" +
+	"\arevoked\x18\x11 \x01(\bR\arevoked\x12%\n" +
+	"\x0erevoked_reason\x18\x12 \x01(\tR\rrevokedReason\x121\n" +
+	"\n" +
+	"revoked_by\x18\x13 \x01(\v2\x12.hpt.fsm.v1.OriginR\trevokedByB\x1cZ\x1agithub.com/hpt-dev/hpt/fsmb\x06proto3"
 
 var (
 	file_fsm_state_proto_rawDescOnce sync.Once
@@ -1043,7 +1258,7 @@ func file_fsm_state_proto_rawDescGZIP() []byte {
 	return file_fsm_state_proto_rawDescData
 }
 
-var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_fsm_state_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fsm_state_proto_goTypes = []any{
 	(*Origin)(nil),             // 0: hpt.fsm.v1.Origin
 	(*Identity)(nil),           // 1: hpt.fsm.v1.Identity
@@ -1053,44 +1268,47 @@ var file_fsm_state_proto_goTypes = []any{
 	(*Job)(nil),                // 5: hpt.fsm.v1.Job
 	(*JobTarget)(nil),          // 6: hpt.fsm.v1.JobTarget
 	(*Destination)(nil),        // 7: hpt.fsm.v1.Destination
-	nil,                        // 8: hpt.fsm.v1.TargetKey.LabelsEntry
-	nil,                        // 9: hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
-	nil,                        // 10: hpt.fsm.v1.Job.FilesEntry
-	nil,                        // 11: hpt.fsm.v1.Job.SelectorEntry
-	nil,                        // 12: hpt.fsm.v1.Job.VarsEntry
-	nil,                        // 13: hpt.fsm.v1.Job.CountsEntry
-	nil,                        // 14: hpt.fsm.v1.Destination.LabelsEntry
-	(events.JobStatus)(0),      // 15: hpt.events.v1.JobStatus
-	(*events.JobSecrets)(nil),  // 16: hpt.events.v1.JobSecrets
-	(*events.BlockResult)(nil), // 17: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),   // 18: hpt.events.v1.TargetStatus
+	(*Credential)(nil),         // 8: hpt.fsm.v1.Credential
+	nil,                        // 9: hpt.fsm.v1.TargetKey.LabelsEntry
+	nil,                        // 10: hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	nil,                        // 11: hpt.fsm.v1.Job.FilesEntry
+	nil,                        // 12: hpt.fsm.v1.Job.SelectorEntry
+	nil,                        // 13: hpt.fsm.v1.Job.VarsEntry
+	nil,                        // 14: hpt.fsm.v1.Job.CountsEntry
+	nil,                        // 15: hpt.fsm.v1.Destination.LabelsEntry
+	(events.JobStatus)(0),      // 16: hpt.events.v1.JobStatus
+	(*events.JobSecrets)(nil),  // 17: hpt.events.v1.JobSecrets
+	(*events.BlockResult)(nil), // 18: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),   // 19: hpt.events.v1.TargetStatus
 }
 var file_fsm_state_proto_depIdxs = []int32{
 	0,  // 0: hpt.fsm.v1.Identity.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 1: hpt.fsm.v1.Token.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 2: hpt.fsm.v1.Token.revoked_by:type_name -> hpt.fsm.v1.Origin
-	8,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
+	9,  // 3: hpt.fsm.v1.TargetKey.labels:type_name -> hpt.fsm.v1.TargetKey.LabelsEntry
 	0,  // 4: hpt.fsm.v1.TargetKey.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 5: hpt.fsm.v1.TargetKey.revoked_by:type_name -> hpt.fsm.v1.Origin
-	9,  // 6: hpt.fsm.v1.TargetKey.claimed_labels:type_name -> hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
+	10, // 6: hpt.fsm.v1.TargetKey.claimed_labels:type_name -> hpt.fsm.v1.TargetKey.ClaimedLabelsEntry
 	0,  // 7: hpt.fsm.v1.Grant.created:type_name -> hpt.fsm.v1.Origin
 	0,  // 8: hpt.fsm.v1.Job.submitted:type_name -> hpt.fsm.v1.Origin
-	10, // 9: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
-	11, // 10: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
-	12, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
-	13, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
+	11, // 9: hpt.fsm.v1.Job.files:type_name -> hpt.fsm.v1.Job.FilesEntry
+	12, // 10: hpt.fsm.v1.Job.selector:type_name -> hpt.fsm.v1.Job.SelectorEntry
+	13, // 11: hpt.fsm.v1.Job.vars:type_name -> hpt.fsm.v1.Job.VarsEntry
+	14, // 12: hpt.fsm.v1.Job.counts:type_name -> hpt.fsm.v1.Job.CountsEntry
 	0,  // 13: hpt.fsm.v1.Job.finished:type_name -> hpt.fsm.v1.Origin
-	15, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
-	16, // 15: hpt.fsm.v1.Job.secret_vars:type_name -> hpt.events.v1.JobSecrets
-	17, // 16: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
-	18, // 17: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
-	14, // 18: hpt.fsm.v1.Destination.labels:type_name -> hpt.fsm.v1.Destination.LabelsEntry
+	16, // 14: hpt.fsm.v1.Job.status:type_name -> hpt.events.v1.JobStatus
+	17, // 15: hpt.fsm.v1.Job.secret_vars:type_name -> hpt.events.v1.JobSecrets
+	18, // 16: hpt.fsm.v1.JobTarget.blocks:type_name -> hpt.events.v1.BlockResult
+	19, // 17: hpt.fsm.v1.JobTarget.status:type_name -> hpt.events.v1.TargetStatus
+	15, // 18: hpt.fsm.v1.Destination.labels:type_name -> hpt.fsm.v1.Destination.LabelsEntry
 	0,  // 19: hpt.fsm.v1.Destination.created:type_name -> hpt.fsm.v1.Origin
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	0,  // 20: hpt.fsm.v1.Credential.created:type_name -> hpt.fsm.v1.Origin
+	0,  // 21: hpt.fsm.v1.Credential.revoked_by:type_name -> hpt.fsm.v1.Origin
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_fsm_state_proto_init() }
@@ -1104,7 +1322,7 @@ func file_fsm_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_state_proto_rawDesc), len(file_fsm_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -40,6 +40,16 @@ type session struct {
 	// beating is set while a heartbeat is being sent, so a stuck stream
 	// does not pile up heartbeat senders.
 	beating atomic.Bool
+
+	// The SSH connector state of this stream (connector.go): the host
+	// keys the agent reported, the host certificate signed for them, the
+	// last SSHAccess sent (or queued) and the one waiting to be sent.
+	sshMu      sync.Mutex
+	hostKeys   [][]byte
+	hostCert   *hostCert
+	sshSent    *rpc.SSHAccess
+	sshNext    *rpc.SSHAccess
+	sshSending bool
 }
 
 // send writes one message to the agent.
@@ -95,6 +105,17 @@ func (f *fleet) get(target string) *session {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sessions[target]
+}
+
+// all returns the current sessions.
+func (f *fleet) all() []*session {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*session, 0, len(f.sessions))
+	for _, s := range f.sessions {
+		out = append(out, s)
+	}
+	return out
 }
 
 // count is the number of connected agents.
@@ -274,6 +295,9 @@ func (n *Node) openSession(stream grpc.BidiStreamingServer[rpc.AgentMessage, rpc
 	// The scheduler may have released work for this target while it was
 	// away; let it look again now that the target has a stream.
 	n.nudgeScheduler()
+	// A connector gets its sshd state now (and again once its host keys
+	// arrive, with the host certificate).
+	n.nudgeSSHAccess()
 	return sess, nil
 }
 
@@ -329,6 +353,14 @@ func (n *Node) recvLoop(ctx context.Context, s *session) error {
 // (idempotently: their request ids are derived from job and target, so a
 // result sent again after a reconnect is applied once).
 func (n *Node) handleAgentMessage(ctx context.Context, s *session, m *rpc.AgentMessage) error {
+	if hk := m.GetHostKeys(); hk != nil {
+		// A bad report is logged and ignored, not fatal to the stream:
+		// the agent still runs jobs; it only gets no host certificate.
+		if err := n.setHostKeys(s, hk); err != nil {
+			n.log.Warn("connector host keys refused", "target", s.target, "err", err)
+		}
+		return nil
+	}
 	ev, reqID, err := agentEvent(n.cfg.Name, s.target, m)
 	if err != nil || ev == nil {
 		return err

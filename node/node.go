@@ -73,7 +73,9 @@ type Node struct {
 	reconcileCh chan struct{}
 	// scheduleCh nudges the job scheduler (leader only).
 	scheduleCh chan struct{}
-	fleet      *fleet
+	// sshAccessCh nudges the connectors' sshd state (connector.go).
+	sshAccessCh chan struct{}
+	fleet       *fleet
 	// secrets holds jobs' secret vars in memory (secrets.go).
 	secrets *secretStash
 	// batches gathers writes into Raft entries, forwarded to the leader
@@ -119,6 +121,7 @@ func New(cfg Config) (_ *Node, err error) {
 		cancel:      cancel,
 		reconcileCh: make(chan struct{}, 1),
 		scheduleCh:  make(chan struct{}, 1),
+		sshAccessCh: make(chan struct{}, 1),
 	}
 	n.fleet = newFleet(cfg.Name, cfg.AgentHeartbeat, n.log, n)
 	n.secrets = newSecretStash(maxStashBytes)
@@ -161,7 +164,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.startMetrics(); err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	n.wg.Add(6)
+	n.wg.Add(7)
+	go n.sshAccessLoop()
 	go n.secretsLoop()
 	go n.awaitFreshState()
 	go n.leaderLoop()

@@ -29,6 +29,7 @@ func (n *Node) registerServices(s *grpc.Server) {
 	rpc.RegisterFleetServer(s, &fleetServer{n: n})
 	rpc.RegisterInternalServer(s, &internalServer{n: n})
 	rpc.RegisterCAServer(s, &caAPI{n: n})
+	rpc.RegisterCredentialsServer(s, &credentialsAPI{n: n})
 }
 
 // methodRules is the authorization table: every RPC the node serves has
@@ -113,7 +114,7 @@ func methodRules(n *Node) map[string]auth.Rule {
 			},
 		}
 	}
-	return map[string]auth.Rule{
+	rules := map[string]auth.Rule{
 		cluster + "Status":          view("cluster/status"),
 		cluster + "RemoveNode":      byName(events.PrivAdmin, "cluster", func(r any) string { return r.(*rpc.RemoveNodeRequest).GetName() }),
 		cluster + "SnapshotSave":    admin("cluster/snapshot"),
@@ -175,6 +176,10 @@ func methodRules(n *Node) map[string]auth.Rule {
 		internal + "CancelRun":    node,
 		internal + "StashSecrets": node,
 	}
+	for m, r := range credentialRules(n) {
+		rules[m] = r
+	}
+	return rules
 }
 
 // consistencyUnary and consistencyStream apply a call's read consistency

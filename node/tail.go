@@ -47,10 +47,16 @@ func concernsAgents(ev *events.Event) bool {
 		events.Type_TYPE_TARGET_CONNECTED:
 		return true
 	}
-	return false
+	return concernsConnectors(ev.GetType())
 }
 
 func (n *Node) react(ev *events.Event) {
+	if concernsConnectors(ev.GetType()) {
+		n.nudgeSSHAccess()
+		if ev.GetType() != events.Type_TYPE_TARGET_KEY_REVOKED {
+			return // nothing for the scheduler
+		}
+	}
 	p, err := ev.DecodePayload()
 	if err != nil {
 		return

@@ -4236,6 +4236,537 @@ func (x *RemoveDestinationRequest) GetName() string {
 	return ""
 }
 
+type ListCredentialsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this subject's; set to the caller's own to list without view.
+	Subject     string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Destination string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Expired and revoked ones too.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsRequest) Reset() {
+	*x = ListCredentialsRequest{}
+	mi := &file_rpc_api_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsRequest) ProtoMessage() {}
+
+func (x *ListCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ListCredentialsRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ListCredentialsRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *ListCredentialsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type CredentialInfo struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Id                   string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Subject              string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Destination          string                 `protobuf:"bytes,3,opt,name=destination,proto3" json:"destination,omitempty"`
+	Kind                 string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Role                 string                 `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	Principals           []string               `protobuf:"bytes,6,rep,name=principals,proto3" json:"principals,omitempty"`
+	GrantSubject         string                 `protobuf:"bytes,7,opt,name=grant_subject,json=grantSubject,proto3" json:"grant_subject,omitempty"`
+	GrantPrivilege       string                 `protobuf:"bytes,8,opt,name=grant_privilege,json=grantPrivilege,proto3" json:"grant_privilege,omitempty"`
+	GrantResource        string                 `protobuf:"bytes,9,opt,name=grant_resource,json=grantResource,proto3" json:"grant_resource,omitempty"`
+	Serial               uint64                 `protobuf:"varint,10,opt,name=serial,proto3" json:"serial,omitempty"`
+	UserName             string                 `protobuf:"bytes,11,opt,name=user_name,json=userName,proto3" json:"user_name,omitempty"`
+	PublicKeyFingerprint string                 `protobuf:"bytes,12,opt,name=public_key_fingerprint,json=publicKeyFingerprint,proto3" json:"public_key_fingerprint,omitempty"`
+	ValidAfterUnixNano   int64                  `protobuf:"varint,13,opt,name=valid_after_unix_nano,json=validAfterUnixNano,proto3" json:"valid_after_unix_nano,omitempty"`
+	ValidBeforeUnixNano  int64                  `protobuf:"varint,14,opt,name=valid_before_unix_nano,json=validBeforeUnixNano,proto3" json:"valid_before_unix_nano,omitempty"`
+	TokenId              string                 `protobuf:"bytes,15,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// live | expired | revoked, at the node's clock.
+	Status        string `protobuf:"bytes,16,opt,name=status,proto3" json:"status,omitempty"`
+	RevokedReason string `protobuf:"bytes,17,opt,name=revoked_reason,json=revokedReason,proto3" json:"revoked_reason,omitempty"`
+	CreatedIndex  uint64 `protobuf:"varint,18,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialInfo) Reset() {
+	*x = CredentialInfo{}
+	mi := &file_rpc_api_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialInfo) ProtoMessage() {}
+
+func (x *CredentialInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialInfo.ProtoReflect.Descriptor instead.
+func (*CredentialInfo) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *CredentialInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *CredentialInfo) GetGrantSubject() string {
+	if x != nil {
+		return x.GrantSubject
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetGrantPrivilege() string {
+	if x != nil {
+		return x.GrantPrivilege
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetGrantResource() string {
+	if x != nil {
+		return x.GrantResource
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSerial() uint64 {
+	if x != nil {
+		return x.Serial
+	}
+	return 0
+}
+
+func (x *CredentialInfo) GetUserName() string {
+	if x != nil {
+		return x.UserName
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetPublicKeyFingerprint() string {
+	if x != nil {
+		return x.PublicKeyFingerprint
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetValidAfterUnixNano() int64 {
+	if x != nil {
+		return x.ValidAfterUnixNano
+	}
+	return 0
+}
+
+func (x *CredentialInfo) GetValidBeforeUnixNano() int64 {
+	if x != nil {
+		return x.ValidBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *CredentialInfo) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetRevokedReason() string {
+	if x != nil {
+		return x.RevokedReason
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetCreatedIndex() uint64 {
+	if x != nil {
+		return x.CreatedIndex
+	}
+	return 0
+}
+
+type ListCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Credentials   []*CredentialInfo      `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsResponse) Reset() {
+	*x = ListCredentialsResponse{}
+	mi := &file_rpc_api_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsResponse) ProtoMessage() {}
+
+func (x *ListCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListCredentialsResponse) GetCredentials() []*CredentialInfo {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RevokeCredentialRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCredentialRequest) Reset() {
+	*x = RevokeCredentialRequest{}
+	mi := &file_rpc_api_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCredentialRequest) ProtoMessage() {}
+
+func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *RevokeCredentialRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeCredentialRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type IssueSSHRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Destination string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Optional: the one login the certificate is for; empty: every login
+	// granted on the destination.
+	Login string `protobuf:"bytes,2,opt,name=login,proto3" json:"login,omitempty"`
+	// 0: the default TTL.
+	TtlNanos int64 `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	// The client's public key, authorized_keys format. Never a private key.
+	PublicKey     []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSSHRequest) Reset() {
+	*x = IssueSSHRequest{}
+	mi := &file_rpc_api_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSSHRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSSHRequest) ProtoMessage() {}
+
+func (x *IssueSSHRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSSHRequest.ProtoReflect.Descriptor instead.
+func (*IssueSSHRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *IssueSSHRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *IssueSSHRequest) GetLogin() string {
+	if x != nil {
+		return x.Login
+	}
+	return ""
+}
+
+func (x *IssueSSHRequest) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+func (x *IssueSSHRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+type IssueSSHResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// authorized_keys format.
+	Certificate         string   `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Principals          []string `protobuf:"bytes,3,rep,name=principals,proto3" json:"principals,omitempty"`
+	ValidAfterUnixNano  int64    `protobuf:"varint,4,opt,name=valid_after_unix_nano,json=validAfterUnixNano,proto3" json:"valid_after_unix_nano,omitempty"`
+	ValidBeforeUnixNano int64    `protobuf:"varint,5,opt,name=valid_before_unix_nano,json=validBeforeUnixNano,proto3" json:"valid_before_unix_nano,omitempty"`
+	Addr                string   `protobuf:"bytes,6,opt,name=addr,proto3" json:"addr,omitempty"`
+	Mesh                bool     `protobuf:"varint,7,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	// The login to use by default.
+	Login string `protobuf:"bytes,8,opt,name=login,proto3" json:"login,omitempty"`
+	// authorized_keys format.
+	HostCaPublicKey string `protobuf:"bytes,9,opt,name=host_ca_public_key,json=hostCaPublicKey,proto3" json:"host_ca_public_key,omitempty"`
+	// Index of the credential_issued event.
+	Index         uint64 `protobuf:"varint,10,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSSHResponse) Reset() {
+	*x = IssueSSHResponse{}
+	mi := &file_rpc_api_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSSHResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSSHResponse) ProtoMessage() {}
+
+func (x *IssueSSHResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_api_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSSHResponse.ProtoReflect.Descriptor instead.
+func (*IssueSSHResponse) Descriptor() ([]byte, []int) {
+	return file_rpc_api_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *IssueSSHResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *IssueSSHResponse) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+func (x *IssueSSHResponse) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *IssueSSHResponse) GetValidAfterUnixNano() int64 {
+	if x != nil {
+		return x.ValidAfterUnixNano
+	}
+	return 0
+}
+
+func (x *IssueSSHResponse) GetValidBeforeUnixNano() int64 {
+	if x != nil {
+		return x.ValidBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *IssueSSHResponse) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *IssueSSHResponse) GetMesh() bool {
+	if x != nil {
+		return x.Mesh
+	}
+	return false
+}
+
+func (x *IssueSSHResponse) GetLogin() string {
+	if x != nil {
+		return x.Login
+	}
+	return ""
+}
+
+func (x *IssueSSHResponse) GetHostCaPublicKey() string {
+	if x != nil {
+		return x.HostCaPublicKey
+	}
+	return ""
+}
+
+func (x *IssueSSHResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_rpc_api_proto protoreflect.FileDescriptor
 
 const file_rpc_api_proto_rawDesc = "" +
@@ -4579,7 +5110,58 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x18ListDestinationsResponse\x12;\n" +
 	"\fdestinations\x18\x01 \x03(\v2\x17.hpt.v1.DestinationInfoR\fdestinations\".\n" +
 	"\x18RemoveDestinationRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name*\xce\x02\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
+	"\x16ListCredentialsRequest\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"\xeb\x04\n" +
+	"\x0eCredentialInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12 \n" +
+	"\vdestination\x18\x03 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x06 \x03(\tR\n" +
+	"principals\x12#\n" +
+	"\rgrant_subject\x18\a \x01(\tR\fgrantSubject\x12'\n" +
+	"\x0fgrant_privilege\x18\b \x01(\tR\x0egrantPrivilege\x12%\n" +
+	"\x0egrant_resource\x18\t \x01(\tR\rgrantResource\x12\x16\n" +
+	"\x06serial\x18\n" +
+	" \x01(\x04R\x06serial\x12\x1b\n" +
+	"\tuser_name\x18\v \x01(\tR\buserName\x124\n" +
+	"\x16public_key_fingerprint\x18\f \x01(\tR\x14publicKeyFingerprint\x121\n" +
+	"\x15valid_after_unix_nano\x18\r \x01(\x03R\x12validAfterUnixNano\x123\n" +
+	"\x16valid_before_unix_nano\x18\x0e \x01(\x03R\x13validBeforeUnixNano\x12\x19\n" +
+	"\btoken_id\x18\x0f \x01(\tR\atokenId\x12\x16\n" +
+	"\x06status\x18\x10 \x01(\tR\x06status\x12%\n" +
+	"\x0erevoked_reason\x18\x11 \x01(\tR\rrevokedReason\x12#\n" +
+	"\rcreated_index\x18\x12 \x01(\x04R\fcreatedIndex\"S\n" +
+	"\x17ListCredentialsResponse\x128\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x16.hpt.v1.CredentialInfoR\vcredentials\"A\n" +
+	"\x17RevokeCredentialRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x85\x01\n" +
+	"\x0fIssueSSHRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x14\n" +
+	"\x05login\x18\x02 \x01(\tR\x05login\x12\x1b\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\"\xcd\x02\n" +
+	"\x10IssueSSHResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vcertificate\x18\x02 \x01(\tR\vcertificate\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x03 \x03(\tR\n" +
+	"principals\x121\n" +
+	"\x15valid_after_unix_nano\x18\x04 \x01(\x03R\x12validAfterUnixNano\x123\n" +
+	"\x16valid_before_unix_nano\x18\x05 \x01(\x03R\x13validBeforeUnixNano\x12\x12\n" +
+	"\x04addr\x18\x06 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04mesh\x18\a \x01(\bR\x04mesh\x12\x14\n" +
+	"\x05login\x18\b \x01(\tR\x05login\x12+\n" +
+	"\x12host_ca_public_key\x18\t \x01(\tR\x0fhostCaPublicKey\x12\x14\n" +
+	"\x05index\x18\n" +
+	" \x01(\x04R\x05index*\xce\x02\n" +
 	"\fApplyFailure\x12\x1d\n" +
 	"\x19APPLY_FAILURE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18APPLY_FAILURE_NOT_LEADER\x10\x01\x12\x1b\n" +
@@ -4649,7 +5231,11 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\fDestinations\x12;\n" +
 	"\x03Add\x12\x1d.hpt.v1.AddDestinationRequest\x1a\x15.hpt.v1.WriteResponse\x12I\n" +
 	"\x04List\x12\x1f.hpt.v1.ListDestinationsRequest\x1a .hpt.v1.ListDestinationsResponse\x12A\n" +
-	"\x06Remove\x12 .hpt.v1.RemoveDestinationRequest\x1a\x15.hpt.v1.WriteResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
+	"\x06Remove\x12 .hpt.v1.RemoveDestinationRequest\x1a\x15.hpt.v1.WriteResponse2\xd7\x01\n" +
+	"\vCredentials\x12G\n" +
+	"\x04List\x12\x1e.hpt.v1.ListCredentialsRequest\x1a\x1f.hpt.v1.ListCredentialsResponse\x12@\n" +
+	"\x06Revoke\x12\x1f.hpt.v1.RevokeCredentialRequest\x1a\x15.hpt.v1.WriteResponse\x12=\n" +
+	"\bIssueSSH\x12\x17.hpt.v1.IssueSSHRequest\x1a\x18.hpt.v1.IssueSSHResponseB\x1cZ\x1agithub.com/hpt-dev/hpt/rpcb\x06proto3"
 
 var (
 	file_rpc_api_proto_rawDescOnce sync.Once
@@ -4664,7 +5250,7 @@ func file_rpc_api_proto_rawDescGZIP() []byte {
 }
 
 var file_rpc_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_rpc_api_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_rpc_api_proto_goTypes = []any{
 	(ApplyFailure)(0),                // 0: hpt.v1.ApplyFailure
 	(*WriteResponse)(nil),            // 1: hpt.v1.WriteResponse
@@ -4734,150 +5320,163 @@ var file_rpc_api_proto_goTypes = []any{
 	(*DestinationInfo)(nil),          // 65: hpt.v1.DestinationInfo
 	(*ListDestinationsResponse)(nil), // 66: hpt.v1.ListDestinationsResponse
 	(*RemoveDestinationRequest)(nil), // 67: hpt.v1.RemoveDestinationRequest
-	nil,                              // 68: hpt.v1.RegisterKeyRequest.LabelsEntry
-	nil,                              // 69: hpt.v1.KeyInfo.LabelsEntry
-	nil,                              // 70: hpt.v1.KeyInfo.ClaimedLabelsEntry
-	nil,                              // 71: hpt.v1.SubmitJobRequest.FilesEntry
-	nil,                              // 72: hpt.v1.SubmitJobRequest.SelectorEntry
-	nil,                              // 73: hpt.v1.SubmitJobRequest.VarsEntry
-	nil,                              // 74: hpt.v1.SubmitJobRequest.SecretVarsEntry
-	nil,                              // 75: hpt.v1.JobInfo.CountsEntry
-	nil,                              // 76: hpt.v1.JobInfo.SelectorEntry
-	nil,                              // 77: hpt.v1.TargetInfo.LabelsEntry
-	nil,                              // 78: hpt.v1.TargetInfo.ClaimedLabelsEntry
-	nil,                              // 79: hpt.v1.StashSecretsRequest.ValuesEntry
-	nil,                              // 80: hpt.v1.AddDestinationRequest.LabelsEntry
-	nil,                              // 81: hpt.v1.DestinationInfo.LabelsEntry
-	(events.Type)(0),                 // 82: hpt.events.v1.Type
-	(*events.BlockResult)(nil),       // 83: hpt.events.v1.BlockResult
-	(events.TargetStatus)(0),         // 84: hpt.events.v1.TargetStatus
-	(events.JobStatus)(0),            // 85: hpt.events.v1.JobStatus
-	(*events.Event)(nil),             // 86: hpt.events.v1.Event
+	(*ListCredentialsRequest)(nil),   // 68: hpt.v1.ListCredentialsRequest
+	(*CredentialInfo)(nil),           // 69: hpt.v1.CredentialInfo
+	(*ListCredentialsResponse)(nil),  // 70: hpt.v1.ListCredentialsResponse
+	(*RevokeCredentialRequest)(nil),  // 71: hpt.v1.RevokeCredentialRequest
+	(*IssueSSHRequest)(nil),          // 72: hpt.v1.IssueSSHRequest
+	(*IssueSSHResponse)(nil),         // 73: hpt.v1.IssueSSHResponse
+	nil,                              // 74: hpt.v1.RegisterKeyRequest.LabelsEntry
+	nil,                              // 75: hpt.v1.KeyInfo.LabelsEntry
+	nil,                              // 76: hpt.v1.KeyInfo.ClaimedLabelsEntry
+	nil,                              // 77: hpt.v1.SubmitJobRequest.FilesEntry
+	nil,                              // 78: hpt.v1.SubmitJobRequest.SelectorEntry
+	nil,                              // 79: hpt.v1.SubmitJobRequest.VarsEntry
+	nil,                              // 80: hpt.v1.SubmitJobRequest.SecretVarsEntry
+	nil,                              // 81: hpt.v1.JobInfo.CountsEntry
+	nil,                              // 82: hpt.v1.JobInfo.SelectorEntry
+	nil,                              // 83: hpt.v1.TargetInfo.LabelsEntry
+	nil,                              // 84: hpt.v1.TargetInfo.ClaimedLabelsEntry
+	nil,                              // 85: hpt.v1.StashSecretsRequest.ValuesEntry
+	nil,                              // 86: hpt.v1.AddDestinationRequest.LabelsEntry
+	nil,                              // 87: hpt.v1.DestinationInfo.LabelsEntry
+	(events.Type)(0),                 // 88: hpt.events.v1.Type
+	(*events.BlockResult)(nil),       // 89: hpt.events.v1.BlockResult
+	(events.TargetStatus)(0),         // 90: hpt.events.v1.TargetStatus
+	(events.JobStatus)(0),            // 91: hpt.events.v1.JobStatus
+	(*events.Event)(nil),             // 92: hpt.events.v1.Event
 }
 var file_rpc_api_proto_depIdxs = []int32{
 	4,  // 0: hpt.v1.Member.export:type_name -> hpt.v1.ExportStatus
 	3,  // 1: hpt.v1.StatusResponse.members:type_name -> hpt.v1.Member
 	26, // 2: hpt.v1.WhoamiResponse.grants:type_name -> hpt.v1.GrantInfo
-	82, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
+	88, // 3: hpt.v1.ListEventsRequest.types:type_name -> hpt.events.v1.Type
 	15, // 4: hpt.v1.ListIdentitiesResponse.identities:type_name -> hpt.v1.IdentityInfo
 	22, // 5: hpt.v1.ListTokensResponse.tokens:type_name -> hpt.v1.TokenInfo
 	26, // 6: hpt.v1.ListGrantsResponse.grants:type_name -> hpt.v1.GrantInfo
 	26, // 7: hpt.v1.CheckResponse.grant:type_name -> hpt.v1.GrantInfo
-	68, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
-	69, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
-	70, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
+	74, // 8: hpt.v1.RegisterKeyRequest.labels:type_name -> hpt.v1.RegisterKeyRequest.LabelsEntry
+	75, // 9: hpt.v1.KeyInfo.labels:type_name -> hpt.v1.KeyInfo.LabelsEntry
+	76, // 10: hpt.v1.KeyInfo.claimed_labels:type_name -> hpt.v1.KeyInfo.ClaimedLabelsEntry
 	32, // 11: hpt.v1.ListKeysResponse.keys:type_name -> hpt.v1.KeyInfo
-	71, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
-	72, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
-	73, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
-	74, // 15: hpt.v1.SubmitJobRequest.secret_vars:type_name -> hpt.v1.SubmitJobRequest.SecretVarsEntry
-	83, // 16: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
-	84, // 17: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
-	75, // 18: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
+	77, // 12: hpt.v1.SubmitJobRequest.files:type_name -> hpt.v1.SubmitJobRequest.FilesEntry
+	78, // 13: hpt.v1.SubmitJobRequest.selector:type_name -> hpt.v1.SubmitJobRequest.SelectorEntry
+	79, // 14: hpt.v1.SubmitJobRequest.vars:type_name -> hpt.v1.SubmitJobRequest.VarsEntry
+	80, // 15: hpt.v1.SubmitJobRequest.secret_vars:type_name -> hpt.v1.SubmitJobRequest.SecretVarsEntry
+	89, // 16: hpt.v1.JobTargetInfo.blocks:type_name -> hpt.events.v1.BlockResult
+	90, // 17: hpt.v1.JobTargetInfo.target_status:type_name -> hpt.events.v1.TargetStatus
+	81, // 18: hpt.v1.JobInfo.counts:type_name -> hpt.v1.JobInfo.CountsEntry
 	40, // 19: hpt.v1.JobInfo.targets:type_name -> hpt.v1.JobTargetInfo
-	76, // 20: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
-	85, // 21: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
+	82, // 20: hpt.v1.JobInfo.selector:type_name -> hpt.v1.JobInfo.SelectorEntry
+	91, // 21: hpt.v1.JobInfo.job_status:type_name -> hpt.events.v1.JobStatus
 	41, // 22: hpt.v1.ListJobsResponse.jobs:type_name -> hpt.v1.JobInfo
-	77, // 23: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
-	78, // 24: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
+	83, // 23: hpt.v1.TargetInfo.labels:type_name -> hpt.v1.TargetInfo.LabelsEntry
+	84, // 24: hpt.v1.TargetInfo.claimed_labels:type_name -> hpt.v1.TargetInfo.ClaimedLabelsEntry
 	46, // 25: hpt.v1.ListTargetsResponse.targets:type_name -> hpt.v1.TargetInfo
 	0,  // 26: hpt.v1.ApplyResult.failure:type_name -> hpt.v1.ApplyFailure
 	53, // 27: hpt.v1.ApplyBatchResponse.results:type_name -> hpt.v1.ApplyResult
-	79, // 28: hpt.v1.StashSecretsRequest.values:type_name -> hpt.v1.StashSecretsRequest.ValuesEntry
+	85, // 28: hpt.v1.StashSecretsRequest.values:type_name -> hpt.v1.StashSecretsRequest.ValuesEntry
 	61, // 29: hpt.v1.ShowCAResponse.user_ca:type_name -> hpt.v1.CAPublicKey
 	61, // 30: hpt.v1.ShowCAResponse.host_ca:type_name -> hpt.v1.CAPublicKey
-	80, // 31: hpt.v1.AddDestinationRequest.labels:type_name -> hpt.v1.AddDestinationRequest.LabelsEntry
-	81, // 32: hpt.v1.DestinationInfo.labels:type_name -> hpt.v1.DestinationInfo.LabelsEntry
+	86, // 31: hpt.v1.AddDestinationRequest.labels:type_name -> hpt.v1.AddDestinationRequest.LabelsEntry
+	87, // 32: hpt.v1.DestinationInfo.labels:type_name -> hpt.v1.DestinationInfo.LabelsEntry
 	65, // 33: hpt.v1.ListDestinationsResponse.destinations:type_name -> hpt.v1.DestinationInfo
-	2,  // 34: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
-	6,  // 35: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
-	7,  // 36: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
-	8,  // 37: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
-	10, // 38: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
-	12, // 39: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
-	13, // 40: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
-	14, // 41: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
-	17, // 42: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
-	18, // 43: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
-	18, // 44: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
-	19, // 45: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
-	21, // 46: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
-	24, // 47: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
-	25, // 48: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
-	27, // 49: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
-	25, // 50: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
-	25, // 51: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
-	30, // 52: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
-	31, // 53: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
-	34, // 54: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
-	35, // 55: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
-	37, // 56: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
-	39, // 57: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
-	42, // 58: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
-	44, // 59: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
-	39, // 60: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
-	45, // 61: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
-	48, // 62: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
-	51, // 63: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
-	52, // 64: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
-	55, // 65: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
-	57, // 66: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
-	6,  // 67: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
-	8,  // 68: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
-	49, // 69: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
-	49, // 70: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
-	58, // 71: hpt.v1.Internal.StashSecrets:input_type -> hpt.v1.StashSecretsRequest
-	60, // 72: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
-	63, // 73: hpt.v1.Destinations.Add:input_type -> hpt.v1.AddDestinationRequest
-	64, // 74: hpt.v1.Destinations.List:input_type -> hpt.v1.ListDestinationsRequest
-	67, // 75: hpt.v1.Destinations.Remove:input_type -> hpt.v1.RemoveDestinationRequest
-	5,  // 76: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
-	1,  // 77: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
-	8,  // 78: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
-	9,  // 79: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
-	11, // 80: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
-	86, // 81: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
-	1,  // 82: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
-	16, // 83: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
-	1,  // 84: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
-	1,  // 85: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
-	1,  // 86: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
-	20, // 87: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
-	23, // 88: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
-	1,  // 89: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
-	1,  // 90: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
-	28, // 91: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
-	1,  // 92: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
-	29, // 93: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
-	1,  // 94: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
-	33, // 95: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
-	1,  // 96: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
-	36, // 97: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
-	38, // 98: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
-	41, // 99: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
-	43, // 100: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
-	1,  // 101: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
-	41, // 102: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
-	47, // 103: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
-	1,  // 104: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
-	1,  // 105: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
-	54, // 106: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
-	56, // 107: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
-	3,  // 108: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
-	1,  // 109: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
-	9,  // 110: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
-	50, // 111: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
-	50, // 112: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
-	59, // 113: hpt.v1.Internal.StashSecrets:output_type -> hpt.v1.StashSecretsResponse
-	62, // 114: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
-	1,  // 115: hpt.v1.Destinations.Add:output_type -> hpt.v1.WriteResponse
-	66, // 116: hpt.v1.Destinations.List:output_type -> hpt.v1.ListDestinationsResponse
-	1,  // 117: hpt.v1.Destinations.Remove:output_type -> hpt.v1.WriteResponse
-	76, // [76:118] is the sub-list for method output_type
-	34, // [34:76] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	69, // 34: hpt.v1.ListCredentialsResponse.credentials:type_name -> hpt.v1.CredentialInfo
+	2,  // 35: hpt.v1.Cluster.Status:input_type -> hpt.v1.StatusRequest
+	6,  // 36: hpt.v1.Cluster.RemoveNode:input_type -> hpt.v1.RemoveNodeRequest
+	7,  // 37: hpt.v1.Cluster.SnapshotSave:input_type -> hpt.v1.SnapshotSaveRequest
+	8,  // 38: hpt.v1.Cluster.SnapshotRestore:input_type -> hpt.v1.SnapshotChunk
+	10, // 39: hpt.v1.Cluster.Whoami:input_type -> hpt.v1.WhoamiRequest
+	12, // 40: hpt.v1.Events.List:input_type -> hpt.v1.ListEventsRequest
+	13, // 41: hpt.v1.Identities.Add:input_type -> hpt.v1.AddIdentityRequest
+	14, // 42: hpt.v1.Identities.List:input_type -> hpt.v1.ListIdentitiesRequest
+	17, // 43: hpt.v1.Identities.Remove:input_type -> hpt.v1.RemoveIdentityRequest
+	18, // 44: hpt.v1.Identities.AddMember:input_type -> hpt.v1.MemberRequest
+	18, // 45: hpt.v1.Identities.RemoveMember:input_type -> hpt.v1.MemberRequest
+	19, // 46: hpt.v1.Tokens.Create:input_type -> hpt.v1.CreateTokenRequest
+	21, // 47: hpt.v1.Tokens.List:input_type -> hpt.v1.ListTokensRequest
+	24, // 48: hpt.v1.Tokens.Revoke:input_type -> hpt.v1.RevokeTokenRequest
+	25, // 49: hpt.v1.Grants.Add:input_type -> hpt.v1.GrantRequest
+	27, // 50: hpt.v1.Grants.List:input_type -> hpt.v1.ListGrantsRequest
+	25, // 51: hpt.v1.Grants.Remove:input_type -> hpt.v1.GrantRequest
+	25, // 52: hpt.v1.Grants.Check:input_type -> hpt.v1.GrantRequest
+	30, // 53: hpt.v1.Keys.Register:input_type -> hpt.v1.RegisterKeyRequest
+	31, // 54: hpt.v1.Keys.List:input_type -> hpt.v1.ListKeysRequest
+	34, // 55: hpt.v1.Keys.Revoke:input_type -> hpt.v1.RevokeKeyRequest
+	35, // 56: hpt.v1.Keys.Enrollment:input_type -> hpt.v1.EnrollmentRequest
+	37, // 57: hpt.v1.Jobs.Submit:input_type -> hpt.v1.SubmitJobRequest
+	39, // 58: hpt.v1.Jobs.Get:input_type -> hpt.v1.GetJobRequest
+	42, // 59: hpt.v1.Jobs.List:input_type -> hpt.v1.ListJobsRequest
+	44, // 60: hpt.v1.Jobs.Cancel:input_type -> hpt.v1.CancelJobRequest
+	39, // 61: hpt.v1.Jobs.Watch:input_type -> hpt.v1.GetJobRequest
+	45, // 62: hpt.v1.Targets.List:input_type -> hpt.v1.ListTargetsRequest
+	48, // 63: hpt.v1.Bench.Write:input_type -> hpt.v1.BenchWriteRequest
+	51, // 64: hpt.v1.Internal.Apply:input_type -> hpt.v1.ApplyRequest
+	52, // 65: hpt.v1.Internal.ApplyBatch:input_type -> hpt.v1.ApplyBatchRequest
+	55, // 66: hpt.v1.Internal.ReadIndex:input_type -> hpt.v1.ReadIndexRequest
+	57, // 67: hpt.v1.Internal.NodeStatus:input_type -> hpt.v1.NodeStatusRequest
+	6,  // 68: hpt.v1.Internal.RemoveServer:input_type -> hpt.v1.RemoveNodeRequest
+	8,  // 69: hpt.v1.Internal.Restore:input_type -> hpt.v1.SnapshotChunk
+	49, // 70: hpt.v1.Internal.Dispatch:input_type -> hpt.v1.DispatchRequest
+	49, // 71: hpt.v1.Internal.CancelRun:input_type -> hpt.v1.DispatchRequest
+	58, // 72: hpt.v1.Internal.StashSecrets:input_type -> hpt.v1.StashSecretsRequest
+	60, // 73: hpt.v1.CA.Show:input_type -> hpt.v1.ShowCARequest
+	63, // 74: hpt.v1.Destinations.Add:input_type -> hpt.v1.AddDestinationRequest
+	64, // 75: hpt.v1.Destinations.List:input_type -> hpt.v1.ListDestinationsRequest
+	67, // 76: hpt.v1.Destinations.Remove:input_type -> hpt.v1.RemoveDestinationRequest
+	68, // 77: hpt.v1.Credentials.List:input_type -> hpt.v1.ListCredentialsRequest
+	71, // 78: hpt.v1.Credentials.Revoke:input_type -> hpt.v1.RevokeCredentialRequest
+	72, // 79: hpt.v1.Credentials.IssueSSH:input_type -> hpt.v1.IssueSSHRequest
+	5,  // 80: hpt.v1.Cluster.Status:output_type -> hpt.v1.StatusResponse
+	1,  // 81: hpt.v1.Cluster.RemoveNode:output_type -> hpt.v1.WriteResponse
+	8,  // 82: hpt.v1.Cluster.SnapshotSave:output_type -> hpt.v1.SnapshotChunk
+	9,  // 83: hpt.v1.Cluster.SnapshotRestore:output_type -> hpt.v1.SnapshotRestoreResponse
+	11, // 84: hpt.v1.Cluster.Whoami:output_type -> hpt.v1.WhoamiResponse
+	92, // 85: hpt.v1.Events.List:output_type -> hpt.events.v1.Event
+	1,  // 86: hpt.v1.Identities.Add:output_type -> hpt.v1.WriteResponse
+	16, // 87: hpt.v1.Identities.List:output_type -> hpt.v1.ListIdentitiesResponse
+	1,  // 88: hpt.v1.Identities.Remove:output_type -> hpt.v1.WriteResponse
+	1,  // 89: hpt.v1.Identities.AddMember:output_type -> hpt.v1.WriteResponse
+	1,  // 90: hpt.v1.Identities.RemoveMember:output_type -> hpt.v1.WriteResponse
+	20, // 91: hpt.v1.Tokens.Create:output_type -> hpt.v1.CreateTokenResponse
+	23, // 92: hpt.v1.Tokens.List:output_type -> hpt.v1.ListTokensResponse
+	1,  // 93: hpt.v1.Tokens.Revoke:output_type -> hpt.v1.WriteResponse
+	1,  // 94: hpt.v1.Grants.Add:output_type -> hpt.v1.WriteResponse
+	28, // 95: hpt.v1.Grants.List:output_type -> hpt.v1.ListGrantsResponse
+	1,  // 96: hpt.v1.Grants.Remove:output_type -> hpt.v1.WriteResponse
+	29, // 97: hpt.v1.Grants.Check:output_type -> hpt.v1.CheckResponse
+	1,  // 98: hpt.v1.Keys.Register:output_type -> hpt.v1.WriteResponse
+	33, // 99: hpt.v1.Keys.List:output_type -> hpt.v1.ListKeysResponse
+	1,  // 100: hpt.v1.Keys.Revoke:output_type -> hpt.v1.WriteResponse
+	36, // 101: hpt.v1.Keys.Enrollment:output_type -> hpt.v1.EnrollmentResponse
+	38, // 102: hpt.v1.Jobs.Submit:output_type -> hpt.v1.SubmitJobResponse
+	41, // 103: hpt.v1.Jobs.Get:output_type -> hpt.v1.JobInfo
+	43, // 104: hpt.v1.Jobs.List:output_type -> hpt.v1.ListJobsResponse
+	1,  // 105: hpt.v1.Jobs.Cancel:output_type -> hpt.v1.WriteResponse
+	41, // 106: hpt.v1.Jobs.Watch:output_type -> hpt.v1.JobInfo
+	47, // 107: hpt.v1.Targets.List:output_type -> hpt.v1.ListTargetsResponse
+	1,  // 108: hpt.v1.Bench.Write:output_type -> hpt.v1.WriteResponse
+	1,  // 109: hpt.v1.Internal.Apply:output_type -> hpt.v1.WriteResponse
+	54, // 110: hpt.v1.Internal.ApplyBatch:output_type -> hpt.v1.ApplyBatchResponse
+	56, // 111: hpt.v1.Internal.ReadIndex:output_type -> hpt.v1.ReadIndexResponse
+	3,  // 112: hpt.v1.Internal.NodeStatus:output_type -> hpt.v1.Member
+	1,  // 113: hpt.v1.Internal.RemoveServer:output_type -> hpt.v1.WriteResponse
+	9,  // 114: hpt.v1.Internal.Restore:output_type -> hpt.v1.SnapshotRestoreResponse
+	50, // 115: hpt.v1.Internal.Dispatch:output_type -> hpt.v1.DispatchResponse
+	50, // 116: hpt.v1.Internal.CancelRun:output_type -> hpt.v1.DispatchResponse
+	59, // 117: hpt.v1.Internal.StashSecrets:output_type -> hpt.v1.StashSecretsResponse
+	62, // 118: hpt.v1.CA.Show:output_type -> hpt.v1.ShowCAResponse
+	1,  // 119: hpt.v1.Destinations.Add:output_type -> hpt.v1.WriteResponse
+	66, // 120: hpt.v1.Destinations.List:output_type -> hpt.v1.ListDestinationsResponse
+	1,  // 121: hpt.v1.Destinations.Remove:output_type -> hpt.v1.WriteResponse
+	70, // 122: hpt.v1.Credentials.List:output_type -> hpt.v1.ListCredentialsResponse
+	1,  // 123: hpt.v1.Credentials.Revoke:output_type -> hpt.v1.WriteResponse
+	73, // 124: hpt.v1.Credentials.IssueSSH:output_type -> hpt.v1.IssueSSHResponse
+	80, // [80:125] is the sub-list for method output_type
+	35, // [35:80] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_rpc_api_proto_init() }
@@ -4891,9 +5490,9 @@ func file_rpc_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_api_proto_rawDesc), len(file_rpc_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   81,
+			NumMessages:   87,
 			NumExtensions: 0,
-			NumServices:   12,
+			NumServices:   13,
 		},
 		GoTypes:           file_rpc_api_proto_goTypes,
 		DependencyIndexes: file_rpc_api_proto_depIdxs,

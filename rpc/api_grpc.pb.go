@@ -2444,3 +2444,191 @@ var Destinations_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "rpc/api.proto",
 }
+
+const (
+	Credentials_List_FullMethodName     = "/hpt.v1.Credentials/List"
+	Credentials_Revoke_FullMethodName   = "/hpt.v1.Credentials/Revoke"
+	Credentials_IssueSSH_FullMethodName = "/hpt.v1.Credentials/IssueSSH"
+)
+
+// CredentialsClient is the client API for Credentials service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Credentials are the short-lived credentials nodes issue (SPEC section 11).
+type CredentialsClient interface {
+	// view on destinations/*, or the caller's own (subject set to itself).
+	List(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error)
+	// admin on destinations/DEST, or the caller's own credential.
+	Revoke(ctx context.Context, in *RevokeCredentialRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// Any valid token; the handler checks login:LOGIN on the destination.
+	IssueSSH(ctx context.Context, in *IssueSSHRequest, opts ...grpc.CallOption) (*IssueSSHResponse, error)
+}
+
+type credentialsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewCredentialsClient(cc grpc.ClientConnInterface) CredentialsClient {
+	return &credentialsClient{cc}
+}
+
+func (c *credentialsClient) List(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCredentialsResponse)
+	err := c.cc.Invoke(ctx, Credentials_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *credentialsClient) Revoke(ctx context.Context, in *RevokeCredentialRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Credentials_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *credentialsClient) IssueSSH(ctx context.Context, in *IssueSSHRequest, opts ...grpc.CallOption) (*IssueSSHResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueSSHResponse)
+	err := c.cc.Invoke(ctx, Credentials_IssueSSH_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CredentialsServer is the server API for Credentials service.
+// All implementations must embed UnimplementedCredentialsServer
+// for forward compatibility.
+//
+// Credentials are the short-lived credentials nodes issue (SPEC section 11).
+type CredentialsServer interface {
+	// view on destinations/*, or the caller's own (subject set to itself).
+	List(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error)
+	// admin on destinations/DEST, or the caller's own credential.
+	Revoke(context.Context, *RevokeCredentialRequest) (*WriteResponse, error)
+	// Any valid token; the handler checks login:LOGIN on the destination.
+	IssueSSH(context.Context, *IssueSSHRequest) (*IssueSSHResponse, error)
+	mustEmbedUnimplementedCredentialsServer()
+}
+
+// UnimplementedCredentialsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedCredentialsServer struct{}
+
+func (UnimplementedCredentialsServer) List(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedCredentialsServer) Revoke(context.Context, *RevokeCredentialRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedCredentialsServer) IssueSSH(context.Context, *IssueSSHRequest) (*IssueSSHResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueSSH not implemented")
+}
+func (UnimplementedCredentialsServer) mustEmbedUnimplementedCredentialsServer() {}
+func (UnimplementedCredentialsServer) testEmbeddedByValue()                     {}
+
+// UnsafeCredentialsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to CredentialsServer will
+// result in compilation errors.
+type UnsafeCredentialsServer interface {
+	mustEmbedUnimplementedCredentialsServer()
+}
+
+func RegisterCredentialsServer(s grpc.ServiceRegistrar, srv CredentialsServer) {
+	// If the following call panics, it indicates UnimplementedCredentialsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Credentials_ServiceDesc, srv)
+}
+
+func _Credentials_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialsServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Credentials_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialsServer).List(ctx, req.(*ListCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Credentials_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialsServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Credentials_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialsServer).Revoke(ctx, req.(*RevokeCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Credentials_IssueSSH_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueSSHRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialsServer).IssueSSH(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Credentials_IssueSSH_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialsServer).IssueSSH(ctx, req.(*IssueSSHRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Credentials_ServiceDesc is the grpc.ServiceDesc for Credentials service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Credentials_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "hpt.v1.Credentials",
+	HandlerType: (*CredentialsServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "List",
+			Handler:    _Credentials_List_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _Credentials_Revoke_Handler,
+		},
+		{
+			MethodName: "IssueSSH",
+			Handler:    _Credentials_IssueSSH_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "rpc/api.proto",
+}

@@ -97,6 +97,8 @@ type Client struct {
 	Targets    TargetsClient
 	// Destinations is the access engine's endpoints (SPEC section 11).
 	Destinations DestinationsClient
+	// Credentials issues and lists short-lived credentials (SPEC section 11).
+	Credentials CredentialsClient
 }
 
 // noLeaderAnswers bounds the "no leader" answers a call takes, per
@@ -180,6 +182,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	c.Jobs = NewJobsClient(conn)
 	c.Targets = NewTargetsClient(conn)
 	c.Destinations = NewDestinationsClient(conn)
+	c.Credentials = NewCredentialsClient(conn)
 	return c, nil
 }
 

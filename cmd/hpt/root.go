@@ -237,6 +237,7 @@ Direct mode, with no cluster (as upstream hpt):
 		a.tokensCommand(), a.grantsCommand(), a.authCommand(), a.benchCommand(),
 		a.applyCommand(), a.serveCommand(), a.jobCommand(), a.targetsCommand(), a.unitFileCommand(), a.healthcheckCommand(),
 		a.whoamiCommand(), a.caCommand(), a.destinationsCommand(),
+		a.credentialsCommand(), a.sshConfigCommand(), a.sshCommand(),
 	)
 	root.AddCommand(a.keyCommands()...)
 	// `hpt FILE.toml` applies locally and `hpt --target NAME --ip HOST

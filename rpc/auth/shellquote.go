@@ -12,3 +12,7 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// ShellQuote is shellQuote for the handlers that write their own denial
+// hints (credential issuers).
+func ShellQuote(s string) string { return shellQuote(s) }
