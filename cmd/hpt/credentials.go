@@ -174,9 +174,10 @@ func (a *app) credentialsSSHCommand() *cobra.Command {
 		Short: "Get an SSH certificate for plain OpenSSH (ssh, scp, sftp)",
 		Long: `Makes an Ed25519 key on this machine (it never leaves it), has the
 cluster certify its public half for DEST, and writes PREFIX (the private
-key, 0600), PREFIX.pub, PREFIX-cert.pub and PREFIX-known_hosts (the host
-CA as an @cert-authority line). It prints the known_hosts line and an
-ssh_config block; hpt ssh-config prints the blocks again.
+key, 0600), PREFIX.pub, PREFIX-cert.pub, PREFIX-known_hosts (the host
+CA as an @cert-authority line) and PREFIX-ssh_config (the Host block). It
+prints the known_hosts line and the ssh_config block; hpt ssh-config prints
+the blocks again.
 
 PREFIX defaults to DEST in the ssh directory beside the CLI's config
 ($XDG_CONFIG_HOME/hpt/ssh/DEST, or ~/.config/hpt/ssh/DEST).`,
@@ -210,6 +211,7 @@ PREFIX defaults to DEST in the ssh directory beside the CLI's config
 				return fmt.Errorf("--out: %w", err)
 			}
 			knownHosts := "@cert-authority * " + resp.GetHostCaPublicKey() + "\n"
+			hostBlock := sshConfigBlock(dest, resp.GetAddr(), resp.GetLogin(), prefix, resp.GetMesh())
 			files := []struct {
 				path string
 				data []byte
@@ -219,6 +221,7 @@ PREFIX defaults to DEST in the ssh directory beside the CLI's config
 				{prefix + ".pub", pub, 0o644},
 				{prefix + "-cert.pub", []byte(resp.GetCertificate()), 0o644},
 				{prefix + "-known_hosts", []byte(knownHosts), 0o644},
+				{prefix + "-ssh_config", []byte(hostBlock), 0o644},
 			}
 			for _, f := range files {
 				if err := writeFileAtomic(f.path, f.data, f.perm); err != nil {
@@ -237,7 +240,7 @@ PREFIX defaults to DEST in the ssh directory beside the CLI's config
 			fmt.Fprintf(a.stdout, "# credential %s for %s, valid until %s; key %s\n", resp.GetId(), strings.Join(resp.GetPrincipals(), ","),
 				time.Unix(0, resp.GetValidBeforeUnixNano()).UTC().Format(time.RFC3339), prefix)
 			fmt.Fprintf(a.stdout, "# known_hosts (written to %s-known_hosts):\n%s", prefix, knownHosts)
-			fmt.Fprintf(a.stdout, "# ssh_config:\n%s", sshConfigBlock(dest, resp.GetAddr(), resp.GetLogin(), prefix, resp.GetMesh()))
+			fmt.Fprintf(a.stdout, "# ssh_config (written to %s-ssh_config):\n%s", prefix, hostBlock)
 			return nil
 		},
 	}
@@ -268,14 +271,17 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// sshConfigCommand prints Host blocks for the files credentials ssh wrote.
+// sshConfigCommand prints the Host blocks credentials ssh wrote beside
+// its certificates. It reads only those files: it needs no grant, and
+// prints nothing for a destination this CLI holds no certificate for.
 func (a *app) sshConfigCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ssh-config [DEST...]",
 		Short: "Print ssh_config Host blocks for the certificates hpt credentials ssh wrote",
-		Long: `Prints an ssh_config Host block for each destination (default: every
-ssh destination this CLI holds a certificate for under its ssh directory),
-for use with ssh -F or an Include line. Run hpt credentials ssh DEST first.`,
+		Long: `Prints the ssh_config Host block of each destination (default: every
+one this CLI holds a certificate for under its ssh directory,
+$XDG_CONFIG_HOME/hpt/ssh), for ssh -F or an Include line in ~/.ssh/config.
+Run hpt credentials ssh DEST first.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := a.sshDir()
 			if dir == "" {
@@ -283,41 +289,23 @@ for use with ssh -F or an Include line. Run hpt credentials ssh DEST first.`,
 			}
 			dests := args
 			if len(dests) == 0 {
-				m, _ := filepath.Glob(filepath.Join(dir, "*-cert.pub"))
+				m, _ := filepath.Glob(filepath.Join(dir, "*-ssh_config"))
 				for _, p := range m {
-					dests = append(dests, strings.TrimSuffix(filepath.Base(p), "-cert.pub"))
+					dests = append(dests, strings.TrimSuffix(filepath.Base(p), "-ssh_config"))
 				}
 				sort.Strings(dests)
 			}
-			return a.withClient(func(c *rpc.Client) error {
-				resp, err := c.Destinations.List(cmd.Context(), &rpc.ListDestinationsRequest{})
+			for _, name := range dests {
+				if err := events.CheckDestinationName(name); err != nil {
+					return usagef("DEST: %v", err)
+				}
+				b, err := os.ReadFile(filepath.Join(dir, name+"-ssh_config"))
 				if err != nil {
-					return err
+					return fmt.Errorf("destination %q: %w (run hpt credentials ssh %s)", name, err, name)
 				}
-				byName := map[string]*rpc.DestinationInfo{}
-				for _, d := range resp.GetDestinations() {
-					byName[d.GetName()] = d
-				}
-				for _, name := range dests {
-					d := byName[name]
-					if d == nil || d.GetKind() != events.DestSSH {
-						return fmt.Errorf("destination %q: no such ssh destination", name)
-					}
-					prefix := filepath.Join(dir, name)
-					certText, err := os.ReadFile(prefix + "-cert.pub")
-					if err != nil {
-						return fmt.Errorf("destination %q: %w (run hpt credentials ssh %s)", name, err, name)
-					}
-					k, _, _, _, err := ssh.ParseAuthorizedKey(certText)
-					cert, ok := k.(*ssh.Certificate)
-					if err != nil || !ok || len(cert.ValidPrincipals) == 0 {
-						return fmt.Errorf("destination %q: %s-cert.pub is not an SSH certificate", name, prefix)
-					}
-					loginPart, _, _ := strings.Cut(cert.ValidPrincipals[0], "@")
-					fmt.Fprint(a.stdout, sshConfigBlock(name, d.GetAddr(), loginPart, prefix, d.GetMesh()))
-				}
-				return nil
-			})
+				fmt.Fprint(a.stdout, string(b))
+			}
+			return nil
 		},
 	}
 }

@@ -119,7 +119,7 @@ func TestSSHAccess(t *testing.T) {
 	if !strings.Contains(out, "@cert-authority * ssh-ed25519 ") || !strings.Contains(out, "CertificateFile "+prefix+"-cert.pub") {
 		t.Fatalf("credentials ssh printed:\n%s", out)
 	}
-	_, block, ok := strings.Cut(out, "# ssh_config:\n")
+	_, block, ok := strings.Cut(out, "-ssh_config):\n")
 	if !ok {
 		t.Fatalf("no ssh_config block:\n%s", out)
 	}
@@ -137,6 +137,20 @@ func TestSSHAccess(t *testing.T) {
 	}
 	if got, err := sshRun("-l", "root", "web-1", "true"); err == nil {
 		t.Fatalf("the certificate let root in:\n%s", got)
+	}
+
+	// The default prefix, and ssh-config printing its block again.
+	mustHPT(t, alice, "credentials", "ssh", "web-1")
+	cfgOut := mustHPT(t, alice, "ssh-config")
+	def := filepath.Join(home, ".config", "hpt", "ssh", "web-1")
+	if !strings.Contains(cfgOut, "Host web-1\n") || !strings.Contains(cfgOut, "IdentityFile "+def+"\n") || strings.Count(cfgOut, "Host ") != 1 {
+		t.Fatalf("ssh-config printed:\n%s", cfgOut)
+	}
+	if err := os.WriteFile(cfg, []byte(cfgOut+"  BatchMode yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sshRun("web-1", "id", "-un"); err != nil || strings.TrimSpace(got) != "deploy" {
+		t.Fatalf("OpenSSH ssh with hpt ssh-config: %v\n%s", err, got)
 	}
 
 	if r := hpt(t, alice, "ssh", "db-1", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "no login on destinations/db-1") {
@@ -157,8 +171,8 @@ func TestSSHAccess(t *testing.T) {
 
 	var creds []map[string]any
 	out = mustHPT(t, alice, "credentials", "list", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &creds); err != nil || len(creds) != 5 {
-		t.Fatalf("alice's credentials: %s (%v), want 5", out, err)
+	if err := json.Unmarshal([]byte(out), &creds); err != nil || len(creds) != 6 {
+		t.Fatalf("alice's credentials: %s (%v), want 6", out, err)
 	}
 	for _, k := range []string{"id", "subject", "destination", "kind", "role", "valid_before", "status"} {
 		if _, ok := creds[0][k]; !ok || len(creds[0]) != 7 {
