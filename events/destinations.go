@@ -358,3 +358,7 @@ func MatchDestination(glob, res string) bool {
 	m, err := path.Match(gNS, ns)
 	return err == nil && m
 }
+
+// GrantExpired is GrantRemoved.reason when the leader removes a grant
+// whose expiry passed.
+const GrantExpired = "expired"

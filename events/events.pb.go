@@ -1165,12 +1165,15 @@ func (x *TargetKeyRevoked) GetTarget() string {
 }
 
 type GrantAdded struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
-	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Subject   string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Privilege string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	Resource  string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// When the grant stops allowing anything; 0: never. Adding a grant that
+	// exists with another expiry sets its expiry to this one.
+	ExpiresUnixNano int64 `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GrantAdded) Reset() {
@@ -1224,11 +1227,22 @@ func (x *GrantAdded) GetResource() string {
 	return ""
 }
 
+func (x *GrantAdded) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
 type GrantRemoved struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
-	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Subject   string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Privilege string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	Resource  string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// "expired" when the leader removes a grant whose expiry passed (then
+	// the state machine refuses it unless the grant's expiry is at or before
+	// the event's time); "" when an operator removes it.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1280,6 +1294,13 @@ func (x *GrantRemoved) GetPrivilege() string {
 func (x *GrantRemoved) GetResource() string {
 	if x != nil {
 		return x.Resource
+	}
+	return ""
+}
+
+func (x *GrantRemoved) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -2782,16 +2803,18 @@ const file_events_events_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"*\n" +
 	"\x10TargetKeyRevoked\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\"`\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\"\x8c\x01\n" +
 	"\n" +
 	"GrantAdded\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"b\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12*\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"z\n" +
 	"\fGrantRemoved\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"\xec\x05\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xec\x05\n" +
 	"\fJobSubmitted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +

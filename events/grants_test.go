@@ -20,3 +20,17 @@ func TestLabelResourceRefusedOnAdd(t *testing.T) {
 		t.Fatalf("GrantAdded on targets/web-*: %v", err)
 	}
 }
+
+// TestGrantRemovedReason: a removal's reason is "expired" or none; any
+// other is refused naming the field.
+func TestGrantRemovedReason(t *testing.T) {
+	for _, r := range []string{"", GrantExpired} {
+		if err := CheckPayload(&GrantRemoved{Subject: "user:a", Privilege: PrivView, Resource: "*", Reason: r}); err != nil {
+			t.Errorf("reason %q: %v", r, err)
+		}
+	}
+	err := CheckPayload(&GrantRemoved{Subject: "user:a", Privilege: PrivView, Resource: "*", Reason: "bored"})
+	if !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), "reason") {
+		t.Fatalf("reason bored: %v", err)
+	}
+}

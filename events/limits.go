@@ -143,6 +143,9 @@ func CheckPayload(p proto.Message) error {
 		}
 		return CheckGrantScope(p.GetPrivilege(), p.GetResource())
 	case *GrantRemoved:
+		if r := p.GetReason(); r != "" && r != GrantExpired {
+			return fmt.Errorf("%w: reason: %q, want %q or none", ErrInvalidName, r, GrantExpired)
+		}
 		return checkGrant(p.GetSubject(), p.GetResource())
 	case *JobCancelled:
 		return CheckText("reason", p.GetReason())

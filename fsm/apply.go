@@ -159,9 +159,9 @@ func (t *txn) apply(p proto.Message) *Rejection {
 	case *events.TargetKeyRevoked:
 		return t.revokeTargetKey(p.GetTarget())
 	case *events.GrantAdded:
-		return t.addGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
+		return t.addGrant(p)
 	case *events.GrantRemoved:
-		return t.removeGrant(p.GetSubject(), p.GetPrivilege(), p.GetResource())
+		return t.removeGrant(p)
 	case *events.DestinationAdded:
 		return t.addDestination(p)
 	case *events.DestinationRemoved:
@@ -252,11 +252,8 @@ func (t *txn) removeIdentity(kind, name string) *Rejection {
 	// revoke them too, under another reason).
 	t.revokeCredentialsOfSubject(subject)
 	for _, gk := range t.keysWithPrefix(key(tagGrant, subject, "")) {
-		t.del(gk)
 		// A group's members hold credentials issued under its grants.
-		if priv, res, ok := bytes.Cut(gk[len(subject)+2:], []byte{0}); ok {
-			t.revokeCredentialsOfGrant(subject, string(priv), string(res))
-		}
+		t.deleteGrant(gk, ReasonGrantRemoved)
 	}
 	for _, tk := range t.keysWithPrefix(key(tagTokenOf, subject, "")) {
 		id := string(tk[len(subject)+2:])
@@ -477,7 +474,8 @@ func (t *txn) targetTransition(target, node string, connected bool, update func(
 
 func grantKey(subject, priv, res string) []byte { return key(tagGrant, subject, priv, res) }
 
-func (t *txn) addGrant(subject, priv, res string) *Rejection {
+func (t *txn) addGrant(p *events.GrantAdded) *Rejection {
+	subject, priv, res, exp := p.GetSubject(), p.GetPrivilege(), p.GetResource(), p.GetExpiresUnixNano()
 	s, err := events.ParseSubject(subject)
 	if err != nil {
 		return t.reject(ErrInvalid, "grant subject: %v", err)
@@ -491,23 +489,71 @@ func (t *txn) addGrant(subject, priv, res string) *Rejection {
 	if err := events.CheckGrantScope(priv, res); err != nil {
 		return t.reject(ErrInvalid, "%v", err)
 	}
+	if exp < 0 {
+		return t.reject(ErrInvalid, "grant expires_unix_nano: negative")
+	}
+	if exp != 0 && exp <= t.ev.GetTimeUnixNano() {
+		return t.reject(ErrInvalid, "grant expires_unix_nano: %s is not after the time of the event (%s)", fmtNano(exp), fmtNano(t.ev.GetTimeUnixNano()))
+	}
 	if !t.subjectExists(s) {
 		return t.reject(ErrNotFound, "%s does not exist", s)
 	}
 	k := grantKey(s.String(), priv, res)
-	if t.has(k) {
-		return t.reject(ErrExists, "grant %s %s %s already exists", s, priv, res)
+	g := &Grant{Subject: s.String(), Privilege: priv, Resource: res, Created: t.origin()}
+	var prev Grant
+	if t.get(k, &prev) {
+		if prev.GetExpiresUnixNano() == exp {
+			return t.reject(ErrExists, "grant %s %s %s already exists", s, priv, res)
+		}
+		// Adding it again with another expiry moves its expiry (extends
+		// access, makes it permanent, or shortens it); it keeps its origin.
+		g.Created = prev.GetCreated()
+		if old := prev.GetExpiresUnixNano(); old != 0 {
+			t.del(grantExpiryKey(old, s.String(), priv, res))
+		}
 	}
-	t.put(k, &Grant{Subject: s.String(), Privilege: priv, Resource: res, Created: t.origin()})
+	g.ExpiresUnixNano = exp
+	t.put(k, g)
+	if exp != 0 {
+		// The value names the grant, so that reading the index parses no key.
+		t.set(grantExpiryKey(exp, s.String(), priv, res), k)
+	}
 	return nil
 }
 
-func (t *txn) removeGrant(subject, priv, res string) *Rejection {
+func (t *txn) removeGrant(p *events.GrantRemoved) *Rejection {
+	subject, priv, res := p.GetSubject(), p.GetPrivilege(), p.GetResource()
 	k := grantKey(subject, priv, res)
-	if !t.has(k) {
+	var g Grant
+	if !t.get(k, &g) {
 		return t.reject(ErrNotFound, "grant %s %s %s does not exist", subject, priv, res)
 	}
-	t.del(k)
-	t.revokeCredentialsOfGrant(subject, priv, res)
+	reason := ReasonGrantRemoved
+	switch p.GetReason() {
+	case "":
+	case events.GrantExpired:
+		if exp := g.GetExpiresUnixNano(); exp == 0 || exp > t.ev.GetTimeUnixNano() {
+			// The grant was extended after the leader saw it expire.
+			return t.reject(ErrConflict, "grant %s %s %s has not expired", subject, priv, res)
+		}
+		reason = ReasonGrantExpired
+	default:
+		return t.reject(ErrInvalid, "grant removal reason %q: want %q or none", p.GetReason(), events.GrantExpired)
+	}
+	t.deleteGrant(k, reason)
 	return nil
+}
+
+// deleteGrant removes the grant stored at k, its expiry entry, and ends
+// the credentials it allowed, with reason.
+func (t *txn) deleteGrant(k []byte, reason string) {
+	var g Grant
+	if !t.get(k, &g) {
+		return
+	}
+	if exp := g.GetExpiresUnixNano(); exp != 0 {
+		t.del(grantExpiryKey(exp, g.GetSubject(), g.GetPrivilege(), g.GetResource()))
+	}
+	t.del(k)
+	t.revokeCredentialsOfGrant(g.GetSubject(), g.GetPrivilege(), g.GetResource(), reason)
 }

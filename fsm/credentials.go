@@ -36,6 +36,7 @@ const (
 // Reasons of derived revocations.
 const (
 	ReasonGrantRemoved   = "grant removed"
+	ReasonGrantExpired   = "grant expired"
 	ReasonSubjectRemoved = "subject removed"
 	ReasonTokenRevoked   = "token revoked"
 )
@@ -161,8 +162,8 @@ func (t *txn) revokeIndexed(prefix []byte, reason string) {
 	}
 }
 
-func (t *txn) revokeCredentialsOfGrant(subject, priv, res string) {
-	t.revokeIndexed(key(tagCredOfGrant, subject, priv, res, ""), ReasonGrantRemoved)
+func (t *txn) revokeCredentialsOfGrant(subject, priv, res, reason string) {
+	t.revokeIndexed(key(tagCredOfGrant, subject, priv, res, ""), reason)
 }
 
 func (t *txn) revokeCredentialsOfSubject(subject string) {

@@ -105,6 +105,12 @@ func TestCredentialDerivedRevocation(t *testing.T) {
 		{"grant removed", func(a *applier) {
 			a.mustApply(&events.GrantRemoved{Subject: "user:alice", Privilege: "login:deploy", Resource: "destinations/web-*"})
 		}, "c-grant,c-tok", ReasonGrantRemoved},
+		{"grant expired", func(a *applier) {
+			// Its expiry moved to before the credentials' end; the leader's
+			// removal at the expiry revokes them as expired, not removed.
+			a.mustApplyAt(t0, &events.GrantAdded{Subject: "user:alice", Privilege: "login:deploy", Resource: "destinations/web-*", ExpiresUnixNano: t0.Add(30 * time.Minute).UnixNano()})
+			a.mustApplyAt(t0.Add(30*time.Minute), &events.GrantRemoved{Subject: "user:alice", Privilege: "login:deploy", Resource: "destinations/web-*", Reason: events.GrantExpired})
+		}, "c-grant,c-tok", ReasonGrantExpired},
 		{"group grant removed with its group", func(a *applier) {
 			a.mustApply(&events.GroupRemoved{Name: "ops"})
 		}, "c-group", ReasonGrantRemoved},

@@ -385,13 +385,16 @@ func (x *TargetKey) GetClaimedLabels() map[string]string {
 }
 
 type Grant struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
-	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	Created       *Origin                `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Subject   string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Privilege string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	Resource  string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	Created   *Origin                `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	// 0: never expires. An expired grant allows nothing, on every node, by
+	// that node's clock, until the leader's grant_removed takes it away.
+	ExpiresUnixNano int64 `protobuf:"varint,5,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Grant) Reset() {
@@ -450,6 +453,13 @@ func (x *Grant) GetCreated() *Origin {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *Grant) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
 }
 
 type Job struct {
@@ -1149,12 +1159,13 @@ const file_fsm_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a@\n" +
 	"\x12ClaimedLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x01\n" +
 	"\x05Grant\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12,\n" +
-	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\"\xa8\b\n" +
+	"\acreated\x18\x04 \x01(\v2\x12.hpt.fsm.v1.OriginR\acreated\x12*\n" +
+	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\"\xa8\b\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +

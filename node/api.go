@@ -335,7 +335,7 @@ func (a *clusterAPI) Whoami(ctx context.Context, _ *rpc.WhoamiRequest) (*rpc.Who
 	}
 	resp.Groups = groups
 	for _, g := range grants {
-		resp.Grants = append(resp.Grants, grantInfo(g))
+		resp.Grants = append(resp.Grants, a.n.grantInfo(g))
 	}
 	return resp, nil
 }

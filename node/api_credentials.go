@@ -208,9 +208,14 @@ func (a *credentialsAPI) IssueSSH(ctx context.Context, req *rpc.IssueSSHRequest)
 			tokenExpiry = time.Unix(0, e)
 		}
 	}
-	// Grants do not expire yet (time-bound grants are another change):
-	// the zero time leaves the TTL to the policy and the token.
-	validAfter, validBefore, err := sshca.DefaultTTLPolicy().Validity(now, time.Duration(req.GetTtlNanos()), time.Time{}, tokenExpiry)
+	// The certificate ends no later than the grant that allows it (the
+	// zero time: a grant that never expires leaves the TTL to the policy
+	// and the token).
+	var grantExpiry time.Time
+	if e := use.Grant.GetExpiresUnixNano(); e != 0 {
+		grantExpiry = time.Unix(0, e)
+	}
+	validAfter, validBefore, err := sshca.DefaultTTLPolicy().Validity(now, time.Duration(req.GetTtlNanos()), grantExpiry, tokenExpiry)
 	if err != nil {
 		return nil, sshcaErr(err)
 	}

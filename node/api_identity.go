@@ -159,15 +159,48 @@ func (a *tokensAPI) Revoke(ctx context.Context, req *rpc.RevokeTokenRequest) (*r
 
 // ---- Grants ----
 
-func grantInfo(g *fsm.Grant) *rpc.GrantInfo {
-	return &rpc.GrantInfo{Subject: g.GetSubject(), Privilege: g.GetPrivilege(), Resource: g.GetResource(), CreatedIndex: g.GetCreated().GetIndex()}
+func (n *Node) grantInfo(g *fsm.Grant) *rpc.GrantInfo {
+	return &rpc.GrantInfo{Subject: g.GetSubject(), Privilege: g.GetPrivilege(), Resource: g.GetResource(), CreatedIndex: g.GetCreated().GetIndex(),
+		ExpiresUnixNano: g.GetExpiresUnixNano(), Expired: n.authz.GrantExpired(g)}
+}
+
+// maxGrantTTL keeps expiry arithmetic far from overflow, as maxTokenTTL.
+const maxGrantTTL = maxTokenTTL
+
+// grantExpiry returns the expiry a grant request asks for (0: never). A
+// ttl is counted from this node's clock when it accepts the call, so the
+// client's clock does not matter; until is absolute, and must be ahead of
+// this node's clock.
+func grantExpiry(req *rpc.GrantRequest, now time.Time) (int64, error) {
+	ttl, until := req.GetTtlNanos(), req.GetUntilUnixNano()
+	switch {
+	case ttl != 0 && until != 0:
+		return 0, status.Error(codes.InvalidArgument, "ttl and until: give one or neither")
+	case ttl < 0 || time.Duration(ttl) > maxGrantTTL:
+		return 0, status.Errorf(codes.InvalidArgument, "ttl: %s is out of range (more than 0, at most 100 years)", time.Duration(ttl))
+	case ttl > 0:
+		return now.Add(time.Duration(ttl)).UnixNano(), nil
+	case until < 0 || until > now.Add(maxGrantTTL).UnixNano():
+		return 0, status.Errorf(codes.InvalidArgument, "until: %s is out of range (at most 100 years ahead)", time.Unix(0, until).UTC().Format(time.RFC3339))
+	case until != 0 && until <= now.UnixNano():
+		return 0, status.Errorf(codes.InvalidArgument, "until: %s is not in the future (this node's clock reads %s)",
+			time.Unix(0, until).UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return until, nil
 }
 
 func (a *grantsAPI) Add(ctx context.Context, req *rpc.GrantRequest) (*rpc.WriteResponse, error) {
-	return a.n.propose(ctx, &events.GrantAdded{Subject: req.GetSubject(), Privilege: req.GetPrivilege(), Resource: req.GetResource()})
+	exp, err := grantExpiry(req, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return a.n.propose(ctx, &events.GrantAdded{Subject: req.GetSubject(), Privilege: req.GetPrivilege(), Resource: req.GetResource(), ExpiresUnixNano: exp})
 }
 
 func (a *grantsAPI) Remove(ctx context.Context, req *rpc.GrantRequest) (*rpc.WriteResponse, error) {
+	if req.GetTtlNanos() != 0 || req.GetUntilUnixNano() != 0 {
+		return nil, status.Error(codes.InvalidArgument, "ttl and until are for adding a grant, not removing one")
+	}
 	return a.n.propose(ctx, &events.GrantRemoved{Subject: req.GetSubject(), Privilege: req.GetPrivilege(), Resource: req.GetResource()})
 }
 
@@ -178,7 +211,7 @@ func (a *grantsAPI) List(_ context.Context, req *rpc.ListGrantsRequest) (*rpc.Li
 	}
 	resp := &rpc.ListGrantsResponse{}
 	for _, g := range grants {
-		resp.Grants = append(resp.Grants, grantInfo(g))
+		resp.Grants = append(resp.Grants, a.n.grantInfo(g))
 	}
 	return resp, nil
 }
@@ -202,7 +235,7 @@ func (a *grantsAPI) Check(_ context.Context, req *rpc.GrantRequest) (*rpc.CheckR
 	}
 	resp := &rpc.CheckResponse{Allowed: d.Allowed, Via: d.Via, Reason: d.Reason}
 	if d.Grant != nil {
-		resp.Grant = grantInfo(d.Grant)
+		resp.Grant = a.n.grantInfo(d.Grant)
 	}
 	return resp, nil
 }

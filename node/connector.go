@@ -94,8 +94,8 @@ func (c *hostCert) fresh(key string, principals []string, now time.Time) bool {
 // agent's report, authorized_keys format) naming every D, reused from prev
 // while it is fresh. It returns nil when target is the connector of no ssh
 // destination and reported no host keys: an agent that is no SSH connector
-// gets nothing. Grants have no expiry yet; when they do, an expired one
-// must be skipped here.
+// gets nothing. A grant expired at now is skipped: it allows nothing, even
+// before the leader removes it.
 func computeSSHAccess(st sshState, target string, now time.Time, cas SSHCAs, hostKeys [][]byte, prev *hostCert) (*rpc.SSHAccess, *hostCert, error) {
 	if !cas.Present() {
 		return nil, prev, nil
@@ -125,6 +125,9 @@ func computeSSHAccess(st sshState, target string, now time.Time, cas SSHCAs, hos
 	for _, d := range dests {
 		res := "destinations/" + d.GetName()
 		for _, g := range grants {
+			if exp := g.GetExpiresUnixNano(); exp != 0 && now.UnixNano() >= exp {
+				continue
+			}
 			r, err := events.ParseRole(g.GetPrivilege())
 			if err != nil || (r.Kind != events.RoleLogin && r.Kind != events.RoleLoginForward) {
 				continue

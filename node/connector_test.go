@@ -61,6 +61,11 @@ func TestComputeSSHAccess(t *testing.T) {
 	g := func(subject, priv, res string) *fsm.Grant {
 		return &fsm.Grant{Subject: subject, Privilege: priv, Resource: res}
 	}
+	now := time.Unix(1_800_000_000, 0)
+	later := now.Add(time.Hour).UnixNano()
+	expiring := func(subject, priv, res string, exp int64) *fsm.Grant {
+		return &fsm.Grant{Subject: subject, Privilege: priv, Resource: res, ExpiresUnixNano: exp}
+	}
 	st := &fakeSSHState{index: 42,
 		dests: []*fsm.Destination{
 			{Name: "web-1", Kind: "ssh", Addr: "10.0.0.5:22", Connector: "c1"},
@@ -76,11 +81,11 @@ func TestComputeSSHAccess(t *testing.T) {
 			g("user:carol", "login:dba", "destinations/db-*"), // postgres destination: no principal
 			g("user:dave", "db:app", "destinations/*"),        // not a login
 			g("user:erin", "view", "*"),
-			g("user:frank", "login:web3", "destinations/web-3"), // another connector's
+			g("user:frank", "login:web3", "destinations/web-3"),                       // another connector's
+			expiring("user:gina", "login:temp", "destinations/web-1", now.UnixNano()), // expired at now: no principal
+			expiring("user:hal", "login:soon", "destinations/web-2", later),           // not yet expired
 		},
 	}
-	now := time.Unix(1_800_000_000, 0)
-	later := now.Add(time.Hour).UnixNano()
 	st.revoked = []*fsm.Credential{
 		{Id: "c_2", Subject: "user:bob", Destination: "web-2", Kind: "ssh", Serial: 9, ValidBeforeUnixNano: later},
 		{Id: "c_1", Subject: "user:alice", Destination: "web-1", Kind: "ssh", Serial: 7, ValidBeforeUnixNano: later},
@@ -98,11 +103,11 @@ func TestComputeSSHAccess(t *testing.T) {
 	}{
 		{name: "connector of two ssh destinations", target: "c1", hostKeys: [][]byte{hostKey},
 			serials: []uint64{7, 9}, keyIDs: []string{"user:alice cred:c_1", "user:bob cred:c_2"},
-			want:     map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}},
+			want:     map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}, "soon": {"soon@web-2"}},
 			hostCert: []string{"10.0.0.5", "web-1", "web-2", "web2.example"}},
 		{name: "no host keys yet", target: "c1",
 			serials: []uint64{7, 9}, keyIDs: []string{"user:alice cred:c_1", "user:bob cred:c_2"},
-			want: map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}}},
+			want: map[string][]string{"deploy": {"deploy@web-1", "deploy@web-2"}, "admin": {"admin@web-1", "admin@web-2"}, "soon": {"soon@web-2"}}},
 		{name: "other connector", target: "c2", hostKeys: [][]byte{hostKey},
 			serials: []uint64{8}, keyIDs: []string{"user:alice cred:c_3"},
 			want:     map[string][]string{"admin": {"admin@web-3"}, "deploy": {"deploy@web-3"}, "web3": {"web3@web-3"}},

@@ -17,8 +17,8 @@ import (
 // first applies everything committed before its term (Barrier), as Consul
 // does, so that nothing it does as leader acts on a state behind the log.
 //
-// Work that only the leader does (job scheduling, event export) runs under a
-// context that ends when leadership does.
+// Work that only the leader does (job scheduling, removing expired grants,
+// event export) runs under a context that ends when leadership does.
 func (n *Node) leaderLoop() {
 	defer n.wg.Done()
 	notify := n.raft.LeaderCh()
@@ -48,6 +48,11 @@ func (n *Node) leaderLoop() {
 			go func() {
 				defer leading.Done()
 				n.runScheduler(ctx)
+			}()
+			leading.Add(1)
+			go func() {
+				defer leading.Done()
+				n.runGrantReaper(ctx)
 			}()
 			if n.exporter != nil {
 				leading.Add(1)

@@ -1606,10 +1606,15 @@ func (x *RevokeTokenRequest) GetId() string {
 }
 
 type GrantRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
-	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Subject   string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Privilege string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	Resource  string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Add only, at most one of the two: the grant expires ttl_nanos after
+	// the node that accepts the call reads its clock (so the client's clock
+	// does not matter), or at until_unix_nano. Neither: never expires.
+	TtlNanos      int64 `protobuf:"varint,4,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	UntilUnixNano int64 `protobuf:"varint,5,opt,name=until_unix_nano,json=untilUnixNano,proto3" json:"until_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1665,12 +1670,31 @@ func (x *GrantRequest) GetResource() string {
 	return ""
 }
 
+func (x *GrantRequest) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+func (x *GrantRequest) GetUntilUnixNano() int64 {
+	if x != nil {
+		return x.UntilUnixNano
+	}
+	return 0
+}
+
 type GrantInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Privilege     string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
-	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	CreatedIndex  uint64                 `protobuf:"varint,4,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subject      string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Privilege    string                 `protobuf:"bytes,2,opt,name=privilege,proto3" json:"privilege,omitempty"`
+	Resource     string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	CreatedIndex uint64                 `protobuf:"varint,4,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	// 0: never.
+	ExpiresUnixNano int64 `protobuf:"varint,5,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	// Its expiry passed by the answering node's clock: it allows nothing,
+	// and the leader is about to remove it.
+	Expired       bool `protobuf:"varint,6,opt,name=expired,proto3" json:"expired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1731,6 +1755,20 @@ func (x *GrantInfo) GetCreatedIndex() uint64 {
 		return x.CreatedIndex
 	}
 	return 0
+}
+
+func (x *GrantInfo) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *GrantInfo) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
 }
 
 type ListGrantsRequest struct {
@@ -4879,16 +4917,20 @@ const file_rpc_api_proto_rawDesc = "" +
 	"\x12ListTokensResponse\x12)\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x11.hpt.v1.TokenInfoR\x06tokens\"$\n" +
 	"\x12RevokeTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"b\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xa7\x01\n" +
 	"\fGrantRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\"\x84\x01\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x1b\n" +
+	"\tttl_nanos\x18\x04 \x01(\x03R\bttlNanos\x12&\n" +
+	"\x0funtil_unix_nano\x18\x05 \x01(\x03R\runtilUnixNano\"\xca\x01\n" +
 	"\tGrantInfo\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x1c\n" +
 	"\tprivilege\x18\x02 \x01(\tR\tprivilege\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12#\n" +
-	"\rcreated_index\x18\x04 \x01(\x04R\fcreatedIndex\"-\n" +
+	"\rcreated_index\x18\x04 \x01(\x04R\fcreatedIndex\x12*\n" +
+	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\x12\x18\n" +
+	"\aexpired\x18\x06 \x01(\bR\aexpired\"-\n" +
 	"\x11ListGrantsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\"?\n" +
 	"\x12ListGrantsResponse\x12)\n" +

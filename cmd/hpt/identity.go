@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hpt-dev/hpt/events"
 	"github.com/hpt-dev/hpt/rpc"
@@ -284,16 +285,58 @@ type grantJSON struct {
 	Privilege    string `json:"privilege"`
 	Resource     string `json:"resource"`
 	CreatedIndex uint64 `json:"created_index"`
+	// Expires is null for a grant that never expires; Expired says its
+	// expiry passed by the answering node's clock (it allows nothing).
+	Expires *time.Time `json:"expires"`
+	Expired bool       `json:"expired"`
+}
+
+func toGrantJSON(g *rpc.GrantInfo) grantJSON {
+	return grantJSON{Subject: g.GetSubject(), Privilege: g.GetPrivilege(), Resource: g.GetResource(), CreatedIndex: g.GetCreatedIndex(),
+		Expires: timePtr(g.GetExpiresUnixNano()), Expired: g.GetExpired()}
+}
+
+// grantExpiryFlags checks `grants add --ttl D` and `--until TIME` and puts
+// them in req. A ttl is sent as it is: the node that accepts the grant
+// counts it from its own clock, so this machine's clock does not matter.
+// An until is absolute; it is checked against this clock here only to
+// refuse a time already past early, and the node checks it again.
+func grantExpiryFlags(req *rpc.GrantRequest, flags *pflag.FlagSet, ttl time.Duration, until string, now time.Time) error {
+	ttlSet, untilSet := flags.Changed("ttl"), flags.Changed("until")
+	if ttlSet && untilSet {
+		return usagef("--ttl and --until: give one or the other")
+	}
+	if ttlSet {
+		if ttl <= 0 {
+			return usagef("--ttl %s: want a duration greater than 0, such as 4h", ttl)
+		}
+		req.TtlNanos = int64(ttl)
+	}
+	if untilSet {
+		at, err := time.Parse(time.RFC3339, until)
+		if err != nil {
+			return usagef("--until %q: want an RFC 3339 time, such as 2026-12-03T10:00:00Z", until)
+		}
+		if !at.After(now) {
+			return usagef("--until %s: is not in the future", until)
+		}
+		req.UntilUnixNano = at.UnixNano()
+	}
+	return nil
 }
 
 func (a *app) grantsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "grants", Short: "Manage grants: (subject, privilege, resource)"}
+	var ttl time.Duration
+	var until string
 	change := func(use, short string, call func(*rpc.Client, *cobra.Command, *rpc.GrantRequest) (*rpc.WriteResponse, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " SUBJECT PRIVILEGE RESOURCE",
 			Short: short,
 			Args:  cobra.ExactArgs(3),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				req := &rpc.GrantRequest{Subject: args[0], Privilege: args[1], Resource: args[2]}
+				what := fmt.Sprintf("%s grant %s %s %s", strings.TrimSuffix(use, "e")+"ed", args[0], args[1], args[2])
 				if use == "add" {
 					// Refused here too so that the answer is a usage
 					// error before any connection; the node checks the
@@ -307,13 +350,22 @@ func (a *app) grantsCommand() *cobra.Command {
 					if err := events.CheckGrantScope(args[1], args[2]); err != nil {
 						return usagef("%w", err)
 					}
+					if err := grantExpiryFlags(req, cmd.Flags(), ttl, until, time.Now()); err != nil {
+						return err
+					}
+					switch {
+					case ttl > 0:
+						what += " for " + ttl.String()
+					case until != "":
+						what += " until " + until
+					}
 				}
 				return a.withClient(func(c *rpc.Client) error {
-					w, err := call(c, cmd, &rpc.GrantRequest{Subject: args[0], Privilege: args[1], Resource: args[2]})
+					w, err := call(c, cmd, req)
 					if err != nil {
 						return err
 					}
-					return a.written(w, fmt.Sprintf("%s grant %s %s %s", strings.TrimSuffix(use, "e")+"ed", args[0], args[1], args[2]))
+					return a.written(w, what)
 				})
 			},
 		}
@@ -331,25 +383,38 @@ func (a *app) grantsCommand() *cobra.Command {
 				}
 				out := []grantJSON{}
 				for _, g := range resp.GetGrants() {
-					out = append(out, grantJSON{g.GetSubject(), g.GetPrivilege(), g.GetResource(), g.GetCreatedIndex()})
+					out = append(out, toGrantJSON(g))
 				}
 				if a.json() {
 					return a.printJSON(out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "SUBJECT\tPRIVILEGE\tRESOURCE\tINDEX")
+				fmt.Fprintln(tw, "SUBJECT\tPRIVILEGE\tRESOURCE\tEXPIRES\tINDEX")
 				for _, g := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", g.Subject, g.Privilege, g.Resource, g.CreatedIndex)
+					expires := fmtTime(g.Expires, "never")
+					if g.Expired {
+						expires = "expired " + expires
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", g.Subject, g.Privilege, g.Resource, expires, g.CreatedIndex)
 				}
 				return tw.Flush()
 			})
 		},
 	}
 	list.Flags().StringVar(&listFor, "for", "", "only grants held directly by this subject")
+	add := change("add", "Grant a privilege on a resource, for good or for a time (--ttl, --until)", func(c *rpc.Client, cmd *cobra.Command, r *rpc.GrantRequest) (*rpc.WriteResponse, error) {
+		return c.Grants.Add(cmd.Context(), r)
+	})
+	add.Long = `Grants SUBJECT the PRIVILEGE on RESOURCE. With --ttl or --until the grant
+expires: from then on it allows nothing on any node, and the leader removes
+it (an event with reason "expired"), ending the credentials it allowed.
+--ttl is counted from the clock of the node that accepts the grant. Adding
+a grant that exists with another expiry (or none) sets its expiry, which is
+how access is extended.`
+	add.Flags().DurationVar(&ttl, "ttl", 0, "the grant expires after this long, such as 4h (counted by the node)")
+	add.Flags().StringVar(&until, "until", "", "the grant expires at this RFC 3339 time, such as 2026-12-03T10:00:00Z")
 	cmd.AddCommand(
-		change("add", "Grant a privilege on a resource", func(c *rpc.Client, cmd *cobra.Command, r *rpc.GrantRequest) (*rpc.WriteResponse, error) {
-			return c.Grants.Add(cmd.Context(), r)
-		}),
+		add,
 		list,
 		change("remove", "Remove a grant", func(c *rpc.Client, cmd *cobra.Command, r *rpc.GrantRequest) (*rpc.WriteResponse, error) {
 			return c.Grants.Remove(cmd.Context(), r)
@@ -373,7 +438,7 @@ func (a *app) authCommand() *cobra.Command {
 				if a.json() {
 					out := map[string]any{"allowed": resp.GetAllowed(), "reason": resp.GetReason(), "via": resp.GetVia()}
 					if g := resp.GetGrant(); g != nil {
-						out["grant"] = grantJSON{g.GetSubject(), g.GetPrivilege(), g.GetResource(), g.GetCreatedIndex()}
+						out["grant"] = toGrantJSON(g)
 					}
 					if err := a.printJSON(out); err != nil {
 						return err
@@ -422,7 +487,7 @@ func (a *app) whoamiCommand() *cobra.Command {
 				out := whoamiJSON{Subject: resp.GetSubject(), TokenID: resp.GetTokenId(), Expires: timePtr(resp.GetExpiresUnixNano()),
 					Node: resp.GetNode(), ClusterKey: resp.GetClusterKey(), Groups: nonNil(resp.GetGroups()), Grants: []grantJSON{}}
 				for _, g := range resp.GetGrants() {
-					out.Grants = append(out.Grants, grantJSON{g.GetSubject(), g.GetPrivilege(), g.GetResource(), g.GetCreatedIndex()})
+					out.Grants = append(out.Grants, toGrantJSON(g))
 				}
 				if a.json() {
 					return a.printJSON(out)
@@ -443,6 +508,12 @@ func (a *app) whoamiCommand() *cobra.Command {
 					via := ""
 					if g.Subject != out.Subject {
 						via = " (through " + g.Subject + ")"
+					}
+					switch {
+					case g.Expired:
+						via += " (expired at " + g.Expires.Format(time.RFC3339) + ": allows nothing)"
+					case g.Expires != nil:
+						via += " (until " + g.Expires.Format(time.RFC3339) + ")"
 					}
 					fmt.Fprintf(a.stdout, "grant: %s %s%s\n", g.Privilege, g.Resource, via)
 				}

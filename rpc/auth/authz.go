@@ -208,7 +208,9 @@ func (a *Authorizer) holders(subject string) (groups, holders []string, err erro
 }
 
 // GrantsHeld returns the groups subject is in and every grant it holds,
-// directly or through them, in the order Check considers them.
+// directly or through them, in the order Check considers them; expired
+// ones included (GrantExpired tells them), so that whoami can say why
+// access ended.
 func (a *Authorizer) GrantsHeld(subject string) (groups []string, grants []*fsm.Grant, err error) {
 	groups, holders, err := a.holders(subject)
 	if err != nil {
@@ -225,27 +227,47 @@ func (a *Authorizer) GrantsHeld(subject string) (groups []string, grants []*fsm.
 }
 
 // Check decides whether subject holds privilege on resource, directly or
-// through a group (nested groups included).
+// through a group (nested groups included). A grant whose expiry has passed
+// by this node's clock allows nothing, whether or not the leader has
+// removed it yet; if only such a grant covers the request, the reason says
+// so.
 func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error) {
 	_, holders, err := a.holders(subject)
 	if err != nil {
 		return Decision{}, err
 	}
+	now := a.now()
+	var lapsed *fsm.Grant
 	for _, h := range holders {
 		grants, err := a.state.Grants(h)
 		if err != nil {
 			return Decision{}, fmt.Errorf("grants of %s: %w", h, err)
 		}
 		for _, g := range grants {
-			if covers(g, privilege, resource) {
-				d := Decision{Allowed: true, Grant: g}
-				if h != subject {
-					d.Via = h
-				}
-				d.Reason = fmt.Sprintf("allowed by grant %s %s %s", g.GetSubject(), g.GetPrivilege(), g.GetResource())
-				return d, nil
+			if !covers(g, privilege, resource) {
+				continue
 			}
+			if grantExpired(g, now) {
+				if lapsed == nil {
+					lapsed = g
+				}
+				continue
+			}
+			d := Decision{Allowed: true, Grant: g}
+			if h != subject {
+				d.Via = h
+			}
+			d.Reason = fmt.Sprintf("allowed by grant %s %s %s", g.GetSubject(), g.GetPrivilege(), g.GetResource())
+			if exp := g.GetExpiresUnixNano(); exp != 0 {
+				d.Reason += " until " + fmtExpiry(exp)
+			}
+			return d, nil
 		}
+	}
+	if lapsed != nil {
+		return Decision{Reason: fmt.Sprintf("%s has no grant for %s on %s: grant %s %s %s expired at %s (extend it with: hpt grants add %s %s %s --ttl D)",
+			subject, privilege, resource, lapsed.GetSubject(), lapsed.GetPrivilege(), lapsed.GetResource(), fmtExpiry(lapsed.GetExpiresUnixNano()),
+			shellQuote(lapsed.GetSubject()), shellQuote(lapsed.GetPrivilege()), shellQuote(lapsed.GetResource()))}, nil
 	}
 	why := ""
 	if events.IsRole(privilege) {
@@ -270,7 +292,19 @@ func (a *Authorizer) Check(subject, privilege, resource string) (Decision, error
 		subject, privilege, resource, why, shellQuote(subject), shellQuote(privilege), shellQuote(resource))}, nil
 }
 
-// covers reports whether grant g satisfies privilege on resource. admin
+// GrantExpired reports whether g's expiry has passed by this node's clock:
+// then it allows nothing.
+func (a *Authorizer) GrantExpired(g *fsm.Grant) bool { return grantExpired(g, a.now()) }
+
+func grantExpired(g *fsm.Grant, now time.Time) bool {
+	exp := g.GetExpiresUnixNano()
+	return exp != 0 && now.UnixNano() >= exp
+}
+
+func fmtExpiry(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
+
+// covers reports whether grant g satisfies privilege on resource, its
+// expiry aside (Check judges that). admin
 // implies every privilege but the destination roles (login:…, db:…,
 // kube:…, connect): logging in to a host as a Unix user is a different
 // power from managing the cluster, and is only ever granted by name, as
@@ -317,7 +351,7 @@ type RoleGrant struct {
 // groups, for the issuers of credentials. Each role (and namespace) is
 // listed once, with the first grant that allows it in Check's order (the
 // subject's own grants, then its groups'); none is an empty list. admin
-// implies none of them (see covers).
+// implies none of them (see covers), and an expired grant allows none.
 func (a *Authorizer) Roles(subject, kind, destination string) ([]RoleGrant, error) {
 	known := false
 	for _, k := range events.RoleKinds {
@@ -334,6 +368,7 @@ func (a *Authorizer) Roles(subject, kind, destination string) ([]RoleGrant, erro
 		return nil, err
 	}
 	res := "destinations/" + destination
+	now := a.now()
 	var out []RoleGrant
 	seen := map[[2]string]bool{}
 	for _, h := range holders {
@@ -342,6 +377,9 @@ func (a *Authorizer) Roles(subject, kind, destination string) ([]RoleGrant, erro
 			return nil, fmt.Errorf("grants of %s: %w", h, err)
 		}
 		for _, g := range grants {
+			if grantExpired(g, now) {
+				continue
+			}
 			r, err := events.ParseRole(g.GetPrivilege())
 			if err != nil || r.Kind != kind {
 				continue
