@@ -181,6 +181,9 @@ func TestIssueSSHThroughFollower(t *testing.T) {
 		t.Fatalf("valid before %v, token expires %v: a credential outlived its token", time.Unix(0, r.GetValidBeforeUnixNano()), exp)
 	}
 
+	// Every node has applied the last issue, so that an index moving in the
+	// loop below can only be a refused issue's write.
+	c.WaitEvent(r.GetIndex())
 	refused := []struct {
 		name string
 		req  *rpc.IssueSSHRequest
