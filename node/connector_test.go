@@ -1,8 +1,6 @@
 package node
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"reflect"
 	"testing"
 	"time"
@@ -10,6 +8,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/hpt-dev/hpt/fsm"
+	"github.com/hpt-dev/hpt/internal/sshdtest"
 	"github.com/hpt-dev/hpt/rpc"
 )
 
@@ -43,15 +42,7 @@ func (f *fakeSSHState) RevokedCredentials(dest string, now time.Time) ([]*fsm.Cr
 }
 
 func testSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := sshdtest.NewKey(t)
 	return s
 }
 
